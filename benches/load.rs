@@ -1,0 +1,350 @@
+//! Load test: the release `antre` binary in front of a small in-process
+//! origin, all on loopback. Bounded in requests and time. Run with
+//! `bash benches/load.sh` (or `cargo bench --bench load`).
+//!
+//! Measures, each over keep-alive HTTP/1.1 connections:
+//! - the origin alone (the baseline),
+//! - admitted visitors through antre (a pass on every request),
+//! - waiting visitors polling `/_antre/status`,
+//! - a storm of new arrivals (a ticket each),
+//! - a 1 GiB upload through antre, with antre's peak memory before and after.
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Requests per scenario, split over the connections.
+const REQUESTS: usize = 60_000;
+const CONNECTIONS: usize = 32;
+/// No scenario runs longer than this.
+const TIME_LIMIT: Duration = Duration::from_secs(30);
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken.
+    let origin = start_origin().await;
+    let dir = std::env::temp_dir().join(format!("antre-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = format!(
+        r#"[listen]
+addr = "127.0.0.1:0"
+[admin]
+addr = "127.0.0.1:0"
+[origin]
+url = "http://{origin}"
+[store]
+state_file = "state.json"
+[[rooms]]
+id = "open"
+paths = ["/open"]
+admit_per_minute = 600000
+[[rooms]]
+id = "line"
+paths = ["/line"]
+admit_per_minute = 1
+"#
+    );
+    std::fs::write(dir.join("antre.toml"), config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_antre"))
+        .args(["run", "--config"])
+        .arg(dir.join("antre.toml"))
+        .env("ANTRE_LOG", "warn,antre=info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+            {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        }
+    });
+    let antre: SocketAddr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pid = child.id();
+
+    println!("antre load test: {REQUESTS} requests a scenario over {CONNECTIONS} connections, loopback, 2 cores shared by client, antre and origin");
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>10}",
+        "scenario", "req/s", "p50 us", "p99 us", "errors"
+    );
+
+    let direct = run(origin, "/", Vec::new()).await;
+    report("origin alone", &direct);
+
+    let pass = cookie_from(antre, "/open", "antre-pass-open").await;
+    let admitted = run(antre, "/open/page", vec![("cookie", pass)]).await;
+    report("admitted via antre", &admitted);
+
+    // One visitor holds the line's only admission; the poller waits.
+    cookie_from(antre, "/line", "antre-pass-line").await;
+    let ticket = cookie_from(antre, "/line", "antre-ticket-line").await;
+    let polls = run(
+        antre,
+        "/_antre/status?room=line",
+        vec![("cookie", ticket), ("accept", "application/json".into())],
+    )
+    .await;
+    report("waiting visitor polls", &polls);
+
+    let arrivals = run(
+        antre,
+        "/line",
+        vec![
+            ("accept", "application/json".into()),
+            ("cookie", "antre-hello=1".into()),
+        ],
+    )
+    .await;
+    report("new arrivals (tickets)", &arrivals);
+
+    let before = peak_rss_kib(pid);
+    let pass = cookie_from(antre, "/open", "antre-pass-open").await;
+    let started = Instant::now();
+    let uploaded = upload(antre, &pass, 1024).await;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "1 GiB upload via antre: {uploaded} bytes in {seconds:.1} s ({:.0} MiB/s); antre peak RSS {} KiB before, {} KiB after",
+        1024.0 / seconds,
+        before,
+        peak_rss_kib(pid)
+    );
+
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+struct Outcome {
+    latencies: Vec<Duration>,
+    errors: usize,
+    elapsed: Duration,
+}
+
+fn report(name: &str, outcome: &Outcome) {
+    let mut sorted = outcome.latencies.clone();
+    sorted.sort();
+    let at = |q: f64| {
+        sorted.get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
+    };
+    println!(
+        "{:<28} {:>10.0} {:>10} {:>10} {:>10}",
+        name,
+        sorted.len() as f64 / outcome.elapsed.as_secs_f64(),
+        at(0.5).map_or(0, |d| d.as_micros()),
+        at(0.99).map_or(0, |d| d.as_micros()),
+        outcome.errors
+    );
+}
+
+/// Sends `REQUESTS` GETs for `path` over `CONNECTIONS` keep-alive
+/// connections.
+async fn run(addr: SocketAddr, path: &str, headers: Vec<(&'static str, String)>) -> Outcome {
+    let started = Instant::now();
+    let headers = Arc::new(headers);
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..CONNECTIONS {
+        let path = path.to_owned();
+        let headers = headers.clone();
+        workers.spawn(async move {
+            let mut latencies = Vec::with_capacity(REQUESTS / CONNECTIONS);
+            let mut errors = 0;
+            let Ok(stream) = TcpStream::connect(addr).await else {
+                return (latencies, REQUESTS / CONNECTIONS);
+            };
+            let _ = stream.set_nodelay(true);
+            let Ok((mut sender, connection)) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+            else {
+                return (latencies, REQUESTS / CONNECTIONS);
+            };
+            tokio::spawn(connection);
+            for _ in 0..REQUESTS / CONNECTIONS {
+                if started.elapsed() > TIME_LIMIT {
+                    break;
+                }
+                let mut request = Request::get(path.as_str()).header("host", addr.to_string());
+                for (name, value) in headers.iter() {
+                    request = request.header(*name, value.as_str());
+                }
+                let request = request.body(Empty::<Bytes>::new()).unwrap();
+                let sent = Instant::now();
+                match sender.send_request(request).await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let _ = response.into_body().collect().await;
+                        latencies.push(sent.elapsed());
+                        if status.is_server_error()
+                            && status != http::StatusCode::SERVICE_UNAVAILABLE
+                        {
+                            errors += 1;
+                        }
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+            (latencies, errors)
+        });
+    }
+    let mut outcome = Outcome {
+        latencies: Vec::new(),
+        errors: 0,
+        elapsed: Duration::ZERO,
+    };
+    while let Some(Ok((latencies, errors))) = workers.join_next().await {
+        outcome.latencies.extend(latencies);
+        outcome.errors += errors;
+    }
+    outcome.elapsed = started.elapsed();
+    outcome
+}
+
+/// Visits `path` once with no cookies and returns `name=value` of the cookie
+/// `name` antre set.
+async fn cookie_from(addr: SocketAddr, path: &str, name: &str) -> String {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // The first-visit cookie a browser would bring back.
+    let request = Request::get(path)
+        .header("host", addr.to_string())
+        .header("cookie", "antre-hello=1")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(name))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+        .to_owned()
+}
+
+async fn upload(addr: SocketAddr, pass: &str, mib: usize) -> String {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        let chunk = Bytes::from(vec![b'u'; 1 << 20]);
+        for _ in 0..mib {
+            if tx.send(chunk.clone()).await.is_err() {
+                break;
+            }
+        }
+    });
+    struct Channel(tokio::sync::mpsc::Receiver<Bytes>);
+    impl hyper::body::Body for Channel {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|c| c.map(|c| Ok(hyper::body::Frame::data(c))))
+        }
+    }
+    let request = Request::post("/open/upload")
+        .header("host", addr.to_string())
+        .header("cookie", pass)
+        .body(Channel(rx))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+// === origin ===
+
+async fn start_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(origin))
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn origin(request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if request.uri().path().ends_with("/upload") {
+        let mut total = 0usize;
+        let mut body = request.into_body();
+        while let Some(Ok(frame)) = body.frame().await {
+            total += frame.data_ref().map_or(0, |d| d.len());
+        }
+        return Ok(Response::new(
+            Full::new(Bytes::from(total.to_string()))
+                .map_err(|n| match n {})
+                .boxed(),
+        ));
+    }
+    Ok(Response::new(
+        Full::new(Bytes::from_static(
+            b"<html><body>registration form</body></html>",
+        ))
+        .map_err(|n| match n {})
+        .boxed(),
+    ))
+}

@@ -1,0 +1,473 @@
+//! The operators' listener, apart from visitor traffic: a JSON API to watch
+//! rooms and change them live (through the store, so every instance of a
+//! fleet follows), health and readiness for orchestrators. Every request
+//! but `/healthz` needs the bearer token when one is configured.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde::{Deserialize, Deserializer, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::clock::MICROS_PER_SECOND;
+use crate::config::Config;
+use crate::engine::{Engine, Room};
+use crate::metrics::Metrics;
+use crate::proxy::Body;
+use crate::store::{AnyStore, SettingsChange, Store};
+
+/// Largest admin request body read.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Audit entries kept by this instance.
+const AUDIT_KEEP: usize = 1000;
+
+/// One change an operator made.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    /// Unix seconds.
+    pub at: u64,
+    /// Who asked: the `X-Antre-Operator` header, else "unknown".
+    pub who: String,
+    pub room: String,
+    /// What was asked, as sent.
+    pub change: serde_json::Value,
+}
+
+pub struct Admin {
+    pub config: Arc<Config>,
+    pub engine: Arc<Engine<AnyStore>>,
+    pub metrics: Arc<Metrics>,
+    /// This instance's record of changes, newest last. A std `Mutex`:
+    /// nothing is awaited while it is held.
+    audit: Mutex<VecDeque<AuditEntry>>,
+}
+
+/// A live change as the API takes it. Unknown fields are refused, so a
+/// typo is an error, not a silent no-op.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomPatch {
+    admit_per_minute: Option<u32>,
+    /// A number sets the quota; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    quota: Option<Option<u64>>,
+    paused: Option<bool>,
+    pass_minutes: Option<u64>,
+}
+
+/// Tells a field that is absent (`None`) from one that is `null`
+/// (`Some(None)`).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<u64>>, D::Error> {
+    Option::<u64>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    /// Must repeat the room's id.
+    confirm: String,
+}
+
+impl Admin {
+    pub fn new(config: Arc<Config>, engine: Arc<Engine<AnyStore>>, metrics: Arc<Metrics>) -> Self {
+        Admin {
+            config,
+            engine,
+            metrics,
+            audit: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        let path = request.uri().path().to_owned();
+        if path == "/healthz" {
+            return json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
+        }
+        if !self.authorized(&request) {
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required",
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let method = request.method().clone();
+        match (method, segments.as_slice()) {
+            (Method::GET, ["readyz"]) => self.ready(),
+            (Method::GET, ["metrics"]) => {
+                let text = self.metrics.render(&self.engine);
+                let mut response = Response::new(
+                    Full::new(Bytes::from(text))
+                        .map_err(|never| match never {})
+                        .boxed(),
+                );
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            (Method::GET, ["api", "rooms"]) => {
+                let rooms: Vec<_> = self.engine.rooms().iter().map(|r| self.report(r)).collect();
+                json(StatusCode::OK, &rooms)
+            }
+            (Method::GET, ["api", "rooms", id]) => match self.room(id) {
+                Some(room) => json(StatusCode::OK, &self.report(room)),
+                None => unknown_room(id),
+            },
+            (Method::PATCH, ["api", "rooms", id]) => {
+                let id = id.to_string();
+                self.patch(&id, request).await
+            }
+            (Method::POST, ["api", "rooms", id, "reset"]) => {
+                let id = id.to_string();
+                self.reset(&id, request).await
+            }
+            (Method::GET, ["api", "audit"]) => {
+                let audit: Vec<AuditEntry> = self.lock_audit().iter().cloned().collect();
+                json(StatusCode::OK, &audit)
+            }
+            _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
+        }
+    }
+
+    fn authorized(&self, request: &Request<Incoming>) -> bool {
+        let Some(token) = &self.config.admin.token else {
+            return true;
+        };
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        constant_time_eq(given.as_bytes(), token.as_bytes())
+    }
+
+    fn room(&self, id: &str) -> Option<&Room> {
+        self.engine.rooms().iter().find(|r| r.config.id == id)
+    }
+
+    fn lock_audit(&self) -> std::sync::MutexGuard<'_, VecDeque<AuditEntry>> {
+        self.audit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ready when every room's store answers.
+    fn ready(&self) -> Response<Body> {
+        let down: Vec<&str> = self
+            .engine
+            .rooms()
+            .iter()
+            .filter(|r| !r.store_healthy())
+            .map(|r| r.config.id.as_str())
+            .collect();
+        if down.is_empty() {
+            json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+        } else {
+            json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"status": "store_unavailable", "rooms": down}),
+            )
+        }
+    }
+
+    /// What an operator sees of a room, from this instance's cached view.
+    fn report(&self, room: &Room) -> serde_json::Value {
+        let now = self.engine.clock().now_micros();
+        let view = room.view();
+        let settings = &view.settings;
+        let frontier = view.projected_frontier(now);
+        let waiting = view.tail.saturating_sub(frontier);
+        let interval = settings.interval();
+        let seconds = |micros: u64| micros.div_ceil(MICROS_PER_SECOND);
+        let last_wait = (waiting > 0)
+            .then(|| view.release_time(view.tail, now))
+            .flatten()
+            .map(|at| seconds(at.saturating_sub(now)));
+        let quota_out = settings
+            .quota
+            .filter(|_| !settings.paused)
+            .map(|_| seconds(view.releasable().saturating_mul(interval)));
+        serde_json::json!({
+            "id": room.config.id,
+            "title": room.config.title,
+            "paths": room.config.paths,
+            "epoch": view.epoch,
+            "tail": view.tail,
+            "frontier": frontier,
+            "waiting": waiting,
+            "admitted": view.admitted,
+            "admitted_last_minute": room.admitted_last_minute(),
+            "admit_per_minute": settings.admit_per_minute,
+            "configured_admit_per_minute": room.config.settings.admit_per_minute,
+            "quota": settings.quota,
+            "quota_left": view.quota_left(),
+            "sold_out": view.sold_out(),
+            "paused": settings.paused,
+            "pass_minutes": settings.pass_seconds / 60,
+            "last_in_line_wait_seconds": last_wait,
+            "drains_in_seconds": last_wait,
+            "quota_runs_out_in_seconds": quota_out,
+            "store": if room.store_healthy() { "ok" } else { "unavailable" },
+            "updated_at": view.at / MICROS_PER_SECOND,
+        })
+    }
+
+    async fn patch(&self, id: &str, request: Request<Incoming>) -> Response<Body> {
+        let Some(room) = self.room(id) else {
+            return unknown_room(id);
+        };
+        let who = operator(&request);
+        let (raw, patch) = match read_json::<RoomPatch>(request).await {
+            Ok(parsed) => parsed,
+            Err(response) => return response,
+        };
+        let mut problems = Vec::new();
+        if let Some(rate) = patch.admit_per_minute {
+            if rate == 0 || rate > 600_000 {
+                problems.push(format!(
+                    "admit_per_minute must be between 1 and 600000, got {rate}"
+                ));
+            }
+        }
+        if let Some(Some(0)) = patch.quota {
+            problems.push("quota must be at least 1; send null for no quota".to_owned());
+        }
+        if let Some(minutes) = patch.pass_minutes {
+            if minutes == 0 || minutes > 7 * 24 * 60 {
+                problems.push(format!(
+                    "pass_minutes must be between 1 and 10080, got {minutes}"
+                ));
+            }
+        }
+        if patch.admit_per_minute.is_none()
+            && patch.quota.is_none()
+            && patch.paused.is_none()
+            && patch.pass_minutes.is_none()
+        {
+            problems.push(
+                "nothing to change: send admit_per_minute, quota, paused or pass_minutes"
+                    .to_owned(),
+            );
+        }
+        if !problems.is_empty() {
+            return json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &serde_json::json!({"error": "invalid", "problems": problems}),
+            );
+        }
+        let change = SettingsChange {
+            admit_per_minute: patch.admit_per_minute,
+            quota: patch.quota,
+            paused: patch.paused,
+            pass_seconds: patch.pass_minutes.map(|m| m * 60),
+        };
+        let now = self.engine.clock().now_micros();
+        match self.engine.store().update(id, &change, now).await {
+            Ok(view) => {
+                self.engine.offer(room, view);
+                self.record(&who, id, raw);
+                json(StatusCode::OK, &self.report(room))
+            }
+            Err(e) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                &e.to_string(),
+            ),
+        }
+    }
+
+    async fn reset(&self, id: &str, request: Request<Incoming>) -> Response<Body> {
+        let Some(room) = self.room(id) else {
+            return unknown_room(id);
+        };
+        let who = operator(&request);
+        let (raw, reset) = match read_json::<ResetRequest>(request).await {
+            Ok(parsed) => parsed,
+            Err(response) => return response,
+        };
+        if reset.confirm != id {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unconfirmed",
+                &format!(
+                    "a reset drops everyone's place: send {{\"confirm\": \"{id}\"}} to confirm"
+                ),
+            );
+        }
+        let now = self.engine.clock().now_micros();
+        match self.engine.store().reset(id, now).await {
+            Ok(view) => {
+                self.engine.offer(room, view);
+                self.record(&who, id, serde_json::json!({"reset": raw}));
+                json(StatusCode::OK, &self.report(room))
+            }
+            Err(e) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                &e.to_string(),
+            ),
+        }
+    }
+
+    fn record(&self, who: &str, room: &str, change: serde_json::Value) {
+        tracing::info!(who, room, change = %change, "admin change");
+        let entry = AuditEntry {
+            at: self.engine.clock().now_seconds(),
+            who: who.to_owned(),
+            room: room.to_owned(),
+            change,
+        };
+        let mut audit = self.lock_audit();
+        audit.push_back(entry);
+        while audit.len() > AUDIT_KEEP {
+            audit.pop_front();
+        }
+    }
+}
+
+fn operator(request: &Request<Incoming>) -> String {
+    request
+        .headers()
+        .get("x-antre-operator")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+/// Reads a JSON body of at most [`MAX_BODY`] bytes.
+async fn read_json<T: for<'de> Deserialize<'de>>(
+    request: Request<Incoming>,
+) -> Result<(serde_json::Value, T), Response<Body>> {
+    let body = Limited::new(request.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the body is too large or broken",
+            )
+        })?
+        .to_bytes();
+    let raw: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            &format!("the body is not JSON: {e}"),
+        )
+    })?;
+    let parsed = serde_json::from_value(raw.clone())
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", &e.to_string()))?;
+    Ok((raw, parsed))
+}
+
+fn unknown_room(id: &str) -> Response<Body> {
+    error(
+        StatusCode::NOT_FOUND,
+        "unknown_room",
+        &format!("no room {id:?}"),
+    )
+}
+
+fn error(code: StatusCode, kind: &str, message: &str) -> Response<Body> {
+    json(
+        code,
+        &serde_json::json!({"error": kind, "message": message}),
+    )
+}
+
+fn json<T: Serialize>(code: StatusCode, value: &T) -> Response<Body> {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Compares without leaking, through timing, how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Serves the admin API until `shutdown` flips.
+pub async fn serve(admin: Arc<Admin>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let admin = admin.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.handle(request).await) }
+            });
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret-token-123", b"secret-token-123"));
+        assert!(!constant_time_eq(b"secret-token-124", b"secret-token-123"));
+        assert!(!constant_time_eq(b"secret", b"secret-token-123"));
+    }
+
+    #[test]
+    fn a_patch_tells_absent_from_null() {
+        let patch: RoomPatch = serde_json::from_str(r#"{"quota": null}"#).unwrap();
+        assert_eq!(patch.quota, Some(None));
+        let patch: RoomPatch = serde_json::from_str(r#"{"paused": true}"#).unwrap();
+        assert_eq!(patch.quota, None);
+        assert!(serde_json::from_str::<RoomPatch>(r#"{"rate": 5}"#).is_err());
+    }
+}

@@ -1,0 +1,1355 @@
+//! The config file: raw serde structs as written in TOML, checked and turned
+//! into a [`Config`] of typed values. Every problem is collected and reported
+//! at once, each naming its key, before any port is bound.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Uri};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::page::Template;
+use crate::store::RoomSettings;
+use crate::token;
+
+/// One problem in the config, naming the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the key, e.g. `rooms[0].admit_per_minute`.
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+// === raw config, as written ===
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawListen {
+    addr: Option<String>,
+    prefix: Option<String>,
+    header_read_timeout_seconds: Option<u64>,
+    idle_timeout_seconds: Option<u64>,
+    secure_cookies: Option<bool>,
+    trust_forwarded: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawOrigin {
+    url: Option<String>,
+    host: Option<String>,
+    connect_timeout_seconds: Option<u64>,
+    response_timeout_seconds: Option<u64>,
+    pool_idle_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    kind: Option<String>,
+    state_file: Option<String>,
+    sync_millis: Option<u64>,
+    url: Option<String>,
+    cluster: Option<Vec<String>>,
+    prefix: Option<String>,
+    on_error: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPage {
+    utc_offset: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmin {
+    addr: Option<String>,
+    token: Option<String>,
+    token_env: Option<String>,
+    token_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawKey {
+    id: Option<String>,
+    secret: Option<String>,
+    secret_env: Option<String>,
+    secret_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRoom {
+    id: Option<String>,
+    title: Option<String>,
+    paths: Option<Vec<String>>,
+    hosts: Option<Vec<String>>,
+    admit_per_minute: Option<u32>,
+    burst: Option<u32>,
+    quota: Option<u64>,
+    pass_minutes: Option<u64>,
+    claim_minutes: Option<u64>,
+    ticket_hours: Option<u64>,
+    paused: Option<bool>,
+    refresh_seconds: Option<u32>,
+    template: Option<String>,
+}
+
+/// Keys each table may hold; anything else is reported as unknown. Kept
+/// beside the raw structs above, which also deny unknown fields.
+const SECTIONS: &[(&str, &[&str])] = &[
+    (
+        "listen",
+        &[
+            "addr",
+            "prefix",
+            "header_read_timeout_seconds",
+            "idle_timeout_seconds",
+            "secure_cookies",
+            "trust_forwarded",
+        ],
+    ),
+    (
+        "origin",
+        &[
+            "url",
+            "host",
+            "connect_timeout_seconds",
+            "response_timeout_seconds",
+            "pool_idle_seconds",
+        ],
+    ),
+    (
+        "store",
+        &[
+            "kind",
+            "state_file",
+            "sync_millis",
+            "url",
+            "cluster",
+            "prefix",
+            "on_error",
+        ],
+    ),
+    ("page", &["utc_offset"]),
+    ("admin", &["addr", "token", "token_env", "token_file"]),
+    ("keys", &["id", "secret", "secret_env", "secret_file"]),
+    (
+        "rooms",
+        &[
+            "id",
+            "title",
+            "paths",
+            "hosts",
+            "admit_per_minute",
+            "burst",
+            "quota",
+            "pass_minutes",
+            "claim_minutes",
+            "ticket_hours",
+            "paused",
+            "refresh_seconds",
+            "template",
+        ],
+    ),
+];
+
+// === validated config ===
+
+/// A checked config: every value typed and in range.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Listen,
+    pub origin: Origin,
+    pub store: StoreConfig,
+    pub page: PageConfig,
+    pub admin: AdminConfig,
+    /// Signing keys, the first signs. Empty: antre makes one in its state.
+    pub keys: Vec<KeySpec>,
+    pub rooms: Vec<RoomConfig>,
+}
+
+/// The operators' listener, apart from visitor traffic.
+#[derive(Clone)]
+pub struct AdminConfig {
+    /// Default `127.0.0.1:9090`.
+    pub addr: SocketAddr,
+    /// Bearer token for every admin request; required unless `addr` is a
+    /// loopback address.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Listen {
+    /// Default `127.0.0.1:8080`.
+    pub addr: SocketAddr,
+    /// Where antre's own endpoints live; default `/_antre`.
+    pub prefix: String,
+    /// Default 10 s.
+    pub header_read_timeout: Duration,
+    /// A connection with no traffic this long is closed; default 120 s.
+    pub idle_timeout: Duration,
+    /// Mark cookies `Secure` even on plain HTTP, and tell the origin the
+    /// visitor used https: TLS ends in front of antre. Default false.
+    pub secure_cookies: bool,
+    /// Keep the `X-Forwarded-*` headers a proxy in front of antre set;
+    /// otherwise a client's claims in them are replaced. Default false.
+    pub trust_forwarded: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// `http://host:port`, no path.
+    pub url: Uri,
+    /// Host header to send instead of the client's; default none.
+    pub host: Option<HeaderValue>,
+    /// Default 5 s.
+    pub connect_timeout: Duration,
+    /// Until the origin's response headers arrive; default 60 s.
+    pub response_timeout: Duration,
+    /// Idle pooled connections are closed after this; default 90 s.
+    pub pool_idle: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreKind {
+    Memory {
+        state_file: PathBuf,
+    },
+    /// One Redis server.
+    Redis {
+        url: String,
+        prefix: String,
+    },
+    /// A Redis Cluster, given some of its nodes.
+    Cluster {
+        urls: Vec<String>,
+        prefix: String,
+    },
+}
+
+/// What visitors get while the store cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Admitted visitors carry on; waiting ones keep their place and see
+    /// "paused"; nobody new is admitted, so the quota stays safe.
+    Hold,
+    /// Visitors without a pass are let in (uncounted) until the store is
+    /// back: the site's availability over the quota.
+    Admit,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// Default `hold`.
+    pub on_error: OnError,
+    /// How often each instance refreshes its rooms' counters; default 200 ms.
+    pub sync_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PageConfig {
+    /// Local time zone for "last updated"; default +07:00 (WIB).
+    pub utc_offset_minutes: i32,
+}
+
+#[derive(Clone)]
+pub struct KeySpec {
+    pub id: String,
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for KeySpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySpec")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    pub id: String,
+    /// Shown on the queue page; defaults to the id.
+    pub title: String,
+    /// Path prefixes the room guards, matched on whole segments.
+    pub paths: Vec<String>,
+    /// Hosts the room guards (lowercase, no port); empty means any.
+    pub hosts: Vec<String>,
+    pub settings: RoomSettings,
+    /// How long a pass lasts after the visitor's last request (renewed
+    /// at most once a minute).
+    pub pass_seconds: u64,
+    /// How long a ticket is honoured after it was issued.
+    pub ticket_seconds: u64,
+    /// Longest pause between a waiting page's refreshes.
+    pub refresh_seconds: u32,
+    pub template: Option<Arc<Template>>,
+}
+
+impl Config {
+    /// Reads and checks the config at `path`. Relative paths inside it
+    /// (state file, templates, secret files) are taken from its folder.
+    pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![ConfigError {
+                key: "(file)".into(),
+                message: format!("cannot read {}: {e}", path.display()),
+            }]
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base)
+    }
+
+    /// Checks config text; `base` is the folder relative paths start from.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            vec![ConfigError {
+                key: "(syntax)".into(),
+                message: e.to_string().trim().replace('\n', " "),
+            }]
+        })?;
+        let mut check = Checker {
+            errors: Vec::new(),
+            base: base.to_path_buf(),
+        };
+        let config = check.config(&table);
+        if check.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(check.errors)
+        }
+    }
+
+    /// The room that guards `host` and `path`: the longest matching prefix.
+    pub fn room_for(&self, host: Option<&str>, path: &str) -> Option<usize> {
+        route(&self.rooms, host, path)
+    }
+}
+
+/// Picks the room whose path prefix is longest among those matching `path`
+/// (as [`routing_path`] reads it) on `host`.
+pub fn route(rooms: &[RoomConfig], host: Option<&str>, path: &str) -> Option<usize> {
+    let host = host.map(normal_host);
+    let path = routing_path(path);
+    let mut best: Option<(usize, usize)> = None;
+    for (index, room) in rooms.iter().enumerate() {
+        if !room.hosts.is_empty()
+            && !host
+                .as_ref()
+                .is_some_and(|h| room.hosts.iter().any(|r| r == h))
+        {
+            continue;
+        }
+        for prefix in &room.paths {
+            if path_matches(prefix, &path) && best.is_none_or(|(_, len)| prefix.len() > len) {
+                best = Some((index, prefix.len()));
+            }
+        }
+    }
+    best.map(|(index, _)| index)
+}
+
+/// The path as routing reads it: percent-escapes decoded, backslashes as
+/// slashes, `;parameters` dropped, empty and `.` segments removed, `..`
+/// resolved, lower case. Origins differ in which of these they do; routing
+/// does them all, so no other spelling of a guarded path slips past its
+/// room (`/%64aftar`, `//daftar`, `/x/../daftar`, `/DAFTAR`, `/daftar;a`).
+pub fn routing_path(raw: &str) -> String {
+    let raw = raw.split(['?', '#']).next().unwrap_or("");
+    // Twice, for origins that decode twice (`%2564` is `%64` is `d`).
+    let decoded = percent_decode(&percent_decode(raw)).replace('\\', "/");
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment.split(';').next().unwrap_or("") {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            kept => segments.push(kept),
+        }
+    }
+    let mut path = format!("/{}", segments.join("/"));
+    if decoded.ends_with('/') && !segments.is_empty() {
+        path.push('/');
+    }
+    path.to_lowercase()
+}
+
+/// `/daftar` matches `/daftar` and `/daftar/x`, not `/daftarx`; `/form/`
+/// matches `/form` too. Both sides are routing paths.
+fn path_matches(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => prefix.len() > 1 && prefix.strip_suffix('/') == Some(path),
+    }
+}
+
+/// Lower case, without port or the trailing dot of a fully qualified name.
+fn normal_host(host: &str) -> String {
+    strip_port(host).trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Decodes `%XX` escapes (`+` stays as written: in a path it is a plus);
+/// invalid escapes stay as written, invalid UTF-8 becomes U+FFFD.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = match bytes.get(i..i + 3) {
+            Some([b'%', high, low]) if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {
+                let digit = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+                Some(digit(*high) * 16 + digit(*low))
+            }
+            _ => None,
+        };
+        match hex {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(host);
+    }
+    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+}
+
+// === checking ===
+
+struct Checker {
+    errors: Vec<ConfigError>,
+    base: PathBuf,
+}
+
+impl Checker {
+    fn error(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn config(&mut self, table: &toml::Table) -> Config {
+        let known: Vec<&str> = SECTIONS.iter().map(|(name, _)| *name).collect();
+        for key in table.keys() {
+            if !known.contains(&key.as_str()) {
+                self.unknown(key, key, &known);
+            }
+        }
+        let listen = self.section::<RawListen>(table, "listen");
+        let origin = self.section::<RawOrigin>(table, "origin");
+        let store = self.section::<RawStore>(table, "store");
+        let page = self.section::<RawPage>(table, "page");
+        let admin = self.section::<RawAdmin>(table, "admin");
+        let keys = self.array::<RawKey>(table, "keys");
+        let rooms = self.array::<RawRoom>(table, "rooms");
+        let keys_given = !keys.is_empty();
+        let config = Config {
+            listen: self.listen(listen),
+            origin: self.origin(origin),
+            store: self.store(store),
+            page: self.page(page),
+            admin: self.admin(admin),
+            keys: keys
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, k)| self.key(i, k))
+                .collect(),
+            rooms: self.rooms(rooms),
+        };
+        if config.origin.host.is_some() {
+            for (index, room) in config.rooms.iter().enumerate() {
+                if !room.hosts.is_empty() {
+                    self.error(
+                        format!("rooms[{index}].hosts"),
+                        "cannot guard by host while origin.host sends every request to the same site; guard by path",
+                    );
+                }
+            }
+        }
+        if !keys_given && !matches!(config.store.kind, StoreKind::Memory { .. }) {
+            self.error(
+                "keys",
+                "instances sharing Redis must sign with the same keys: add [[keys]] (the same on every instance)",
+            );
+        }
+        config
+    }
+
+    fn unknown(&mut self, path: &str, key: &str, allowed: &[&str]) {
+        let hint = allowed
+            .iter()
+            .filter(|candidate| edit_distance(key, candidate) <= 2)
+            .min_by_key(|candidate| edit_distance(key, candidate))
+            .map(|candidate| format!("; did you mean `{candidate}`?"))
+            .unwrap_or_default();
+        self.error(path, format!("unknown key `{key}`{hint}"));
+    }
+
+    /// Reports unknown keys in one table and returns the table without
+    /// them, so the rest can still be checked.
+    fn known_keys(&mut self, path: &str, section: &str, table: &toml::Table) -> toml::Table {
+        let allowed = SECTIONS
+            .iter()
+            .find(|(name, _)| *name == section)
+            .map(|(_, keys)| *keys)
+            .unwrap_or(&[]);
+        let mut known = table.clone();
+        for key in table.keys() {
+            if !allowed.contains(&key.as_str()) {
+                self.unknown(&format!("{path}.{key}"), key, allowed);
+                known.remove(key);
+            }
+        }
+        known
+    }
+
+    fn decode<T: DeserializeOwned + Default>(
+        &mut self,
+        path: &str,
+        section: &str,
+        value: &toml::Value,
+    ) -> T {
+        let Some(table) = value.as_table() else {
+            self.error(path, "must be a table");
+            return T::default();
+        };
+        let mut known = self.known_keys(path, section, table);
+        // Decode each key on its own first, so a wrong type is reported
+        // against its key and the rest of the table is still checked.
+        for (key, item) in known.clone() {
+            let single = toml::Table::from_iter([(key.clone(), item)]);
+            if let Err(e) = T::deserialize(toml::Value::Table(single)) {
+                self.error(format!("{path}.{key}"), e.message().trim().to_string());
+                known.remove(&key);
+            }
+        }
+        T::deserialize(toml::Value::Table(known)).unwrap_or_else(|e| {
+            self.error(path, e.message().trim().to_string());
+            T::default()
+        })
+    }
+
+    fn section<T: DeserializeOwned + Default>(&mut self, table: &toml::Table, name: &str) -> T {
+        match table.get(name) {
+            Some(value) => self.decode(name, name, value),
+            None => T::default(),
+        }
+    }
+
+    fn array<T: DeserializeOwned + Default>(&mut self, table: &toml::Table, name: &str) -> Vec<T> {
+        match table.get(name) {
+            None => Vec::new(),
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| self.decode(&format!("{name}[{i}]"), name, item))
+                .collect(),
+            Some(_) => {
+                self.error(name, format!("must be an array of tables ([[{name}]])"));
+                Vec::new()
+            }
+        }
+    }
+
+    fn seconds(
+        &mut self,
+        key: &str,
+        value: Option<u64>,
+        default: u64,
+        range: (u64, u64),
+    ) -> Duration {
+        Duration::from_secs(self.ranged(key, value, default, range))
+    }
+
+    fn ranged(
+        &mut self,
+        key: &str,
+        value: Option<u64>,
+        default: u64,
+        (low, high): (u64, u64),
+    ) -> u64 {
+        let value = value.unwrap_or(default);
+        if value < low || value > high {
+            self.error(
+                key,
+                format!("must be between {low} and {high}, got {value}"),
+            );
+            return default;
+        }
+        value
+    }
+
+    fn path(&self, value: &str) -> PathBuf {
+        let path = Path::new(value);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    fn listen(&mut self, raw: RawListen) -> Listen {
+        let addr_text = raw.addr.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let addr = addr_text.parse().unwrap_or_else(|_| {
+            self.error(
+                "listen.addr",
+                format!("{addr_text:?} is not an address with a port, like \"127.0.0.1:8080\""),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        });
+        let prefix = raw.prefix.unwrap_or_else(|| "/_antre".into());
+        if !prefix.starts_with('/')
+            || prefix.len() < 2
+            || prefix.ends_with('/')
+            || prefix.contains(['?', '#', ' '])
+        {
+            self.error(
+                "listen.prefix",
+                format!(
+                    "{prefix:?} must be a path like \"/_antre\": a leading '/', no trailing '/'"
+                ),
+            );
+        }
+        Listen {
+            addr,
+            prefix,
+            header_read_timeout: self.seconds(
+                "listen.header_read_timeout_seconds",
+                raw.header_read_timeout_seconds,
+                10,
+                (1, 3600),
+            ),
+            idle_timeout: self.seconds(
+                "listen.idle_timeout_seconds",
+                raw.idle_timeout_seconds,
+                120,
+                (1, 86_400),
+            ),
+            secure_cookies: raw.secure_cookies.unwrap_or(false),
+            trust_forwarded: raw.trust_forwarded.unwrap_or(false),
+        }
+    }
+
+    fn origin(&mut self, raw: RawOrigin) -> Origin {
+        let url = match raw.url {
+            None => {
+                self.error("origin.url", "is required: the address of the site antre guards, like \"http://127.0.0.1:9000\"");
+                Uri::from_static("http://127.0.0.1:9000")
+            }
+            Some(text) => match text.parse::<Uri>() {
+                Ok(uri)
+                    if uri.scheme_str() == Some("http")
+                        && uri.authority().is_some()
+                        && matches!(uri.path(), "" | "/")
+                        && uri.query().is_none() =>
+                {
+                    uri
+                }
+                Ok(uri) if uri.scheme_str() == Some("https") => {
+                    self.error(
+                        "origin.url",
+                        format!("{text:?}: HTTPS origins are not supported yet; use http://"),
+                    );
+                    uri
+                }
+                _ => {
+                    self.error(
+                        "origin.url",
+                        format!("{text:?} must be http://host:port with no path, like \"http://127.0.0.1:9000\""),
+                    );
+                    Uri::from_static("http://127.0.0.1:9000")
+                }
+            },
+        };
+        let host = raw.host.and_then(|h| match HeaderValue::from_str(&h) {
+            Ok(value) if !h.is_empty() && !h.contains(['/', ' ']) => Some(value),
+            _ => {
+                self.error(
+                    "origin.host",
+                    format!("{h:?} is not a valid Host header value"),
+                );
+                None
+            }
+        });
+        Origin {
+            url,
+            host,
+            connect_timeout: self.seconds(
+                "origin.connect_timeout_seconds",
+                raw.connect_timeout_seconds,
+                5,
+                (1, 600),
+            ),
+            response_timeout: self.seconds(
+                "origin.response_timeout_seconds",
+                raw.response_timeout_seconds,
+                60,
+                (1, 3600),
+            ),
+            pool_idle: self.seconds(
+                "origin.pool_idle_seconds",
+                raw.pool_idle_seconds,
+                90,
+                (1, 3600),
+            ),
+        }
+    }
+
+    fn store(&mut self, raw: RawStore) -> StoreConfig {
+        let prefix = raw.prefix.unwrap_or_else(|| "antre".into());
+        if prefix.is_empty() || prefix.contains(['{', '}', ' ']) {
+            self.error(
+                "store.prefix",
+                format!("{prefix:?} must be non-empty, without braces or spaces"),
+            );
+        }
+        let memory_only = |checker: &mut Checker, key: &str, set: bool| {
+            if set {
+                checker.error(format!("store.{key}"), "only applies to kind = \"memory\"");
+            }
+        };
+        let redis_url = |checker: &mut Checker, key: &str, url: &str| {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://"))
+                || url.parse::<Uri>().is_err()
+            {
+                checker.error(
+                    key,
+                    format!("{url:?} must be a redis:// or rediss:// URL, like \"redis://127.0.0.1:6379\""),
+                );
+            }
+        };
+        let kind = match raw.kind.as_deref().unwrap_or("memory") {
+            "memory" => {
+                if raw.url.is_some() || raw.cluster.is_some() {
+                    self.error("store.kind", "`url` and `cluster` need kind = \"redis\"");
+                }
+                StoreKind::Memory {
+                    state_file: self.path(raw.state_file.as_deref().unwrap_or("antre-state.json")),
+                }
+            }
+            "redis" => {
+                memory_only(self, "state_file", raw.state_file.is_some());
+                match (raw.url, raw.cluster) {
+                    (Some(url), None) => {
+                        redis_url(self, "store.url", &url);
+                        StoreKind::Redis { url, prefix }
+                    }
+                    (None, Some(urls)) if !urls.is_empty() => {
+                        for (i, url) in urls.iter().enumerate() {
+                            redis_url(self, &format!("store.cluster[{i}]"), url);
+                        }
+                        StoreKind::Cluster { urls, prefix }
+                    }
+                    (Some(_), Some(_)) => {
+                        self.error(
+                            "store",
+                            "give either `url` (one Redis) or `cluster` (its nodes), not both",
+                        );
+                        StoreKind::Redis {
+                            url: String::new(),
+                            prefix,
+                        }
+                    }
+                    _ => {
+                        self.error(
+                            "store.url",
+                            "is required with kind = \"redis\" (or `cluster` for a Redis Cluster)",
+                        );
+                        StoreKind::Redis {
+                            url: String::new(),
+                            prefix,
+                        }
+                    }
+                }
+            }
+            other => {
+                self.error(
+                    "store.kind",
+                    format!("{other:?} is not a store kind; use \"memory\" or \"redis\""),
+                );
+                StoreKind::Memory {
+                    state_file: PathBuf::from("antre-state.json"),
+                }
+            }
+        };
+        let on_error = match raw.on_error.as_deref().unwrap_or("hold") {
+            "hold" => OnError::Hold,
+            "admit" => OnError::Admit,
+            other => {
+                self.error(
+                    "store.on_error",
+                    format!("{other:?} must be \"hold\" or \"admit\""),
+                );
+                OnError::Hold
+            }
+        };
+        let sync_millis = self.ranged("store.sync_millis", raw.sync_millis, 200, (10, 5_000));
+        StoreConfig {
+            kind,
+            on_error,
+            sync_interval: Duration::from_millis(sync_millis),
+        }
+    }
+
+    fn admin(&mut self, raw: RawAdmin) -> AdminConfig {
+        let text = raw.addr.unwrap_or_else(|| "127.0.0.1:9090".into());
+        let addr = text.parse().unwrap_or_else(|_| {
+            self.error(
+                "admin.addr",
+                format!("{text:?} is not an address with a port, like \"127.0.0.1:9090\""),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 9090))
+        });
+        let sources = [
+            raw.token.is_some(),
+            raw.token_env.is_some(),
+            raw.token_file.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() > 1 {
+            self.error(
+                "admin",
+                "give at most one of `token`, `token_env` or `token_file`",
+            );
+        }
+        let token = if let Some(token) = raw.token {
+            Some(token)
+        } else if let Some(var) = raw.token_env {
+            std::env::var(&var).ok().or_else(|| {
+                self.error(
+                    "admin.token_env",
+                    format!("environment variable {var:?} is not set"),
+                );
+                None
+            })
+        } else if let Some(file) = raw.token_file {
+            let path = self.path(&file);
+            match std::fs::read(&path) {
+                Ok(bytes) => Some(String::from_utf8_lossy(&trim_newline(bytes)).into_owned()),
+                Err(e) => {
+                    self.error(
+                        "admin.token_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(token) = &token {
+            if token.len() < 16 {
+                self.error(
+                    "admin.token",
+                    format!("is {} characters long; at least 16 are needed", token.len()),
+                );
+            }
+        }
+        if token.is_none() && !addr.ip().is_loopback() {
+            self.error(
+                "admin.token",
+                format!("is required to serve the admin API on {addr}, beyond loopback"),
+            );
+        }
+        AdminConfig { addr, token }
+    }
+
+    fn page(&mut self, raw: RawPage) -> PageConfig {
+        let text = raw.utc_offset.unwrap_or_else(|| "+07:00".into());
+        let utc_offset_minutes = parse_utc_offset(&text).unwrap_or_else(|| {
+            self.error(
+                "page.utc_offset",
+                format!("{text:?} is not an offset like \"+07:00\" (between -12:00 and +14:00)"),
+            );
+            420
+        });
+        PageConfig { utc_offset_minutes }
+    }
+
+    fn key(&mut self, index: usize, raw: RawKey) -> Option<KeySpec> {
+        let path = format!("keys[{index}]");
+        let Some(id) = raw.id else {
+            self.error(format!("{path}.id"), "is required");
+            return None;
+        };
+        let sources = [
+            raw.secret.is_some(),
+            raw.secret_env.is_some(),
+            raw.secret_file.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            self.error(
+                &path,
+                "needs exactly one of `secret`, `secret_env` or `secret_file`",
+            );
+            return None;
+        }
+        let (key, secret) = if let Some(secret) = raw.secret {
+            (format!("{path}.secret"), secret.into_bytes())
+        } else if let Some(var) = raw.secret_env {
+            match std::env::var(&var) {
+                Ok(value) => (format!("{path}.secret_env"), value.into_bytes()),
+                Err(_) => {
+                    self.error(
+                        format!("{path}.secret_env"),
+                        format!("environment variable {var:?} is not set"),
+                    );
+                    return None;
+                }
+            }
+        } else {
+            let file = self.path(raw.secret_file.as_deref().unwrap_or_default());
+            match std::fs::read(&file) {
+                // A trailing newline from `echo` or an editor is not part of the secret.
+                Ok(bytes) => (format!("{path}.secret_file"), trim_newline(bytes)),
+                Err(e) => {
+                    self.error(
+                        format!("{path}.secret_file"),
+                        format!("cannot read {}: {e}", file.display()),
+                    );
+                    return None;
+                }
+            }
+        };
+        match token::Key::new(&id, &secret) {
+            Ok(_) => Some(KeySpec { id, secret }),
+            Err(message) => {
+                self.error(key, message);
+                None
+            }
+        }
+    }
+
+    fn rooms(&mut self, raw: Vec<RawRoom>) -> Vec<RoomConfig> {
+        let mut seen = BTreeSet::new();
+        let mut rooms = Vec::new();
+        for (index, raw) in raw.into_iter().enumerate() {
+            if let Some(room) = self.room(index, raw) {
+                if !seen.insert(room.id.clone()) {
+                    self.error(
+                        format!("rooms[{index}].id"),
+                        format!("{:?} is used by another room", room.id),
+                    );
+                }
+                rooms.push(room);
+            }
+        }
+        rooms
+    }
+
+    fn room(&mut self, index: usize, raw: RawRoom) -> Option<RoomConfig> {
+        let key = |name: &str| format!("rooms[{index}].{name}");
+        let id = match raw.id {
+            Some(id) if valid_room_id(&id) => id,
+            Some(id) => {
+                self.error(
+                    key("id"),
+                    format!("{id:?} must be 1 to 32 characters of a-z, 0-9, '_' or '-'"),
+                );
+                return None;
+            }
+            None => {
+                self.error(key("id"), "is required");
+                return None;
+            }
+        };
+        let paths = raw.paths.unwrap_or_default();
+        if paths.is_empty() {
+            self.error(
+                key("paths"),
+                "must list at least one path prefix, like [\"/\"]",
+            );
+        }
+        for path in &paths {
+            if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+                self.error(
+                    key("paths"),
+                    format!("{path:?} must be a path starting with '/'"),
+                );
+            }
+        }
+        let hosts: Vec<String> = raw
+            .hosts
+            .unwrap_or_default()
+            .iter()
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        for host in &hosts {
+            if host.is_empty() || host.contains(['/', ':', ' ']) {
+                self.error(
+                    key("hosts"),
+                    format!("{host:?} must be a host name without port or path"),
+                );
+            }
+        }
+        let Some(rate) = raw.admit_per_minute else {
+            self.error(
+                key("admit_per_minute"),
+                "is required: admissions per minute, at least 1",
+            );
+            return None;
+        };
+        if rate == 0 || rate > 600_000 {
+            self.error(
+                key("admit_per_minute"),
+                format!("must be between 1 and 600000, got {rate}"),
+            );
+        }
+        let burst = raw.burst.unwrap_or((rate / 60).max(1));
+        if burst == 0 || burst > 1_000_000 {
+            self.error(
+                key("burst"),
+                format!("must be between 1 and 1000000, got {burst}"),
+            );
+        }
+        if raw.quota == Some(0) {
+            self.error(
+                key("quota"),
+                "must be at least 1; leave it out for no quota",
+            );
+        }
+        let pass_minutes =
+            self.ranged(&key("pass_minutes"), raw.pass_minutes, 20, (1, 7 * 24 * 60));
+        let claim_minutes = self.ranged(&key("claim_minutes"), raw.claim_minutes, 10, (1, 24 * 60));
+        let ticket_hours = self.ranged(&key("ticket_hours"), raw.ticket_hours, 24, (1, 30 * 24));
+        let refresh_seconds = self.ranged(
+            &key("refresh_seconds"),
+            raw.refresh_seconds.map(u64::from),
+            20,
+            (2, 600),
+        );
+        let template = raw.template.and_then(|file| {
+            let path = self.path(&file);
+            match std::fs::read_to_string(&path) {
+                Ok(source) => match Template::parse(&source) {
+                    Ok(template) => Some(Arc::new(template)),
+                    Err(problems) => {
+                        for problem in problems {
+                            self.error(key("template"), format!("{}: {problem}", path.display()));
+                        }
+                        None
+                    }
+                },
+                Err(e) => {
+                    self.error(
+                        key("template"),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        });
+        Some(RoomConfig {
+            title: raw.title.unwrap_or_else(|| id.clone()),
+            id,
+            paths: paths.iter().map(|p| routing_path(p)).collect(),
+            hosts,
+            settings: RoomSettings {
+                admit_per_minute: rate.max(1),
+                burst: burst.max(1),
+                quota: raw.quota,
+                paused: raw.paused.unwrap_or(false),
+                claim_seconds: claim_minutes * 60,
+                pass_seconds: pass_minutes * 60,
+            },
+            pass_seconds: pass_minutes * 60,
+            ticket_seconds: ticket_hours * 3600,
+            refresh_seconds: refresh_seconds as u32,
+            template,
+        })
+    }
+}
+
+/// Room ids appear in cookie names and store keys: 1 to 32 of `a-z 0-9 _ -`.
+pub fn valid_room_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// `+07:00`, `-03:30`, `Z` or `+00:00`.
+pub fn parse_utc_offset(text: &str) -> Option<i32> {
+    if text == "Z" {
+        return Some(0);
+    }
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1, &text[1..]),
+        b'-' => (-1, &text[1..]),
+        _ => return None,
+    };
+    let (hours, minutes) = rest.split_once(':')?;
+    if hours.len() != 2 || minutes.len() != 2 {
+        return None;
+    }
+    let hours: i32 = hours.parse().ok()?;
+    let minutes: i32 = minutes.parse().ok()?;
+    let total = sign * (hours * 60 + minutes);
+    (minutes < 60 && (-12 * 60..=14 * 60).contains(&total)).then_some(total)
+}
+
+fn trim_newline(mut bytes: Vec<u8>) -> Vec<u8> {
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    bytes
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != *cb);
+            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTRACT: &str = r#"
+[listen]
+addr = "127.0.0.1:8080"
+
+[origin]
+url = "http://127.0.0.1:9000"
+
+[store]
+kind = "memory"
+
+[[rooms]]
+id = "vaksin"
+paths = ["/"]
+admit_per_minute = 60
+quota = 1000
+pass_minutes = 20
+"#;
+
+    fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+        Config::parse(text, Path::new("/tmp"))
+    }
+
+    fn messages(text: &str) -> Vec<String> {
+        parse(text)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_contract_config_parses_with_defaults() {
+        let config = parse(CONTRACT).unwrap();
+        let room = &config.rooms[0];
+        assert_eq!(room.id, "vaksin");
+        assert_eq!(room.settings.admit_per_minute, 60);
+        assert_eq!(room.settings.burst, 1);
+        assert_eq!(room.settings.quota, Some(1000));
+        assert_eq!(room.settings.claim_seconds, 600);
+        assert_eq!(room.pass_seconds, 1200);
+        assert_eq!(config.listen.prefix, "/_antre");
+        assert_eq!(config.page.utc_offset_minutes, 420);
+        assert!(
+            matches!(&config.store.kind, StoreKind::Memory { state_file } if state_file == Path::new("/tmp/antre-state.json"))
+        );
+    }
+
+    #[test]
+    fn a_misspelt_key_is_named_with_a_suggestion() {
+        let errors = messages(&CONTRACT.replace("admit_per_minute", "admit_per_minit"));
+        assert!(
+            errors.iter().any(|e| e.contains("rooms[0].admit_per_minit")
+                && e.contains("did you mean `admit_per_minute`")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = CONTRACT
+            .replace("127.0.0.1:8080", "nowhere")
+            .replace("pass_minutes = 20", "pass_minutes = 0\nqouta = 3")
+            .replace("[store]", "[store]\ncolour = 1")
+            .replace("http://127.0.0.1:9000", "ftp://x");
+        let errors = messages(&text);
+        for key in [
+            "listen.addr",
+            "rooms[0].qouta",
+            "rooms[0].pass_minutes",
+            "store.colour",
+            "origin.url",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.starts_with(key)),
+                "{key} missing from {errors:?}"
+            );
+        }
+        // Only what the user wrote wrong: an unknown key does not hide the
+        // rest of its table, nor add errors about it.
+        assert_eq!(errors.len(), 5, "{errors:?}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_key_and_value() {
+        let errors = messages(&CONTRACT.replace("pass_minutes = 20", "pass_minutes = 0"));
+        assert_eq!(
+            errors,
+            vec!["rooms[0].pass_minutes: must be between 1 and 10080, got 0"]
+        );
+        let errors = messages(&CONTRACT.replace("quota = 1000", "quota = \"many\""));
+        assert_eq!(
+            errors,
+            vec!["rooms[0].quota: invalid type: string \"many\", expected u64"]
+        );
+    }
+
+    #[test]
+    fn short_keys_and_duplicate_rooms_are_refused() {
+        let text = format!(
+            "{CONTRACT}\n[[keys]]\nid = \"k1\"\nsecret = \"short\"\n\n[[rooms]]\nid = \"vaksin\"\npaths = [\"/x\"]\nadmit_per_minute = 1\n"
+        );
+        let errors = messages(&text);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("keys[0].secret") && e.contains("at least 32")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("rooms[1].id") && e.contains("another room")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn routing_takes_the_longest_prefix_on_whole_segments() {
+        let text = format!("{CONTRACT}\n[[rooms]]\nid = \"daftar\"\npaths = [\"/daftar\"]\nhosts = [\"Kota.example\"]\nadmit_per_minute = 5\n");
+        let config = parse(&text).unwrap();
+        assert_eq!(
+            config.room_for(Some("kota.example:8080"), "/daftar/baru"),
+            Some(1)
+        );
+        assert_eq!(config.room_for(Some("kota.example"), "/daftar"), Some(1));
+        assert_eq!(config.room_for(Some("kota.example"), "/daftarx"), Some(0));
+        assert_eq!(config.room_for(Some("other.example"), "/daftar"), Some(0));
+        assert_eq!(config.room_for(None, "/"), Some(0));
+    }
+
+    #[test]
+    fn other_spellings_of_a_guarded_path_are_guarded_too() {
+        let text = format!(
+            "{}\n[[rooms]]\nid = \"daftar\"\npaths = [\"/Daftar\", \"/form/\"]\nhosts = [\"kota.example\"]\nadmit_per_minute = 5\n",
+            CONTRACT.replace("paths = [\"/\"]", "paths = [\"/open\"]")
+        );
+        let config = parse(&text).unwrap();
+        for path in [
+            "/daftar",
+            "/DAFTAR/x",
+            "//daftar",
+            "/%64aftar",
+            "/%2564aftar",
+            "/x/../daftar",
+            "/./daftar",
+            "/daftar;jsessionid=1",
+            "\\daftar",
+            "/form",
+            "/form/step",
+        ] {
+            assert_eq!(
+                config.room_for(Some("kota.example."), path),
+                Some(1),
+                "{path}"
+            );
+        }
+        assert_eq!(config.room_for(Some("kota.example"), "/daftarx"), None);
+        assert_eq!(config.room_for(Some("kota.example"), "/formx"), None);
+    }
+
+    #[test]
+    fn rooms_cannot_guard_by_host_when_the_host_header_is_rewritten() {
+        let text = CONTRACT
+            .replace(
+                "url = \"http://127.0.0.1:9000\"",
+                "url = \"http://127.0.0.1:9000\"\nhost = \"internal\"",
+            )
+            .replace(
+                "paths = [\"/\"]",
+                "paths = [\"/\"]\nhosts = [\"kota.example\"]",
+            );
+        assert!(messages(&text)[0].starts_with("rooms[0].hosts"));
+    }
+
+    #[test]
+    fn a_shared_store_needs_configured_keys() {
+        let text = CONTRACT.replace(
+            "kind = \"memory\"",
+            "kind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"",
+        );
+        let errors = messages(&text);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("keys: instances sharing Redis")),
+            "{errors:?}"
+        );
+        let errors = messages(
+            &CONTRACT.replace("kind = \"memory\"", "kind = \"redis\"\nurl = \"http://x\""),
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("store.url")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn utc_offsets() {
+        assert_eq!(parse_utc_offset("+07:00"), Some(420));
+        assert_eq!(parse_utc_offset("-03:30"), Some(-210));
+        assert_eq!(parse_utc_offset("Z"), Some(0));
+        for bad in ["07:00", "+7:00", "+15:00", "+07:60", ""] {
+            assert_eq!(parse_utc_offset(bad), None, "{bad}");
+        }
+    }
+}

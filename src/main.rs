@@ -1,0 +1,310 @@
+//! The `antre` command: parse arguments, load and check the config, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use antre::clock::SystemClock;
+use antre::config::{Config, OnError, StoreKind};
+
+/// A virtual waiting room in front of any website.
+#[derive(Parser)]
+#[command(name = "antre", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve: queue visitors and forward admitted ones to the origin.
+    Run {
+        /// The config file.
+        #[arg(short, long, value_name = "FILE", default_value = "config/antre.toml")]
+        config: PathBuf,
+        /// Log lines for people (`human`) or one JSON object a line (`json`).
+        #[arg(long, value_enum, default_value = "human")]
+        log_format: LogFormat,
+    },
+    /// Check a config and print a summary of its rooms; lists every problem.
+    Check {
+        /// The config file.
+        #[arg(short, long, value_name = "FILE", default_value = "config/antre.toml")]
+        config: PathBuf,
+    },
+    /// Watch and steer a running antre through its admin API.
+    Ctl {
+        /// The admin API.
+        #[arg(
+            long,
+            env = "ANTRE_ADMIN_ADDR",
+            default_value = "http://127.0.0.1:9090"
+        )]
+        addr: String,
+        /// The admin bearer token.
+        #[arg(long, env = "ANTRE_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: CtlAction,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum CtlAction {
+    /// Every room: line, admissions, rate, quota.
+    Status,
+    /// Set a room's admissions per minute.
+    Rate { room: String, per_minute: u32 },
+    /// Set a room's quota (total admissions), or `none`.
+    Quota { room: String, quota: String },
+    /// Stop admitting; tickets are still handed out and places kept.
+    Pause { room: String },
+    /// Admit again.
+    Resume { room: String },
+    /// Start a new epoch: everyone waiting loses their place.
+    Reset { room: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match load(&config) {
+            Some(config) => {
+                print!("{}", summary(&config));
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::FAILURE,
+        },
+        Command::Ctl {
+            addr,
+            token,
+            json,
+            action,
+        } => ctl(addr, token, json, action),
+        Command::Run { config, log_format } => {
+            init_logging(log_format);
+            let Some(config) = load(&config) else {
+                return ExitCode::FAILURE;
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("antre: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(serve(config))
+        }
+    }
+}
+
+fn ctl(addr: String, token: Option<String>, json: bool, action: CtlAction) -> ExitCode {
+    use antre::ctl::{self, Command as C, Target};
+    let command = match action {
+        CtlAction::Status => C::Status,
+        CtlAction::Rate { room, per_minute } => C::Rate { room, per_minute },
+        CtlAction::Quota { room, quota } => match quota.as_str() {
+            "none" => C::Quota { room, quota: None },
+            text => match text.parse() {
+                Ok(quota) => C::Quota {
+                    room,
+                    quota: Some(quota),
+                },
+                Err(_) => {
+                    eprintln!("antre ctl: quota {text:?} must be a number or `none`");
+                    return ExitCode::FAILURE;
+                }
+            },
+        },
+        CtlAction::Pause { room } => C::Pause { room },
+        CtlAction::Resume { room } => C::Resume { room },
+        CtlAction::Reset { room } => C::Reset { room },
+    };
+    let target = Target {
+        addr,
+        token,
+        operator: std::env::var("USER").unwrap_or_else(|_| "ctl".into()),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("antre ctl: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ctl::run(&target, &command, json)) {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("antre ctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let running = match antre::run::start(config, Arc::new(SystemClock)).await {
+        Ok(running) => running,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("antre: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    wait_for_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    running.stop().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn load(path: &std::path::Path) -> Option<Config> {
+    match Config::load(path) {
+        Ok(config) => Some(config),
+        Err(errors) => {
+            eprintln!(
+                "antre: {} has {} problem{}:",
+                path.display(),
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
+            for error in errors {
+                eprintln!("  {error}");
+            }
+            None
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let level = std::env::var("ANTRE_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    use std::io::IsTerminal as _;
+    let logs = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
+/// A Redis URL without its password, for printing.
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// One screen about the config, for `antre check`.
+fn summary(config: &Config) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "config OK");
+    let _ = writeln!(
+        out,
+        "listen   {} (antre endpoints under {})",
+        config.listen.addr, config.listen.prefix
+    );
+    let _ = writeln!(out, "origin   {}", config.origin.url);
+    let store = match &config.store.kind {
+        StoreKind::Memory { state_file } => format!("memory, state in {}", state_file.display()),
+        StoreKind::Redis { url, prefix } => {
+            format!("redis {}, keys under {prefix}:", redacted(url))
+        }
+        StoreKind::Cluster { urls, prefix } => format!(
+            "redis cluster {}, keys under {prefix}:",
+            urls.iter()
+                .map(|u| redacted(u))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    };
+    let policy = match config.store.on_error {
+        OnError::Hold => "hold",
+        OnError::Admit => "admit",
+    };
+    let store = format!("{store}; on error: {policy}");
+    let _ = writeln!(out, "store    {store}");
+    let keys = if config.keys.is_empty() {
+        "none configured: one is created in the state file".to_owned()
+    } else {
+        let ids: Vec<&str> = config.keys.iter().map(|k| k.id.as_str()).collect();
+        format!("{} (signs with {})", ids.join(", "), ids[0])
+    };
+    let _ = writeln!(out, "keys     {keys}");
+    let _ = writeln!(out, "rooms    {}", config.rooms.len());
+    let _ = writeln!(
+        out,
+        "  {:<16} {:>8} {:>6} {:>10} {:>6} {:>6}  paths",
+        "id", "per min", "burst", "quota", "pass", "claim"
+    );
+    for room in &config.rooms {
+        let quota = room
+            .settings
+            .quota
+            .map_or("none".to_owned(), |q| q.to_string());
+        let mut paths = room.paths.join(" ");
+        if !room.hosts.is_empty() {
+            paths = format!("{paths} on {}", room.hosts.join(" "));
+        }
+        if room.settings.paused {
+            paths.push_str(" (paused)");
+        }
+        let _ = writeln!(
+            out,
+            "  {:<16} {:>8} {:>6} {:>10} {:>5}m {:>5}m  {}",
+            room.id,
+            room.settings.admit_per_minute,
+            room.settings.burst,
+            quota,
+            room.pass_seconds / 60,
+            room.settings.claim_seconds / 60,
+            paths
+        );
+    }
+    out
+}

@@ -1,0 +1,182 @@
+//! Every metric antre exports, on one explicit registry. Names are the
+//! constants below and nowhere else; labels are of low cardinality (room,
+//! outcome, kind; never a visitor). Room gauges come from the cached views
+//! at scrape time, so the request path only bumps counters.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::engine::Engine;
+use crate::store::AnyStore;
+
+pub const REQUESTS: &str = "antre_requests_total";
+pub const ORIGIN_SECONDS: &str = "antre_origin_response_seconds";
+pub const ORIGIN_ERRORS: &str = "antre_origin_errors_total";
+pub const STORE_SECONDS: &str = "antre_store_call_seconds";
+pub const STORE_ERRORS: &str = "antre_store_errors_total";
+pub const WAITING: &str = "antre_visitors_waiting";
+pub const TICKETS: &str = "antre_tickets_issued";
+pub const ADMITTED: &str = "antre_admitted";
+pub const ADMITTED_LAST_MINUTE: &str = "antre_admitted_last_minute";
+pub const RATE: &str = "antre_admit_per_minute";
+pub const CONFIGURED_RATE: &str = "antre_configured_admit_per_minute";
+pub const QUOTA_LEFT: &str = "antre_quota_remaining";
+pub const PAUSED: &str = "antre_paused";
+pub const STORE_UP: &str = "antre_store_up";
+
+/// What became of a request, for [`REQUESTS`].
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    /// A pass holder's request went to the origin.
+    Forwarded,
+    /// Admitted now and forwarded.
+    Admitted,
+    Waiting,
+    Paused,
+    SoldOut,
+    /// A first visit sent back for its cookie.
+    CookieCheck,
+    /// No room guards the route.
+    Unguarded,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "forwarded",
+            Outcome::Admitted => "admitted",
+            Outcome::Waiting => "waiting",
+            Outcome::Paused => "paused",
+            Outcome::SoldOut => "sold_out",
+            Outcome::CookieCheck => "cookie_check",
+            Outcome::Unguarded => "unguarded",
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    pub origin_seconds: Histogram,
+    origin_errors: IntCounterVec,
+    pub store_seconds: Histogram,
+    pub store_errors: IntCounter,
+    rooms: Vec<(&'static str, IntGaugeVec)>,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                REQUESTS,
+                "Requests to guarded and unguarded routes, by room and outcome.",
+            ),
+            &["room", "outcome"],
+        )?;
+        let origin_seconds = Histogram::with_opts(
+            HistogramOpts::new(ORIGIN_SECONDS, "Time until the origin's response headers.")
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
+        )?;
+        let origin_errors = IntCounterVec::new(
+            Opts::new(
+                ORIGIN_ERRORS,
+                "Requests the origin could not answer, by kind.",
+            ),
+            &["kind"],
+        )?;
+        let store_seconds = Histogram::with_opts(
+            HistogramOpts::new(STORE_SECONDS, "Time of one call to the shared store.").buckets(
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                ],
+            ),
+        )?;
+        let store_errors = IntCounter::new(STORE_ERRORS, "Calls to the shared store that failed.")?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(origin_seconds.clone()))?;
+        registry.register(Box::new(origin_errors.clone()))?;
+        registry.register(Box::new(store_seconds.clone()))?;
+        registry.register(Box::new(store_errors.clone()))?;
+        let mut rooms = Vec::new();
+        for (name, help) in [
+            (WAITING, "Visitors holding a ticket beyond the frontier."),
+            (TICKETS, "Tickets handed out so far in the room (its tail)."),
+            (ADMITTED, "Passes issued so far in the room."),
+            (
+                ADMITTED_LAST_MINUTE,
+                "Passes issued in the last minute: the effective rate.",
+            ),
+            (RATE, "The room's current admissions per minute."),
+            (CONFIGURED_RATE, "Admissions per minute in the config."),
+            (
+                QUOTA_LEFT,
+                "Admissions left in the quota (absent without a quota).",
+            ),
+            (PAUSED, "1 while the room is paused."),
+            (STORE_UP, "1 while the room's store answers."),
+        ] {
+            let gauge = IntGaugeVec::new(Opts::new(name, help), &["room"])?;
+            registry.register(Box::new(gauge.clone()))?;
+            rooms.push((name, gauge));
+        }
+        Ok(Metrics {
+            registry,
+            requests,
+            origin_seconds,
+            origin_errors,
+            store_seconds,
+            store_errors,
+            rooms,
+        })
+    }
+
+    pub fn request(&self, room: &str, outcome: Outcome) {
+        self.requests
+            .with_label_values(&[room, outcome.label()])
+            .inc();
+    }
+
+    pub fn origin_error(&self, kind: &str) {
+        self.origin_errors.with_label_values(&[kind]).inc();
+    }
+
+    /// The registry in Prometheus' text format, with room gauges read from
+    /// the engine's cached views now.
+    pub fn render(&self, engine: &Engine<AnyStore>) -> String {
+        for room in engine.rooms() {
+            let view = room.view();
+            let id = room.config.id.as_str();
+            let now = engine.clock().now_micros();
+            let waiting = view.tail.saturating_sub(view.projected_frontier(now));
+            for (name, gauge) in &self.rooms {
+                let value = match *name {
+                    WAITING => Some(waiting),
+                    TICKETS => Some(view.tail),
+                    ADMITTED => Some(view.admitted),
+                    ADMITTED_LAST_MINUTE => Some(room.admitted_last_minute()),
+                    RATE => Some(u64::from(view.settings.admit_per_minute)),
+                    CONFIGURED_RATE => Some(u64::from(room.config.settings.admit_per_minute)),
+                    QUOTA_LEFT => view.quota_left(),
+                    PAUSED => Some(u64::from(view.settings.paused)),
+                    STORE_UP => Some(u64::from(room.store_healthy())),
+                    _ => None,
+                };
+                if let Some(value) = value {
+                    gauge
+                        .with_label_values(&[id])
+                        .set(i64::try_from(value).unwrap_or(i64::MAX));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "could not encode metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

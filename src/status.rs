@@ -1,0 +1,64 @@
+//! What a visitor is told about their own place: the value behind the queue
+//! page, the status endpoint and the JSON answer on guarded routes.
+
+use serde::Serialize;
+
+/// Where a visitor stands in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Holds a valid pass: requests go to the origin.
+    Admitted,
+    /// Holds a ticket beyond the frontier.
+    Waiting,
+    /// The room's quota is used up; no more passes will be issued.
+    SoldOut,
+    /// The operator paused admissions; places are kept.
+    Paused,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Admitted => "admitted",
+            State::Waiting => "waiting",
+            State::SoldOut => "sold_out",
+            State::Paused => "paused",
+        }
+    }
+}
+
+/// A visitor's own status in one room, as served by `GET /_antre/status`.
+///
+/// Numbers that do not apply to the state are `None` (JSON `null`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    /// The room's id from the config.
+    pub room: String,
+    pub state: State,
+    /// The visitor's ticket number (their place among all arrivals).
+    pub ticket: Option<u64>,
+    /// Place in line: ticket number minus frontier; 1 means "next".
+    pub position: Option<u64>,
+    /// People ahead in line: `position - 1`.
+    pub ahead: Option<u64>,
+    /// Seconds until the frontier reaches this ticket at the current rate.
+    pub eta_seconds: Option<u64>,
+    /// An honest range around `eta_seconds`: `[earliest, latest]`.
+    pub eta_range_seconds: Option<[u64; 2]>,
+    /// Admissions left in the quota; `None` when the room has no quota.
+    pub quota_left: Option<u64>,
+    /// True when more people are ahead than admissions are left, so this
+    /// visitor gets in only if others give up their place.
+    pub beyond_quota: bool,
+    /// True when the visitor's earlier ticket lapsed (their turn came and
+    /// went unclaimed for `claim_minutes`) and they were given a new one.
+    pub requeued: bool,
+    /// How long a client should wait before asking again.
+    pub refresh_seconds: u32,
+    /// Near the front of the line, the exact wait until the visitor's turn
+    /// (plus a moment), so a script can ask right then; `None` otherwise.
+    pub poll_after_millis: Option<u64>,
+    /// Unix time (seconds) of the counters this status was computed from.
+    pub updated_at: u64,
+}

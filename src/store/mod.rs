@@ -1,0 +1,221 @@
+//! The counters behind every room, behind one trait so that the in-process
+//! store and a shared store run the same engine. Each operation is atomic:
+//! it advances the room to `now` and applies its change in one step.
+
+pub mod memory;
+pub mod queue;
+pub mod redis;
+
+use std::future::Future;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
+pub use queue::{Claim, Overrides, RoomSettings, RoomView, SettingsChange};
+
+use crate::clock::Micros;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("room {0:?} is not configured in the store")]
+    UnknownRoom(String),
+    #[error("state file {path}: {message}")]
+    State { path: String, message: String },
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Places promised during an outage are being numbered; a newcomer is
+    /// promised one too rather than jump ahead of them.
+    #[error("places promised during an outage are being numbered")]
+    Settling,
+}
+
+/// A new ticket, and whether it was admitted on the spot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arrival {
+    pub ticket: u64,
+    pub admitted: bool,
+    pub view: RoomView,
+}
+
+/// Atomic operations on rooms' counters.
+///
+/// Every method first advances the room to `now` (releases what the rate
+/// allows, expires unclaimed slots), then does its own work, as one atomic
+/// step however many instances share the store.
+pub trait Store: Send + Sync + 'static {
+    /// Creates the room if it is new, and applies `settings` to it.
+    fn configure(
+        &self,
+        room: &str,
+        settings: &RoomSettings,
+        now: Micros,
+    ) -> impl Future<Output = Result<RoomView, StoreError>> + Send;
+
+    /// Advances the room and returns its counters.
+    fn sync(
+        &self,
+        room: &str,
+        now: Micros,
+    ) -> impl Future<Output = Result<RoomView, StoreError>> + Send;
+
+    /// Hands out the next ticket; admits it at once when nobody is ahead and
+    /// the rate and quota allow.
+    fn arrive(
+        &self,
+        room: &str,
+        now: Micros,
+    ) -> impl Future<Output = Result<Arrival, StoreError>> + Send;
+
+    /// Exchanges a ticket for a pass, atomically with the quota check; the
+    /// same ticket is never counted twice.
+    fn claim(
+        &self,
+        room: &str,
+        epoch: u64,
+        ticket: u64,
+        now: Micros,
+    ) -> impl Future<Output = Result<(Claim, RoomView), StoreError>> + Send;
+
+    /// Turns a place promised during a store outage into a ticket. Places
+    /// promised in one outage are numbered together, in arrival order, once
+    /// the promises have had a few seconds to come in; until then `None`.
+    /// `member` identifies the promise; asking again gives the same ticket.
+    fn arrive_pending(
+        &self,
+        room: &str,
+        member: &str,
+        arrival_millis: u64,
+        now: Micros,
+    ) -> impl Future<Output = Result<Option<Arrival>, StoreError>> + Send;
+
+    /// Changes a room's settings live, for every instance sharing the
+    /// store; the changed settings survive restarts with another config.
+    fn update(
+        &self,
+        room: &str,
+        change: &SettingsChange,
+        now: Micros,
+    ) -> impl Future<Output = Result<RoomView, StoreError>> + Send;
+
+    /// Starts a new epoch of the room: old tickets and passes stop counting.
+    fn reset(
+        &self,
+        room: &str,
+        now: Micros,
+    ) -> impl Future<Output = Result<RoomView, StoreError>> + Send;
+}
+
+/// The store chosen in the config.
+pub enum AnyStore {
+    Memory(std::sync::Arc<MemoryStore>),
+    Redis(std::sync::Arc<RedisStore>),
+}
+
+impl AnyStore {
+    /// A short name for reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AnyStore::Memory(_) => "memory",
+            AnyStore::Redis(_) => "redis",
+        }
+    }
+
+    /// Calls to a shared store so far, failed ones, and their mean latency
+    /// in microseconds; `None` for the in-process store.
+    pub fn call_stats(&self) -> Option<(u64, u64, u64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self {
+            AnyStore::Memory(_) => None,
+            AnyStore::Redis(store) => {
+                let calls = store.stats.calls.load(Relaxed);
+                let micros = store.stats.micros.load(Relaxed);
+                Some((
+                    calls,
+                    store.stats.errors.load(Relaxed),
+                    micros.checked_div(calls).unwrap_or(0),
+                ))
+            }
+        }
+    }
+}
+
+impl Store for AnyStore {
+    async fn configure(
+        &self,
+        room: &str,
+        settings: &RoomSettings,
+        now: Micros,
+    ) -> Result<RoomView, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.configure(room, settings, now).await,
+            AnyStore::Redis(store) => store.configure(room, settings, now).await,
+        }
+    }
+
+    async fn sync(&self, room: &str, now: Micros) -> Result<RoomView, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.sync(room, now).await,
+            AnyStore::Redis(store) => store.sync(room, now).await,
+        }
+    }
+
+    async fn arrive(&self, room: &str, now: Micros) -> Result<Arrival, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.arrive(room, now).await,
+            AnyStore::Redis(store) => store.arrive(room, now).await,
+        }
+    }
+
+    async fn claim(
+        &self,
+        room: &str,
+        epoch: u64,
+        ticket: u64,
+        now: Micros,
+    ) -> Result<(Claim, RoomView), StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.claim(room, epoch, ticket, now).await,
+            AnyStore::Redis(store) => store.claim(room, epoch, ticket, now).await,
+        }
+    }
+
+    async fn arrive_pending(
+        &self,
+        room: &str,
+        member: &str,
+        arrival_millis: u64,
+        now: Micros,
+    ) -> Result<Option<Arrival>, StoreError> {
+        match self {
+            AnyStore::Memory(store) => {
+                store
+                    .arrive_pending(room, member, arrival_millis, now)
+                    .await
+            }
+            AnyStore::Redis(store) => {
+                store
+                    .arrive_pending(room, member, arrival_millis, now)
+                    .await
+            }
+        }
+    }
+
+    async fn update(
+        &self,
+        room: &str,
+        change: &SettingsChange,
+        now: Micros,
+    ) -> Result<RoomView, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.update(room, change, now).await,
+            AnyStore::Redis(store) => store.update(room, change, now).await,
+        }
+    }
+
+    async fn reset(&self, room: &str, now: Micros) -> Result<RoomView, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.reset(room, now).await,
+            AnyStore::Redis(store) => store.reset(room, now).await,
+        }
+    }
+}

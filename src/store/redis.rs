@@ -1,0 +1,600 @@
+//! The Redis store: rooms' counters in Redis (one server or a cluster), so a
+//! fleet of antre instances behaves as one waiting room.
+//!
+//! Every operation is one call of `room.lua`, which applies the same rules
+//! as `queue.rs` atomically inside Redis. A room's three keys share a hash
+//! tag (`antre:{vaksin}:state`, `...:claimed`, `...:checkpoints`), so each
+//! call touches one cluster slot and rooms spread over the cluster.
+//!
+//! Losing Redis's data (a restart without persistence) is noticed: the room
+//! is missing, or its `boot` marker changed. The store then re-seeds the room
+//! from this instance's last view instead of starting the line over; other
+//! instances merge what they knew (the larger numbers win).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::Value;
+use tokio::sync::OnceCell;
+
+use super::queue::{Claim, RoomSettings, RoomView, SettingsChange};
+use super::{Arrival, Store, StoreError};
+use crate::clock::Micros;
+
+const SCRIPT: &str = include_str!("room.lua");
+
+/// After a failed call, calls fail at once for this long (the background
+/// sync keeps probing), so visitors are not kept waiting on a dead Redis.
+const BACKOFF: Duration = Duration::from_millis(500);
+
+/// How long promises made during an outage may come in before they are
+/// numbered together; waiting pages ask every two seconds.
+const PENDING_SETTLE: Duration = Duration::from_secs(4);
+
+/// How long one Redis call may take before it counts as failed.
+const CALL_TIMEOUT: Duration = Duration::from_millis(1000);
+
+enum Connection {
+    Single(ConnectionManager),
+    /// Connected on first use, so antre starts while the cluster is down.
+    Cluster(Box<ClusterLink>),
+}
+
+struct ClusterLink {
+    client: redis::cluster::ClusterClient,
+    connection: OnceCell<ClusterConnection>,
+}
+
+/// What this instance knows of a room, for re-seeding after Redis lost it.
+#[derive(Default)]
+struct Known {
+    settings: Option<RoomSettings>,
+    /// The highest counters heard back from Redis (each counter only grows
+    /// within one incarnation and epoch, so replies arriving out of order
+    /// are merged, never allowed to lower it).
+    last: Option<RoomView>,
+    /// The room's incarnation marker and the highest version seen in it.
+    boot: String,
+    version: u64,
+    /// Until when calls about this room fail fast (milliseconds on the
+    /// store's monotonic clock); per room, so one failing cluster node does
+    /// not hold up rooms on the others.
+    failing_until: u64,
+}
+
+impl Known {
+    /// True when a reply shows Redis lost data this instance had heard
+    /// back about: a new incarnation, or a version older than the one this
+    /// instance had seen before it sent the request (replies to concurrent
+    /// requests may come back in any order, but none can predate what was
+    /// already seen when it was sent).
+    fn lost(&self, boot: &str, version: u64, seen_before: u64) -> bool {
+        !self.boot.is_empty() && (self.boot != boot || version < seen_before)
+    }
+
+    fn remember(&mut self, view: &RoomView, boot: String, version: u64) {
+        let same = self.boot == boot && self.last.as_ref().is_some_and(|l| l.epoch == view.epoch);
+        self.last = Some(match (&self.last, same) {
+            (Some(last), true) => RoomView {
+                tail: last.tail.max(view.tail),
+                frontier: last.frontier.max(view.frontier),
+                floor: last.floor.max(view.floor),
+                admitted: last.admitted.max(view.admitted),
+                wasted: last.wasted.max(view.wasted),
+                tat: last.tat.max(view.tat),
+                ..view.clone()
+            },
+            _ => view.clone(),
+        });
+        self.boot = boot;
+        self.version = self.version.max(version);
+    }
+}
+
+/// Counts and latency of Redis calls, for reports and metrics.
+#[derive(Debug, Default)]
+pub struct RedisStats {
+    pub calls: AtomicU64,
+    pub errors: AtomicU64,
+    pub micros: AtomicU64,
+}
+
+pub struct RedisStore {
+    /// Call latency and failures for the metrics registry, when attached.
+    timers: Option<(prometheus::Histogram, prometheus::IntCounter)>,
+    connection: Connection,
+    script: redis::Script,
+    prefix: String,
+    known: Mutex<HashMap<String, Known>>,
+    started: Instant,
+    /// After rebuilding a lost room, how long to wait for the other
+    /// instances to add what they knew before tickets flow again.
+    recovery_grace: Duration,
+    pub stats: Arc<RedisStats>,
+}
+
+impl RedisStore {
+    /// A store on one Redis server (`redis://` or `rediss://`, with a
+    /// password in the URL if needed). Connects lazily.
+    pub fn single(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client =
+            redis::Client::open(url).map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CALL_TIMEOUT))
+            .set_response_timeout(Some(CALL_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let manager = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
+        Ok(RedisStore::new(Connection::Single(manager), prefix))
+    }
+
+    /// A store on a Redis Cluster, given some of its nodes.
+    pub fn cluster(urls: &[String], prefix: &str) -> Result<Self, StoreError> {
+        let client = redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
+            .connection_timeout(CALL_TIMEOUT)
+            .response_timeout(CALL_TIMEOUT)
+            .retries(2)
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("cluster: {e}")))?;
+        let link = ClusterLink {
+            client,
+            connection: OnceCell::new(),
+        };
+        Ok(RedisStore::new(Connection::Cluster(Box::new(link)), prefix))
+    }
+
+    fn new(connection: Connection, prefix: &str) -> Self {
+        RedisStore {
+            timers: None,
+            connection,
+            script: redis::Script::new(SCRIPT),
+            prefix: prefix.to_owned(),
+            known: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+            recovery_grace: Duration::from_secs(1),
+            stats: Arc::new(RedisStats::default()),
+        }
+    }
+
+    /// Reports every call's latency and failures to these metrics.
+    pub fn with_metrics(
+        mut self,
+        seconds: prometheus::Histogram,
+        errors: prometheus::IntCounter,
+    ) -> Self {
+        self.timers = Some((seconds, errors));
+        self
+    }
+
+    /// Sets the wait after a rebuild; it should cover a few sync intervals
+    /// of every instance. Default one second.
+    pub fn with_recovery_grace(mut self, grace: Duration) -> Self {
+        self.recovery_grace = grace;
+        self
+    }
+
+    fn keys(&self, room: &str) -> [String; 5] {
+        let base = format!("{}:{{{room}}}", self.prefix);
+        [
+            format!("{base}:state"),
+            format!("{base}:claimed"),
+            format!("{base}:checkpoints"),
+            format!("{base}:pending"),
+            format!("{base}:promised"),
+        ]
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Known>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One script call. `probe` calls go out even while failing fast.
+    async fn call(
+        &self,
+        room: &str,
+        args: Vec<String>,
+        probe: bool,
+    ) -> Result<Vec<Value>, StoreError> {
+        let elapsed = self.started.elapsed().as_millis() as u64;
+        let failing = self
+            .known()
+            .get(room)
+            .is_some_and(|k| elapsed < k.failing_until);
+        if !probe && failing {
+            return Err(StoreError::Unavailable("Redis is not answering".into()));
+        }
+        let mut invocation = self.script.prepare_invoke();
+        for key in self.keys(room) {
+            invocation.key(key);
+        }
+        for arg in &args {
+            invocation.arg(arg);
+        }
+        let started = Instant::now();
+        let result: Result<Vec<Value>, String> = match &self.connection {
+            Connection::Single(manager) => {
+                let mut manager = manager.clone();
+                match tokio::time::timeout(CALL_TIMEOUT, invocation.invoke_async(&mut manager))
+                    .await
+                {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
+                }
+            }
+            Connection::Cluster(link) => {
+                let connect = link
+                    .connection
+                    .get_or_try_init(|| link.client.get_async_connection());
+                match tokio::time::timeout(CALL_TIMEOUT, connect).await {
+                    Ok(Ok(connection)) => {
+                        let mut connection = connection.clone();
+                        match tokio::time::timeout(
+                            CALL_TIMEOUT,
+                            invocation.invoke_async(&mut connection),
+                        )
+                        .await
+                        {
+                            Ok(result) => result.map_err(|e| e.to_string()),
+                            Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
+                        }
+                    }
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no connection within {CALL_TIMEOUT:?}")),
+                }
+            }
+        };
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        if let Some((seconds, errors)) = &self.timers {
+            seconds.observe(started.elapsed().as_secs_f64());
+            if result.is_err() {
+                errors.inc();
+            }
+        }
+        self.stats
+            .micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match result {
+            Ok(reply) => {
+                if let Some(known) = self.known().get_mut(room) {
+                    known.failing_until = 0;
+                }
+                Ok(reply)
+            }
+            Err(message) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                let until = (self.started.elapsed() + BACKOFF).as_millis() as u64;
+                self.known()
+                    .entry(room.to_owned())
+                    .or_default()
+                    .failing_until = until;
+                Err(StoreError::Unavailable(message))
+            }
+        }
+    }
+
+    /// Runs an operation; if Redis has lost the room, re-seeds it from what
+    /// this instance knew and runs the operation again.
+    async fn run(
+        &self,
+        room: &str,
+        args: Vec<String>,
+        probe: bool,
+    ) -> Result<(String, u64, RoomView), StoreError> {
+        let now: Micros = args[1].parse().unwrap_or(0);
+        for _ in 0..2 {
+            let seen_before = self.known().get(room).map_or(0, |k| k.version);
+            let reply = self.call(room, args.clone(), probe).await?;
+            match reply.first().and_then(text).as_deref() {
+                Some("missing") => {
+                    self.reseed(room, now).await?;
+                    continue;
+                }
+                Some("settling") => {
+                    let view = self.known().get(room).and_then(|k| k.last.clone());
+                    let view = view.ok_or_else(|| StoreError::UnknownRoom(room.to_owned()))?;
+                    return Ok(("settling".into(), 0, view));
+                }
+                Some("recovering") => {
+                    return Err(StoreError::Unavailable(
+                        "the room is being rebuilt after Redis lost its data".into(),
+                    ))
+                }
+                _ => {}
+            }
+            let (outcome, ticket, view, boot, version) = parse(&reply, now)?;
+            let lost = self
+                .known()
+                .get(room)
+                .is_some_and(|k| k.lost(&boot, version, seen_before));
+            if lost {
+                // Redis lost data this instance had heard about (a restart
+                // without it, or older data back): add what this one knew.
+                // Until that succeeds the marker is not accepted, so a failed
+                // merge is tried again on the next call.
+                tracing::warn!(
+                    room,
+                    "Redis lost this room's latest counters; merging what this instance knew"
+                );
+                self.reseed(room, now).await?;
+                // The operation ran on the older data: run it again on the
+                // merged room (an extra ticket number is harmless; a number
+                // handed out twice is not).
+                continue;
+            }
+            self.known()
+                .entry(room.to_owned())
+                .or_default()
+                .remember(&view, boot, version);
+            return Ok((outcome, ticket, view));
+        }
+        Err(StoreError::Unavailable(format!(
+            "room {room:?} keeps disappearing from Redis"
+        )))
+    }
+
+    async fn reseed(&self, room: &str, now: Micros) -> Result<(), StoreError> {
+        let (settings, last) = {
+            let known = self.known();
+            let entry = known.get(room);
+            (
+                entry.and_then(|k| k.settings.clone()),
+                entry.and_then(|k| k.last.clone()),
+            )
+        };
+        let config = settings.ok_or_else(|| StoreError::UnknownRoom(room.to_owned()))?;
+        // Rebuilt with the live settings this instance last saw, noting
+        // those an operator changed so a restart's config keeps them too.
+        let settings = last.as_ref().map_or(config.clone(), |v| v.settings.clone());
+        let mut args = vec!["seed".to_owned(), now.to_string()];
+        args.extend(settings_args(&settings));
+        args.push(new_boot());
+        match &last {
+            Some(view) => {
+                tracing::warn!(
+                    room,
+                    tail = view.tail,
+                    admitted = view.admitted,
+                    "re-seeding room counters in Redis from this instance's last view"
+                );
+                args.extend(
+                    [
+                        view.epoch,
+                        view.tail,
+                        view.frontier,
+                        view.floor,
+                        view.admitted,
+                        view.wasted,
+                        view.tat,
+                    ]
+                    .iter()
+                    .map(u64::to_string),
+                );
+            }
+            None => args.extend(["1", "0", "0", "0", "0", "0", "0"].map(str::to_owned)),
+        }
+        args.push((self.recovery_grace.as_micros() as u64).to_string());
+        args.push(override_bits(&config, &settings).to_string());
+        let reply = self.call(room, args, true).await?;
+        let (_, _, view, boot, version) = parse(&reply, now)?;
+        let mut known = self.known();
+        let entry = known.entry(room.to_owned()).or_default();
+        // The rebuilt room is a new incarnation: count from it.
+        entry.boot = String::new();
+        entry.version = 0;
+        entry.remember(&view, boot, version);
+        Ok(())
+    }
+}
+
+/// A new random marker for a room created or rebuilt in Redis: every
+/// instance that sees it change knows the room was lost and rebuilt.
+fn new_boot() -> String {
+    let mut boot = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut boot);
+    boot.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn settings_args(settings: &RoomSettings) -> [String; 6] {
+    [
+        settings.admit_per_minute.to_string(),
+        settings.burst.to_string(),
+        settings.quota.map_or("-1".to_owned(), |q| q.to_string()),
+        u8::from(settings.paused).to_string(),
+        settings.claim_seconds.to_string(),
+        settings.pass_seconds.to_string(),
+    ]
+}
+
+/// The bits of `overrides` in room.lua for the settings in which `live`
+/// differs from `config`.
+fn override_bits(config: &RoomSettings, live: &RoomSettings) -> u8 {
+    u8::from(config.admit_per_minute != live.admit_per_minute)
+        | u8::from(config.quota != live.quota) << 1
+        | u8::from(config.paused != live.paused) << 2
+        | u8::from(config.pass_seconds != live.pass_seconds) << 3
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// Reads the script's reply: outcome, ticket, the view, and the boot marker.
+fn parse(reply: &[Value], at: Micros) -> Result<(String, u64, RoomView, String, u64), StoreError> {
+    let field = |i: usize| -> Result<String, StoreError> {
+        reply.get(i).and_then(text).ok_or_else(|| {
+            StoreError::Unavailable(format!("malformed reply from Redis: {reply:?}"))
+        })
+    };
+    let number = |i: usize| -> Result<u64, StoreError> {
+        field(i)?
+            .parse::<u64>()
+            .map_err(|e| StoreError::Unavailable(format!("malformed number in Redis reply: {e}")))
+    };
+    let quota: i64 = field(13)?
+        .parse()
+        .map_err(|e| StoreError::Unavailable(format!("malformed quota in Redis reply: {e}")))?;
+    let view = RoomView {
+        settings: RoomSettings {
+            admit_per_minute: number(11)? as u32,
+            burst: number(12)? as u32,
+            quota: u64::try_from(quota).ok(),
+            paused: number(14)? == 1,
+            claim_seconds: number(15)?,
+            pass_seconds: number(17)?,
+        },
+        epoch: number(2)?,
+        tail: number(3)?,
+        frontier: number(4)?,
+        floor: number(5)?,
+        admitted: number(6)?,
+        wasted: number(7)?,
+        outstanding: number(8)?,
+        tat: number(9)?,
+        running: number(10)? == 1,
+        at,
+    };
+    Ok((
+        field(0)?,
+        number(1)?,
+        view,
+        field(16).unwrap_or_default(),
+        number(18)?,
+    ))
+}
+
+fn claim_of(outcome: &str) -> Result<Claim, StoreError> {
+    Ok(match outcome {
+        "fresh" => Claim::Admitted { fresh: true },
+        "again" => Claim::Admitted { fresh: false },
+        "not_yet" => Claim::NotYet,
+        "lapsed" => Claim::Lapsed,
+        "sold_out" => Claim::SoldOut,
+        "stale" => Claim::Stale,
+        other => {
+            return Err(StoreError::Unavailable(format!(
+                "unexpected claim outcome {other:?}"
+            )))
+        }
+    })
+}
+
+impl Store for RedisStore {
+    async fn configure(
+        &self,
+        room: &str,
+        settings: &RoomSettings,
+        now: Micros,
+    ) -> Result<RoomView, StoreError> {
+        self.known().entry(room.to_owned()).or_default().settings = Some(settings.clone());
+        let mut args = vec!["configure".to_owned(), now.to_string()];
+        args.extend(settings_args(settings));
+        args.push(new_boot());
+        // No grace for a room made at start-up: a new room has nothing to
+        // wait for, and running instances that knew a lost one merge within
+        // a sync interval (the README states what that window can cost).
+        args.push("0".to_owned());
+        Ok(self.run(room, args, true).await?.2)
+    }
+
+    async fn sync(&self, room: &str, now: Micros) -> Result<RoomView, StoreError> {
+        Ok(self
+            .run(room, vec!["sync".into(), now.to_string()], true)
+            .await?
+            .2)
+    }
+
+    async fn arrive(&self, room: &str, now: Micros) -> Result<Arrival, StoreError> {
+        let (outcome, ticket, view) = self
+            .run(room, vec!["arrive".into(), now.to_string()], false)
+            .await?;
+        if outcome == "settling" {
+            return Err(StoreError::Settling);
+        }
+        Ok(Arrival {
+            ticket,
+            admitted: outcome == "admitted",
+            view,
+        })
+    }
+
+    async fn claim(
+        &self,
+        room: &str,
+        epoch: u64,
+        ticket: u64,
+        now: Micros,
+    ) -> Result<(Claim, RoomView), StoreError> {
+        let args = vec![
+            "claim".into(),
+            now.to_string(),
+            epoch.to_string(),
+            ticket.to_string(),
+        ];
+        let (outcome, _, view) = self.run(room, args, false).await?;
+        Ok((claim_of(&outcome)?, view))
+    }
+
+    async fn arrive_pending(
+        &self,
+        room: &str,
+        member: &str,
+        arrival_millis: u64,
+        now: Micros,
+    ) -> Result<Option<Arrival>, StoreError> {
+        let args = vec![
+            "pending".into(),
+            now.to_string(),
+            member.to_owned(),
+            arrival_millis.to_string(),
+            (PENDING_SETTLE.as_micros() as u64).to_string(),
+        ];
+        let (outcome, ticket, view) = self.run(room, args, false).await?;
+        if outcome == "settling" {
+            return Ok(None);
+        }
+        Ok(Some(Arrival {
+            ticket,
+            admitted: outcome == "admitted",
+            view,
+        }))
+    }
+
+    async fn update(
+        &self,
+        room: &str,
+        change: &SettingsChange,
+        now: Micros,
+    ) -> Result<RoomView, StoreError> {
+        let optional = |value: Option<String>| value.unwrap_or_default();
+        let args = vec![
+            "update".into(),
+            now.to_string(),
+            optional(change.admit_per_minute.map(|r| r.to_string())),
+            optional(
+                change
+                    .quota
+                    .map(|q| q.map_or("none".to_owned(), |q| q.to_string())),
+            ),
+            optional(change.paused.map(|p| u8::from(p).to_string())),
+            optional(change.pass_seconds.map(|p| p.to_string())),
+        ];
+        Ok(self.run(room, args, true).await?.2)
+    }
+
+    async fn reset(&self, room: &str, now: Micros) -> Result<RoomView, StoreError> {
+        Ok(self
+            .run(room, vec!["reset".into(), now.to_string()], true)
+            .await?
+            .2)
+    }
+}

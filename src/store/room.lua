@@ -1,0 +1,408 @@
+-- antre: one room's counters in Redis. The same rules as src/store/queue.rs,
+-- line for line, so that a fleet sharing Redis behaves exactly like one
+-- process; the conformance tests run both on the same steps.
+--
+-- KEYS[1] state hash, KEYS[2] claimed bitmap, KEYS[3] checkpoint list,
+-- KEYS[4] places promised during an outage (sorted by arrival), KEYS[5]
+-- the tickets those promises became; all share the room's hash tag, so the
+-- script touches one cluster slot.
+-- ARGV[1] operation, ARGV[2] now (microseconds since the Unix epoch), then
+-- the operation's own arguments.
+--
+-- Reply: { outcome, ticket, epoch, tail, frontier, floor, admitted, wasted,
+--          outstanding, tat, running, rate, burst, quota, paused, claim, boot }
+-- or { "missing" } when the room is not in Redis (it was never configured,
+-- or Redis lost its data).
+
+local state, claimed, checkpoints, pending, promised = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local op = ARGV[1]
+local now = tonumber(ARGV[2])
+
+local MICROS = 1000000
+local CATCH_UP = 5 * MICROS
+local FIELDS = { 'epoch', 'tail', 'frontier', 'admitted', 'wasted', 'floor', 'tat', 'running', 'open',
+                 'rate', 'burst', 'quota', 'paused', 'claim', 'pass', 'overrides', 'recover', 'version' }
+
+-- Bits of `overrides`: settings an operator changed live, which a
+-- restart's config does not undo.
+local OVERRIDE = { rate = 1, quota = 2, paused = 4, pass = 8 }
+
+-- Lua numbers are doubles: exact for integers below 2^53, which covers
+-- microsecond timestamps. Division is corrected so it is exact too.
+local function floordiv(a, b)
+  local q = math.floor(a / b)
+  while q * b > a do q = q - 1 end
+  while (q + 1) * b <= a do q = q + 1 end
+  return q
+end
+
+local function int(n)
+  return string.format('%.0f', n)
+end
+
+local function load()
+  local values = redis.call('HMGET', state, unpack(FIELDS))
+  if not values[1] then
+    return nil
+  end
+  local s = {}
+  for i, name in ipairs(FIELDS) do
+    s[name] = tonumber(values[i]) or 0
+  end
+  return s
+end
+
+-- Every save bumps `version`, so an instance that sees a lower one knows
+-- Redis went back to older data (a snapshot, a lagging replica).
+local function save(s)
+  s.version = s.version + 1
+  local args = {}
+  for _, name in ipairs(FIELDS) do
+    args[#args + 1] = name
+    args[#args + 1] = int(s[name])
+  end
+  redis.call('HSET', state, unpack(args))
+end
+
+local function interval(s)
+  local rate = math.max(s.rate, 1)
+  return floordiv(60 * MICROS + rate - 1, rate)
+end
+
+local function checkpoint_width(s)
+  return math.max(floordiv(s.claim * MICROS, 32), MICROS)
+end
+
+local function releasable(s)
+  if s.quota < 0 then
+    return 2 ^ 52
+  end
+  return math.max(s.quota + s.wasted - s.frontier, 0)
+end
+
+local function outstanding(s)
+  return math.max(s.frontier - s.floor - s.open, 0)
+end
+
+local function schedule_base(s)
+  local saved = math.max(s.burst, 1) * interval(s)
+  if s.running == 1 then
+    saved = saved + CATCH_UP
+  end
+  return math.max(s.tat, math.max(now - saved, 0))
+end
+
+local function parse_checkpoint(text)
+  local opened, last, frontier = string.match(text, '^(%d+):(%d+):(%d+)$')
+  return tonumber(opened), tonumber(last), tonumber(frontier)
+end
+
+local function record_checkpoint(s)
+  local back = redis.call('LINDEX', checkpoints, -1)
+  if back then
+    local opened = parse_checkpoint(back)
+    if math.max(now - opened, 0) < checkpoint_width(s) then
+      redis.call('LSET', checkpoints, -1, int(opened) .. ':' .. int(now) .. ':' .. int(s.frontier))
+      return
+    end
+  end
+  redis.call('RPUSH', checkpoints, int(now) .. ':' .. int(now) .. ':' .. int(s.frontier))
+end
+
+-- Raises the floor past every slot released more than the claim window
+-- ago; those not claimed become wasted and give their quota back.
+local function expire(s)
+  local window = s.claim * MICROS
+  if now < window then
+    return false
+  end
+  local cutoff = now - window
+  local new_floor = s.floor
+  while true do
+    local front = redis.call('LINDEX', checkpoints, 0)
+    if not front then
+      break
+    end
+    local _, last, frontier = parse_checkpoint(front)
+    if last > cutoff then
+      break
+    end
+    new_floor = math.max(new_floor, frontier)
+    redis.call('LPOP', checkpoints)
+  end
+  if new_floor == s.floor then
+    return false
+  end
+  local drained = redis.call('BITCOUNT', claimed, int(s.floor + 1), int(new_floor), 'BIT')
+  s.open = s.open - drained
+  s.wasted = s.wasted + (new_floor - s.floor) - drained
+  s.floor = new_floor
+  return true
+end
+
+-- Expires what is due, then releases what the rate, the line and the quota
+-- allow. Returns true when anything changed.
+local function advance(s)
+  local expired = expire(s)
+  if s.paused == 1 then
+    local changed = s.running == 1
+    s.running = 0
+    return expired or changed
+  end
+  local cap = math.min(math.max(s.tail - s.frontier, 0), releasable(s))
+  if cap <= 0 then
+    local changed = s.running == 1
+    s.running = 0
+    return expired or changed
+  end
+  local step = interval(s)
+  local base = schedule_base(s)
+  local due = floordiv(math.max(now - base, 0), step)
+  local released = math.min(due, cap)
+  local running = 0
+  if released < cap then
+    running = 1
+  end
+  local changed = expired or released > 0 or running ~= s.running or base ~= s.tat
+  s.running = running
+  if released == 0 then
+    s.tat = base
+    return changed
+  end
+  s.frontier = s.frontier + released
+  s.tat = base + released * step
+  record_checkpoint(s)
+  return true
+end
+
+local function claim(s, epoch, ticket)
+  if epoch ~= s.epoch then
+    return 'stale'
+  end
+  advance(s)
+  if ticket == 0 or ticket > s.frontier then
+    return 'not_yet'
+  end
+  if ticket <= s.floor then
+    return 'lapsed'
+  end
+  if redis.call('GETBIT', claimed, int(ticket)) == 1 then
+    return 'again'
+  end
+  if s.quota >= 0 and s.admitted >= s.quota then
+    return 'sold_out'
+  end
+  redis.call('SETBIT', claimed, int(ticket), 1)
+  s.admitted = s.admitted + 1
+  s.open = s.open + 1
+  return 'fresh'
+end
+
+-- After handing out `ticket`: if nobody is ahead and the rate and quota
+-- allow, the frontier covers it now and it is exchanged in the same step.
+local function admit_if_due(s, ticket)
+  advance(s)
+  if ticket <= s.frontier then
+    local claimed_now = claim(s, s.epoch, ticket)
+    if claimed_now == 'fresh' or claimed_now == 'again' then
+      return 'admitted'
+    end
+  end
+  return 'waiting'
+end
+
+local function reply(s, outcome, ticket)
+  local boot = redis.call('HGET', state, 'boot') or ''
+  return { outcome, int(ticket), int(s.epoch), int(s.tail), int(s.frontier), int(s.floor), int(s.admitted),
+           int(s.wasted), int(outstanding(s)), int(s.tat), int(s.running), int(s.rate), int(s.burst),
+           int(s.quota), int(s.paused), int(s.claim), boot, int(s.pass), int(s.version) }
+end
+
+local function overridden(s, name)
+  return bit.band(s.overrides, OVERRIDE[name]) ~= 0
+end
+
+-- The config's settings from ARGV[base..base+5] (rate, burst, quota,
+-- paused, claim, pass), except those changed live.
+local function apply_settings(s, base)
+  if not overridden(s, 'rate') then s.rate = tonumber(ARGV[base]) end
+  s.burst = tonumber(ARGV[base + 1])
+  if not overridden(s, 'quota') then s.quota = tonumber(ARGV[base + 2]) end
+  if not overridden(s, 'paused') then s.paused = tonumber(ARGV[base + 3]) end
+  s.claim = tonumber(ARGV[base + 4])
+  if not overridden(s, 'pass') then s.pass = tonumber(ARGV[base + 5]) end
+end
+
+local function fresh_room(boot)
+  redis.call('DEL', claimed, checkpoints)
+  redis.call('HSET', state, 'boot', boot)
+  return { epoch = 1, tail = 0, frontier = 0, admitted = 0, wasted = 0, floor = 0, tat = 0, running = 0, open = 0,
+           rate = 1, burst = 1, quota = -1, paused = 0, claim = 600, pass = 1200, overrides = 0, recover = 0,
+           version = 0 }
+end
+
+local s = load()
+
+if op == 'configure' then
+  -- ARGV[3..8] settings, ARGV[9] boot id for a new room, ARGV[10] grace.
+  -- A room created here may be one Redis lost while other instances were
+  -- running: nothing moves for `grace`, so they can add what they knew.
+  if not s then
+    s = fresh_room(ARGV[9])
+    if tonumber(ARGV[10]) > 0 then
+      s.recover = now + tonumber(ARGV[10])
+    end
+  end
+  apply_settings(s, 3)
+  advance(s)
+  save(s)
+  return reply(s, 'view', 0)
+end
+
+if op == 'seed' then
+  -- Redis lost the room: rebuild it from an instance's last view.
+  -- ARGV[3..8] the live settings, ARGV[9] boot id, ARGV[10..16] epoch,
+  -- tail, frontier, floor, admitted, wasted, tat, ARGV[17] grace,
+  -- ARGV[18] which settings were changed live. Where the room
+  -- is already back (another instance seeded it), the larger numbers win.
+  -- For `grace` microseconds after a rebuild, no ticket is handed out and
+  -- none exchanged, so every instance can add what it knew first.
+  local seed = {}
+  for i, name in ipairs({ 'epoch', 'tail', 'frontier', 'floor', 'admitted', 'wasted', 'tat' }) do
+    seed[name] = tonumber(ARGV[9 + i])
+  end
+  if not s then
+    s = fresh_room(ARGV[9])
+    apply_settings(s, 3)
+    s.overrides = tonumber(ARGV[18])
+    for name, value in pairs(seed) do
+      s[name] = value
+    end
+    -- The claimed bitmap is gone, so released slots count as outstanding
+    -- until they expire: the quota cap errs on the safe side, and a slot
+    -- whose holder comes now can still be taken. The checkpoint lets them
+    -- expire.
+    s.recover = now + tonumber(ARGV[17])
+    record_checkpoint(s)
+  elseif seed.epoch >= s.epoch then
+    if seed.epoch > s.epoch then
+      s.epoch = seed.epoch
+    end
+    local frontier = s.frontier
+    for _, name in ipairs({ 'tail', 'frontier', 'floor', 'admitted', 'tat' }) do
+      s[name] = math.max(s[name], seed[name])
+    end
+    s.recover = math.max(s.recover, now + tonumber(ARGV[17]))
+    if s.frontier > frontier then
+      record_checkpoint(s)
+    end
+  end
+  advance(s)
+  save(s)
+  return reply(s, 'view', 0)
+end
+
+if not s then
+  return { 'missing' }
+end
+
+if (op == 'arrive' or op == 'claim' or op == 'pending') and now < s.recover then
+  return { 'recovering' }
+end
+
+if op == 'sync' then
+  if advance(s) then
+    save(s)
+  end
+  return reply(s, 'view', 0)
+end
+
+if op == 'arrive' then
+  -- While places promised during an outage are being gathered, newcomers
+  -- are promised a place too, so nobody jumps ahead of them.
+  if tonumber(redis.call('HGET', state, 'pending_open') or '0') ~= 0 then
+    return { 'settling' }
+  end
+  advance(s)
+  s.tail = s.tail + 1
+  local ticket = s.tail
+  local outcome = admit_if_due(s, ticket)
+  save(s)
+  return reply(s, outcome, ticket)
+end
+
+if op == 'pending' then
+  -- ARGV[3] the promise, ARGV[4] its arrival (milliseconds), ARGV[5] how
+  -- long promises may come in (microseconds). Promises are numbered all
+  -- together, in arrival order, once that time has passed since the first.
+  local member = ARGV[3]
+  local ticket = tonumber(redis.call('HGET', promised, member))
+  if not ticket then
+    redis.call('ZADD', pending, ARGV[4], member)
+    local opened = tonumber(redis.call('HGET', state, 'pending_open') or '0')
+    if opened == 0 then
+      opened = now
+      redis.call('HSET', state, 'pending_open', int(now))
+    end
+    if now < opened + tonumber(ARGV[5]) then
+      return { 'settling' }
+    end
+    advance(s)
+    for _, waiting in ipairs(redis.call('ZRANGE', pending, 0, -1)) do
+      s.tail = s.tail + 1
+      redis.call('HSET', promised, waiting, int(s.tail))
+    end
+    redis.call('EXPIRE', promised, 86400)
+    redis.call('DEL', pending)
+    redis.call('HSET', state, 'pending_open', 0)
+    ticket = tonumber(redis.call('HGET', promised, member))
+  end
+  local outcome = admit_if_due(s, ticket)
+  save(s)
+  return reply(s, outcome, ticket)
+end
+
+if op == 'claim' then
+  -- ARGV[3] epoch, ARGV[4] ticket.
+  local outcome = claim(s, tonumber(ARGV[3]), tonumber(ARGV[4]))
+  save(s)
+  return reply(s, outcome, tonumber(ARGV[4]))
+end
+
+if op == 'update' then
+  -- ARGV[3] rate, ARGV[4] quota ('none' removes it), ARGV[5] paused (0 or
+  -- 1), ARGV[6] pass seconds; an empty value leaves that setting alone.
+  -- The line is brought up to date under the old settings first.
+  advance(s)
+  local changes = { { 'rate', ARGV[3] }, { 'quota', ARGV[4] }, { 'paused', ARGV[5] }, { 'pass', ARGV[6] } }
+  for _, change in ipairs(changes) do
+    local name, value = change[1], change[2]
+    if value ~= '' then
+      if value == 'none' then
+        s[name] = -1
+      else
+        s[name] = tonumber(value)
+      end
+      s.overrides = bit.bor(s.overrides, OVERRIDE[name])
+    end
+  end
+  advance(s)
+  save(s)
+  return reply(s, 'view', 0)
+end
+
+if op == 'reset' then
+  advance(s)
+  local dropped = math.max(s.tail - s.frontier, 0) + outstanding(s)
+  s.epoch = s.epoch + 1
+  s.wasted = s.wasted + dropped
+  s.frontier = s.tail
+  s.floor = s.tail
+  s.tat = now
+  s.open = 0
+  redis.call('DEL', checkpoints)
+  save(s)
+  return reply(s, 'view', 0)
+end
+
+return redis.error_reply('antre: unknown operation ' .. tostring(op))

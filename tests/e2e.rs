@@ -1,0 +1,234 @@
+//! The real binary in front of a real origin, driven by visitors with their
+//! own cookie jars.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{config, kendall_tau, Antre, Origin, Visitor};
+use http::StatusCode;
+
+const VAKSIN: &str = r#"
+[[rooms]]
+id = "vaksin"
+title = "Vaksinasi Kota"
+paths = ["/"]
+admit_per_minute = 60
+quota = 5
+pass_minutes = 20
+"#;
+
+/// The acceptance scenario: twenty arrive together for five doses at one a
+/// second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_visitors_five_doses_one_a_second() {
+    let origin = Origin::start().await;
+    let antre = Antre::start("done-when", &config(&origin.url(), VAKSIN));
+    let url = antre.url("/daftar");
+
+    let mut visitors: Vec<Visitor> = (0..20).map(|i| Visitor::new(format!("v{i:02}"))).collect();
+    let mut tickets = Vec::new();
+    for visitor in &mut visitors {
+        let answer = visitor.get(&url, &[("accept", "application/json")]).await;
+        match answer.status {
+            StatusCode::OK => tickets.push(0),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                let status = answer.json();
+                assert_eq!(status["state"], "waiting");
+                assert!(answer.headers.contains_key("retry-after"));
+                tickets.push(status["ticket"].as_u64().unwrap());
+            }
+            other => panic!("{other}: {}", answer.body),
+        }
+    }
+    let at_once = origin.distinct_visitors().len();
+    assert!(
+        (1..=2).contains(&at_once),
+        "{at_once} reached the origin at once"
+    );
+    let waiting: Vec<u64> = tickets.iter().copied().filter(|t| *t > 0).collect();
+    let mut sorted = waiting.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, waiting, "distinct places, in arrival order");
+
+    // Everyone polls as the page does until nobody is waiting.
+    let mut admitted_order: Vec<String> = origin.state.visitors.lock().unwrap().clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sold_out = loop {
+        let mut sold_out = 0;
+        let mut waiting = 0;
+        for visitor in &mut visitors {
+            if admitted_order.contains(&visitor.name) {
+                continue;
+            }
+            let status = visitor.status(&antre).await.json();
+            match status["state"].as_str().unwrap() {
+                "admitted" => {
+                    let answer = visitor.get(&url, &[]).await;
+                    assert_eq!(answer.body, "origin ok");
+                    admitted_order.push(visitor.name.clone());
+                }
+                "waiting" => waiting += 1,
+                "sold_out" => sold_out += 1,
+                other => panic!("unexpected state {other}"),
+            }
+        }
+        if waiting == 0 || Instant::now() > deadline {
+            break sold_out;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        admitted_order,
+        vec!["v00", "v01", "v02", "v03", "v04"],
+        "one by one in ticket order"
+    );
+    assert_eq!(
+        origin.distinct_visitors().len(),
+        5,
+        "exactly five reach the origin"
+    );
+    assert_eq!(sold_out, 15);
+    for visitor in &mut visitors[5..] {
+        let answer = visitor.get(&url, &[]).await;
+        assert_eq!(answer.status, StatusCode::GONE);
+        assert!(answer.body.contains("<html"), "a sold-out page");
+    }
+
+    // One byte changed in a genuine pass never reaches the origin.
+    let seen_before = origin.seen().len();
+    let mut forger = visitors[0].clone();
+    let pass = forger.cookie("antre-pass-vaksin").unwrap().to_owned();
+    let mut bytes = pass.into_bytes();
+    bytes[12] = if bytes[12] == b'7' { b'8' } else { b'7' };
+    forger.set_cookie("antre-pass-vaksin", std::str::from_utf8(&bytes).unwrap());
+    let answer = forger.get(&url, &[]).await;
+    assert_ne!(answer.status, StatusCode::OK);
+    assert_eq!(
+        origin.seen().len(),
+        seen_before,
+        "the altered pass did not reach the origin"
+    );
+}
+
+/// Hundreds of visitors with their own jars: the quota is used exactly and
+/// admission follows ticket order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_visitors_use_the_quota_exactly_in_order() {
+    let origin = Origin::start().await;
+    let rooms = VAKSIN
+        .replace("admit_per_minute = 60", "admit_per_minute = 3000")
+        .replace("quota = 5", "quota = 200");
+    let antre = Antre::start("hundreds", &config(&origin.url(), &rooms));
+    let url = antre.url("/");
+
+    let mut visitors: Vec<Visitor> = (0..300).map(|i| Visitor::new(format!("v{i:03}"))).collect();
+    let mut tickets = std::collections::HashMap::new();
+    // Arrive in concurrent waves of 50.
+    for wave in visitors.chunks_mut(50) {
+        let mut set = tokio::task::JoinSet::new();
+        for visitor in wave.iter() {
+            let mut visitor = visitor.clone();
+            let url = url.clone();
+            set.spawn(async move {
+                let answer = visitor.get(&url, &[("accept", "application/json")]).await;
+                (visitor, answer)
+            });
+        }
+        let mut done = Vec::new();
+        while let Some(result) = set.join_next().await {
+            done.push(result.unwrap());
+        }
+        for (visitor, answer) in done {
+            if answer.status == StatusCode::SERVICE_UNAVAILABLE {
+                tickets.insert(
+                    visitor.name.clone(),
+                    answer.json()["ticket"].as_u64().unwrap(),
+                );
+            }
+            let slot = wave.iter_mut().find(|v| v.name == visitor.name).unwrap();
+            *slot = visitor;
+        }
+    }
+    let mut distinct: Vec<u64> = tickets.values().copied().collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        tickets.len(),
+        "every waiting visitor has their own place"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut admitted: Vec<String> = origin.state.visitors.lock().unwrap().clone();
+    loop {
+        let mut waiting = 0;
+        for visitor in &mut visitors {
+            if admitted.contains(&visitor.name) {
+                continue;
+            }
+            let status = visitor.status(&antre).await.json();
+            match status["state"].as_str().unwrap() {
+                "admitted" => {
+                    visitor.get(&url, &[]).await;
+                    admitted.push(visitor.name.clone());
+                }
+                "waiting" => waiting += 1,
+                _ => {}
+            }
+        }
+        if waiting == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reached = origin.distinct_visitors();
+    assert_eq!(reached.len(), 200, "the quota is used exactly");
+    let order: Vec<u64> = admitted
+        .iter()
+        .filter_map(|name| tickets.get(name).copied())
+        .collect();
+    let tau = kendall_tau(&order);
+    assert!(tau >= 0.95, "admission follows ticket order: tau {tau}");
+}
+
+#[tokio::test]
+async fn check_names_a_misspelt_key_and_summarises_a_good_config() {
+    let dir = common::temp_dir("check");
+    let path = dir.join("antre.toml");
+    std::fs::write(
+        &path,
+        config("http://127.0.0.1:9000", &VAKSIN.replace("quota", "qouta")),
+    )
+    .unwrap();
+    let output = common::antre_command()
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("rooms[0].qouta") && stderr.contains("did you mean `quota`"),
+        "{stderr}"
+    );
+
+    std::fs::write(&path, config("http://127.0.0.1:9000", VAKSIN)).unwrap();
+    let output = common::antre_command()
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("vaksin") && stdout.contains("60"),
+        "{stdout}"
+    );
+
+    let output = common::antre_command().arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("antre "));
+}

@@ -1,0 +1,315 @@
+//! One conformance suite for every store: the in-process store, a single
+//! Redis and a three-master Redis Cluster must give the same answers and the
+//! same counters for the same operations at the same times.
+
+mod common;
+
+use std::sync::Arc;
+
+use antre::clock::MICROS_PER_SECOND;
+use antre::store::{
+    AnyStore, Claim, MemoryStore, RedisStore, RoomSettings, RoomView, SettingsChange, Store,
+};
+use common::{RedisCluster, RedisServer};
+
+const START: u64 = 1_800_000_000 * MICROS_PER_SECOND;
+
+/// A small deterministic random source, so failures replay exactly.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Answer {
+    View(RoomView),
+    Arrival(u64, bool, RoomView),
+    Claim(Claim, RoomView),
+}
+
+/// Drives `store` through a random but seeded sequence and records every
+/// answer.
+async fn script<S: Store>(store: &S, room: &str, seed: u64, steps: usize) -> Vec<Answer> {
+    let mut rng = Rng(seed);
+    let mut settings = RoomSettings {
+        admit_per_minute: 1 + rng.below(600) as u32,
+        burst: 1 + rng.below(3) as u32,
+        quota: if rng.below(2) == 0 {
+            Some(1 + rng.below(40))
+        } else {
+            None
+        },
+        paused: false,
+        claim_seconds: 1 + rng.below(60),
+        pass_seconds: 60 * (1 + rng.below(30)),
+    };
+    let mut now = START;
+    let mut answers = vec![Answer::View(
+        store.configure(room, &settings, now).await.unwrap(),
+    )];
+    let mut tail = 0;
+    for _ in 0..steps {
+        match rng.below(10) {
+            0..=2 => now += rng.below(3_000_000),
+            3..=5 => {
+                let arrival = store.arrive(room, now).await.unwrap();
+                tail = arrival.ticket;
+                answers.push(Answer::Arrival(
+                    arrival.ticket,
+                    arrival.admitted,
+                    arrival.view,
+                ));
+            }
+            6..=7 if tail > 0 => {
+                let ticket = 1 + rng.below(tail);
+                let (claim, view) = store.claim(room, 1, ticket, now).await.unwrap();
+                answers.push(Answer::Claim(claim, view));
+            }
+            8 => answers.push(Answer::View(store.sync(room, now).await.unwrap())),
+            9 if rng.below(4) == 0 => {
+                // An operator changes something live...
+                let change = match rng.below(4) {
+                    0 => SettingsChange {
+                        admit_per_minute: Some(1 + rng.below(900) as u32),
+                        ..SettingsChange::default()
+                    },
+                    1 => SettingsChange {
+                        quota: Some(if rng.below(3) == 0 {
+                            None
+                        } else {
+                            Some(rng.below(50))
+                        }),
+                        ..SettingsChange::default()
+                    },
+                    2 => SettingsChange {
+                        paused: Some(rng.below(2) == 0),
+                        ..SettingsChange::default()
+                    },
+                    _ => SettingsChange {
+                        pass_seconds: Some(60 * (1 + rng.below(60))),
+                        ..SettingsChange::default()
+                    },
+                };
+                answers.push(Answer::View(
+                    store.update(room, &change, now).await.unwrap(),
+                ));
+            }
+            9 if rng.below(3) == 0 => {
+                // ...and an instance restarts with its config, which must
+                // not undo what the operator changed.
+                settings.burst = 1 + rng.below(3) as u32;
+                answers.push(Answer::View(
+                    store.configure(room, &settings, now).await.unwrap(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let (claim, view) = store.claim(room, 0, 1, now).await.unwrap();
+    answers.push(Answer::Claim(claim, view));
+    answers.push(Answer::View(store.reset(room, now).await.unwrap()));
+    let arrival = store.arrive(room, now + MICROS_PER_SECOND).await.unwrap();
+    answers.push(Answer::Arrival(
+        arrival.ticket,
+        arrival.admitted,
+        arrival.view,
+    ));
+    answers
+}
+
+/// A live change reaches the store's view at once and survives an
+/// instance restarting with a config that says otherwise.
+async fn live_changes_survive_a_restart<S: Store>(store: &S, label: &str) {
+    let config = RoomSettings {
+        admit_per_minute: 60,
+        burst: 1,
+        quota: Some(100),
+        paused: false,
+        claim_seconds: 600,
+        pass_seconds: 1200,
+    };
+    store.configure("live", &config, START).await.unwrap();
+    let change = SettingsChange {
+        admit_per_minute: Some(600),
+        quota: Some(None),
+        paused: Some(true),
+        pass_seconds: None,
+    };
+    let view = store.update("live", &change, START).await.unwrap();
+    assert_eq!(
+        (
+            view.settings.admit_per_minute,
+            view.settings.quota,
+            view.settings.paused
+        ),
+        (600, None, true),
+        "{label}"
+    );
+    let restarted = RoomSettings {
+        burst: 3,
+        pass_seconds: 600,
+        ..config
+    };
+    let view = store.configure("live", &restarted, START).await.unwrap();
+    assert_eq!(
+        view.settings.admit_per_minute, 600,
+        "{label}: the live rate stays"
+    );
+    assert_eq!(view.settings.quota, None, "{label}: the live quota stays");
+    assert!(view.settings.paused, "{label}: the live pause stays");
+    assert_eq!(
+        view.settings.burst, 3,
+        "{label}: the config still sets the rest"
+    );
+    assert_eq!(
+        view.settings.pass_seconds, 600,
+        "{label}: the config still sets the rest"
+    );
+}
+
+async fn conforms<S: Store>(store: &S, label: &str) {
+    live_changes_survive_a_restart(store, label).await;
+    for seed in 1..=12u64 {
+        let room = format!("room-{seed}");
+        let reference = script(&MemoryStore::ephemeral(), &room, seed * 7919, 150).await;
+        let answers = script(store, &room, seed * 7919, 150).await;
+        for (step, (expected, got)) in reference.iter().zip(&answers).enumerate() {
+            assert_eq!(
+                got, expected,
+                "{label}: seed {seed}, step {step} differs from the in-process store"
+            );
+        }
+        assert_eq!(answers.len(), reference.len());
+    }
+}
+
+#[tokio::test]
+async fn the_memory_store_conforms_through_any_store() {
+    conforms(
+        &AnyStore::Memory(Arc::new(MemoryStore::ephemeral())),
+        "memory",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_single_redis_conforms() {
+    let redis = RedisServer::start();
+    let store = RedisStore::single(&redis.url(), "antre").unwrap();
+    conforms(&store, "redis").await;
+}
+
+#[tokio::test]
+async fn a_redis_cluster_conforms_and_spreads_rooms() {
+    let cluster = RedisCluster::start();
+    let store = RedisStore::cluster(&cluster.urls(), "antre").unwrap();
+    conforms(&store, "cluster").await;
+    // The rooms' keys landed on more than one master.
+    let holding = cluster
+        .nodes
+        .iter()
+        .filter(|node| node.cli(&["DBSIZE"]).trim() != "0")
+        .count();
+    assert!(holding >= 2, "rooms spread over {holding} of 3 masters");
+}
+
+/// A room at one a minute... one a second, with `quota`.
+fn one_a_second(quota: u64) -> RoomSettings {
+    RoomSettings {
+        admit_per_minute: 60,
+        burst: 1,
+        quota: Some(quota),
+        paused: false,
+        claim_seconds: 600,
+        pass_seconds: 1200,
+    }
+}
+
+/// Syncs until the store answers again after Redis came back.
+async fn sync_once_back(store: &RedisStore, now: u64) -> RoomView {
+    for _ in 0..20 {
+        if let Ok(view) = store.sync("vaksin", now).await {
+            return view;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("the store did not recover");
+}
+
+#[tokio::test]
+async fn a_room_lost_by_redis_is_rebuilt_from_what_the_instance_knew() {
+    let mut redis = RedisServer::start();
+    let store = RedisStore::single(&redis.url(), "antre").unwrap();
+    store
+        .configure("vaksin", &one_a_second(100), START)
+        .await
+        .unwrap();
+    for _ in 0..30 {
+        store.arrive("vaksin", START).await.unwrap();
+    }
+    let now = START + 10 * MICROS_PER_SECOND;
+    let before = store.sync("vaksin", now).await.unwrap();
+    assert_eq!(before.tail, 30);
+
+    redis.restart();
+    // The first call after the restart may fail while reconnecting.
+    let after = sync_once_back(&store, now).await;
+    assert_eq!(after.tail, before.tail, "the line is not started over");
+    assert_eq!(after.frontier, before.frontier);
+    assert_eq!(after.admitted, before.admitted);
+    assert_eq!(after.epoch, before.epoch, "old tickets still count");
+    // For a grace period no ticket is handed out, so every instance can add
+    // what it knew first.
+    assert!(store.arrive("vaksin", now).await.is_err());
+    let later = now + 2 * MICROS_PER_SECOND;
+    let next = store.arrive("vaksin", later).await.unwrap();
+    assert_eq!(next.ticket, 31, "no ticket number is handed out twice");
+}
+
+/// Redis restarted from an older snapshot still holds the room, with the
+/// same marker but older counters: the instance notices (the version went
+/// back) and adds what it knew, so no ticket number is handed out twice and
+/// no admission is forgotten.
+#[tokio::test]
+async fn a_rollback_to_older_data_is_noticed_and_merged() {
+    let mut redis = RedisServer::start();
+    let store = RedisStore::single(&redis.url(), "antre").unwrap();
+    store
+        .configure("vaksin", &one_a_second(2), START)
+        .await
+        .unwrap();
+    assert!(store.arrive("vaksin", START).await.unwrap().admitted);
+    assert_eq!(store.arrive("vaksin", START).await.unwrap().ticket, 2);
+    redis.cli(&["SAVE"]);
+    assert_eq!(store.arrive("vaksin", START).await.unwrap().ticket, 3);
+    let later = START + 2 * MICROS_PER_SECOND;
+    let (claim, view) = store.claim("vaksin", 1, 2, later).await.unwrap();
+    assert_eq!(claim, Claim::Admitted { fresh: true });
+    assert_eq!(view.admitted, 2);
+
+    // Back to the snapshot: tail 2, one admission.
+    redis.restart();
+    let merged = sync_once_back(&store, later).await;
+    assert_eq!(merged.tail, 3, "the tail this instance saw is back");
+    assert_eq!(
+        merged.admitted, 2,
+        "the admission this instance saw is back"
+    );
+    assert!(merged.sold_out());
+    let next = store
+        .arrive("vaksin", later + 5 * MICROS_PER_SECOND)
+        .await
+        .unwrap();
+    assert_eq!(next.ticket, 4, "ticket 3 is not handed out again");
+    assert!(!next.admitted, "the quota of two holds");
+}
