@@ -3,9 +3,8 @@
 //! fleet follows), health and readiness for orchestrators. Every request
 //! but `/healthz` needs the bearer token when one is configured.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -22,35 +21,25 @@ use tokio::sync::watch;
 use crate::clock::MICROS_PER_SECOND;
 use crate::config::Config;
 use crate::engine::{Engine, Room};
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::proxy::Body;
-use crate::store::{AnyStore, SettingsChange, Store};
+use crate::series::Series;
+use crate::store::{AnyStore, AuditEntry, SettingsChange, Store};
 
 /// Largest admin request body read.
 const MAX_BODY: usize = 64 * 1024;
 
-/// Audit entries kept by this instance.
-const AUDIT_KEEP: usize = 1000;
+/// Audit entries `GET /api/audit` returns.
+const AUDIT_SHOWN: usize = 200;
 
-/// One change an operator made.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditEntry {
-    /// Unix seconds.
-    pub at: u64,
-    /// Who asked: the `X-Antre-Operator` header, else "unknown".
-    pub who: String,
-    pub room: String,
-    /// What was asked, as sent.
-    pub change: serde_json::Value,
-}
-
+/// The admin API over one config generation; a reload builds a new one.
 pub struct Admin {
     pub config: Arc<Config>,
     pub engine: Arc<Engine<AnyStore>>,
     pub metrics: Arc<Metrics>,
-    /// This instance's record of changes, newest last. A std `Mutex`:
-    /// nothing is awaited while it is held.
-    audit: Mutex<VecDeque<AuditEntry>>,
+    /// Shared by every generation, so a reload keeps the charts' history.
+    pub series: Arc<Series>,
 }
 
 /// A live change as the API takes it. Unknown fields are refused, so a
@@ -80,12 +69,17 @@ struct ResetRequest {
 }
 
 impl Admin {
-    pub fn new(config: Arc<Config>, engine: Arc<Engine<AnyStore>>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        engine: Arc<Engine<AnyStore>>,
+        metrics: Arc<Metrics>,
+        series: Arc<Series>,
+    ) -> Self {
         Admin {
             config,
             engine,
             metrics,
-            audit: Mutex::new(VecDeque::new()),
+            series,
         }
     }
 
@@ -138,10 +132,15 @@ impl Admin {
                 let id = id.to_string();
                 self.reset(&id, request).await
             }
-            (Method::GET, ["api", "audit"]) => {
-                let audit: Vec<AuditEntry> = self.lock_audit().iter().cloned().collect();
-                json(StatusCode::OK, &audit)
-            }
+            (Method::GET, ["api", "audit"]) => match self.engine.store().audit(AUDIT_SHOWN).await {
+                Ok(audit) => json(StatusCode::OK, &audit),
+                Err(e) => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    &e.to_string(),
+                ),
+            },
+            (Method::GET, ["api", "series"]) => json(StatusCode::OK, &self.series.snapshot()),
             _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
         }
     }
@@ -161,10 +160,6 @@ impl Admin {
 
     fn room(&self, id: &str) -> Option<&Room> {
         self.engine.rooms().iter().find(|r| r.config.id == id)
-    }
-
-    fn lock_audit(&self) -> std::sync::MutexGuard<'_, VecDeque<AuditEntry>> {
-        self.audit.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Ready when every room's store answers.
@@ -281,7 +276,7 @@ impl Admin {
         match self.engine.store().update(id, &change, now).await {
             Ok(view) => {
                 self.engine.offer(room, view);
-                self.record(&who, id, raw);
+                self.record(&who, id, raw).await;
                 json(StatusCode::OK, &self.report(room))
             }
             Err(e) => error(
@@ -314,7 +309,8 @@ impl Admin {
         match self.engine.store().reset(id, now).await {
             Ok(view) => {
                 self.engine.offer(room, view);
-                self.record(&who, id, serde_json::json!({"reset": raw}));
+                self.record(&who, id, serde_json::json!({"reset": raw}))
+                    .await;
                 json(StatusCode::OK, &self.report(room))
             }
             Err(e) => error(
@@ -325,7 +321,10 @@ impl Admin {
         }
     }
 
-    fn record(&self, who: &str, room: &str, change: serde_json::Value) {
+    /// Logs a change and adds it to the fleet's audit trail. The change
+    /// has already been made, so a trail the store cannot take is logged
+    /// as an error rather than undoing it.
+    async fn record(&self, who: &str, room: &str, change: serde_json::Value) {
         tracing::info!(who, room, change = %change, "admin change");
         let entry = AuditEntry {
             at: self.engine.clock().now_seconds(),
@@ -333,10 +332,8 @@ impl Admin {
             room: room.to_owned(),
             change,
         };
-        let mut audit = self.lock_audit();
-        audit.push_back(entry);
-        while audit.len() > AUDIT_KEEP {
-            audit.pop_front();
+        if let Err(e) = self.engine.store().record(&entry).await {
+            tracing::error!(who, room, error = %e, "could not add the change to the audit trail");
         }
     }
 }
@@ -420,7 +417,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Serves the admin API until `shutdown` flips.
-pub async fn serve(admin: Arc<Admin>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    admin: Arc<Live<Admin>>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
         let stream = tokio::select! {
@@ -438,7 +439,7 @@ pub async fn serve(admin: Arc<Admin>, listener: TcpListener, mut shutdown: watch
         let builder = builder.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let admin = admin.clone();
+                let admin = admin.load();
                 async move { Ok::<_, Infallible>(admin.handle(request).await) }
             });
             if let Err(e) = builder

@@ -232,7 +232,7 @@ pub struct Origin {
     pub pool_idle: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreKind {
     Memory {
         state_file: PathBuf,

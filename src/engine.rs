@@ -218,6 +218,27 @@ impl<S: Store> Engine<S> {
         })
     }
 
+    /// An engine for a reloaded config on the same store: rooms are
+    /// configured afresh (an operator's live changes still win, as on a
+    /// restart), and a room that keeps its id keeps its admission history.
+    pub async fn successor(&self, keys: Keyring, rooms: Vec<RoomConfig>) -> Result<Self, StoreError>
+    where
+        S: Clone,
+    {
+        let next = Engine::start(self.store.clone(), self.clock.clone(), keys, rooms).await?;
+        for room in &next.rooms {
+            if let Some(old) = self.rooms.iter().find(|r| r.config.id == room.config.id) {
+                let history = old
+                    .history
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                *room.history.lock().unwrap_or_else(|p| p.into_inner()) = history;
+            }
+        }
+        Ok(next.with_on_error(self.on_error))
+    }
+
     /// What visitors get while the store cannot be reached; default hold.
     pub fn with_on_error(mut self, on_error: OnError) -> Self {
         self.on_error = on_error;

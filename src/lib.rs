@@ -21,7 +21,9 @@
 //! - [`metrics`]: every exported metric, named in one place.
 //! - [`admin`]: the operators' listener: room reports, live changes,
 //!   health and readiness.
+//! - [`series`]: recent history sampled for the dashboard's charts.
 //! - [`ctl`]: `antre ctl`, a client of the admin API.
+//! - [`live`]: the swap cell a config reload (`SIGHUP`) replaces.
 //! - [`run`]: wiring it all together for `antre run`.
 //!
 //! # A request's path
@@ -41,10 +43,12 @@ pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod engine;
+pub mod live;
 pub mod metrics;
 pub mod page;
 pub mod proxy;
 pub mod run;
+pub mod series;
 pub mod server;
 pub mod status;
 pub mod store;

@@ -92,9 +92,12 @@ fn main() -> ExitCode {
             json,
             action,
         } => ctl(addr, token, json, action),
-        Command::Run { config, log_format } => {
+        Command::Run {
+            config: path,
+            log_format,
+        } => {
             init_logging(log_format);
-            let Some(config) = load(&config) else {
+            let Some(config) = load(&path) else {
                 return ExitCode::FAILURE;
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -107,7 +110,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(serve(config))
+            runtime.block_on(serve(config, path))
         }
     }
 }
@@ -161,7 +164,7 @@ fn ctl(addr: String, token: Option<String>, json: bool, action: CtlAction) -> Ex
     }
 }
 
-async fn serve(config: Config) -> ExitCode {
+async fn serve(config: Config, path: PathBuf) -> ExitCode {
     let running = match antre::run::start(config, Arc::new(SystemClock)).await {
         Ok(running) => running,
         Err(e) => {
@@ -170,31 +173,101 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    wait_for_signal().await;
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for signals");
+            running.stop().await;
+            return ExitCode::FAILURE;
+        }
+    };
+    while let Signal::Reload = signals.next().await {
+        reload(&running, &path).await;
+    }
     tracing::info!("shutting down: draining in-flight requests");
     running.stop().await;
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+/// Reads the config file again and puts it in place; a config with
+/// problems is refused with every reason, and the running one stays.
+async fn reload(running: &antre::run::Running, path: &std::path::Path) {
+    tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(errors) => {
+            let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            tracing::error!(
+                config = %path.display(),
+                problems = %reasons.join("; "),
+                "reload refused: the config has problems; still running the previous one"
+            );
+            return;
+        }
+    };
+    match running.reload(config).await {
+        Ok(done) => {
+            tracing::info!(
+                rooms = %done.rooms.join(","),
+                added = %done.added.join(","),
+                removed = %done.removed.join(","),
+                "config reloaded"
+            );
+            for setting in done.live_wins {
+                tracing::warn!(%setting, "a setting changed live keeps its live value over the file's; change it live to override");
             }
         }
+        Err(reasons) => tracing::error!(
+            config = %path.display(),
+            problems = %reasons.join("; "),
+            "reload refused; still running the previous config"
+        ),
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+}
+
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// SIGINT and SIGTERM stop antre; SIGHUP reloads its config.
+struct Signals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                terminate: signal(SignalKind::terminate())?,
+                hangup: signal(SignalKind::hangup())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Signals {})
+        }
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                _ = self.terminate.recv() => Signal::Stop,
+                _ = self.hangup.recv() => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
+        }
     }
 }
 

@@ -145,6 +145,13 @@ impl Metrics {
         self.origin_errors.with_label_values(&[kind]).inc();
     }
 
+    /// Drops a room's gauges, once a reload removed the room.
+    pub fn forget_room(&self, room: &str) {
+        for (_, gauge) in &self.rooms {
+            let _ = gauge.remove_label_values(&[room]);
+        }
+    }
+
     /// The registry in Prometheus' text format, with room gauges read from
     /// the engine's cached views now.
     pub fn render(&self, engine: &Engine<AnyStore>) -> String {

@@ -16,8 +16,10 @@ use crate::admin::{self, Admin};
 use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
 use crate::engine::Engine;
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::proxy::{Forwarding, Proxy};
+use crate::series::{self, Series};
 use crate::server::{self, App};
 use crate::store::memory::StoredKey;
 use crate::store::{AnyStore, MemoryStore, RedisStore, StoreError};
@@ -37,12 +39,21 @@ pub enum StartError {
     Key(String),
 }
 
-/// A running antre: where it listens, and how to stop it.
+/// A running antre: where it listens, how to reload its config, and how
+/// to stop it.
 pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    /// What requests read; a reload replaces it.
+    app: Arc<Live<App>>,
+    admin: Arc<Live<Admin>>,
+    /// The in-process store, when it is the one in use: it holds the key
+    /// antre made for itself.
+    memory: Option<Arc<MemoryStore>>,
+    metrics: Arc<Metrics>,
+    series: Arc<Series>,
 }
 
 impl Running {
@@ -51,6 +62,138 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+    }
+
+    /// Puts `config` in place of the running one. Requests already under
+    /// way finish on the old config, connections stay open, and every
+    /// room's line lives in the store, so nobody loses their place. What a
+    /// reload cannot change (the addresses antre listens on, the store)
+    /// refuses the whole reload, with every reason, and the running config
+    /// stays.
+    pub async fn reload(&self, config: Config) -> Result<Reloaded, Vec<String>> {
+        let current = self.app.load();
+        let old = &current.config;
+        let mut problems = Vec::new();
+        if config.listen.addr != old.listen.addr {
+            problems.push(format!(
+                "listen.addr: changing it from {} to {} needs a restart",
+                old.listen.addr, config.listen.addr
+            ));
+        }
+        if config.admin.addr != old.admin.addr {
+            problems.push(format!(
+                "admin.addr: changing it from {} to {} needs a restart",
+                old.admin.addr, config.admin.addr
+            ));
+        }
+        if config.store.kind != old.store.kind {
+            problems.push("store: changing the store needs a restart".to_owned());
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let config = Arc::new(config);
+        let keys = keyring(&config, self.memory.as_deref()).map_err(|e| vec![e.to_string()])?;
+        let engine = current
+            .engine
+            .successor(keys, config.rooms.clone())
+            .await
+            .map_err(|e| vec![e.to_string()])?
+            .with_on_error(config.store.on_error);
+        let engine = Arc::new(engine);
+
+        let ids = |c: &Config| -> Vec<String> { c.rooms.iter().map(|r| r.id.clone()).collect() };
+        let (before, after) = (ids(old), ids(&config));
+        let added: Vec<String> = after
+            .iter()
+            .filter(|id| !before.contains(id))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = before
+            .iter()
+            .filter(|id| !after.contains(id))
+            .cloned()
+            .collect();
+        for id in &removed {
+            self.metrics.forget_room(id);
+        }
+        let mut live_wins = Vec::new();
+        for room in engine.rooms() {
+            let (file, live) = (&room.config.settings, room.view().settings.clone());
+            if file.admit_per_minute != live.admit_per_minute {
+                live_wins.push(format!(
+                    "{}: admit_per_minute {} (file {})",
+                    room.config.id, live.admit_per_minute, file.admit_per_minute
+                ));
+            }
+            if file.quota != live.quota {
+                live_wins.push(format!(
+                    "{}: quota {} (file {})",
+                    room.config.id,
+                    describe(live.quota),
+                    describe(file.quota)
+                ));
+            }
+            if file.paused != live.paused {
+                live_wins.push(format!(
+                    "{}: paused {} (file {})",
+                    room.config.id, live.paused, file.paused
+                ));
+            }
+            if file.pass_seconds != live.pass_seconds {
+                live_wins.push(format!(
+                    "{}: pass_minutes {} (file {})",
+                    room.config.id,
+                    live.pass_seconds / 60,
+                    file.pass_seconds / 60
+                ));
+            }
+        }
+
+        self.app
+            .replace(Arc::new(build_app(&config, &engine, &self.metrics)));
+        self.admin.replace(Arc::new(Admin::new(
+            config.clone(),
+            engine,
+            self.metrics.clone(),
+            self.series.clone(),
+        )));
+        Ok(Reloaded {
+            rooms: after,
+            added,
+            removed,
+            live_wins,
+        })
+    }
+}
+
+/// What a reload changed, for the log.
+#[derive(Debug)]
+pub struct Reloaded {
+    pub rooms: Vec<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Settings an operator changed live, which keep their live value over
+    /// the file's (as on a restart).
+    pub live_wins: Vec<String>,
+}
+
+fn describe(quota: Option<u64>) -> String {
+    quota.map_or_else(|| "none".to_owned(), |q| q.to_string())
+}
+
+fn build_app(config: &Arc<Config>, engine: &Arc<Engine<AnyStore>>, metrics: &Arc<Metrics>) -> App {
+    App {
+        config: config.clone(),
+        engine: engine.clone(),
+        metrics: metrics.clone(),
+        proxy: Proxy::new(
+            config.origin.clone(),
+            Forwarding {
+                trust: config.listen.trust_forwarded,
+                behind_tls: config.listen.secure_cookies,
+            },
+        ),
     }
 }
 
@@ -83,54 +226,40 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             .with_on_error(config.store.on_error),
     );
 
-    let listener = TcpListener::bind(config.listen.addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.listen.addr,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.listen.addr,
-        source,
-    })?;
+    let listener = bind(config.listen.addr).await?;
+    let addr = local_addr(&listener, config.listen.addr)?;
+    let admin_listener = bind(config.admin.addr).await?;
+    let admin_addr = local_addr(&admin_listener, config.admin.addr)?;
 
-    let admin_listener = TcpListener::bind(config.admin.addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.admin.addr,
-            source,
-        })?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            addr: config.admin.addr,
-            source,
-        })?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let app = Arc::new(App {
-        config: config.clone(),
-        engine: engine.clone(),
-        metrics: metrics.clone(),
-        proxy: Proxy::new(
-            config.origin.clone(),
-            Forwarding {
-                trust: config.listen.trust_forwarded,
-                behind_tls: config.listen.secure_cookies,
-            },
-        ),
-    });
-    let sync_engine = engine.clone();
-    let sync_interval = config.store.sync_interval;
-    let sync_shutdown = shutdown_rx.clone();
-    let admin = Arc::new(Admin::new(config.clone(), engine.clone(), metrics.clone()));
-    let admin_task = tokio::spawn(admin::serve(admin, admin_listener, shutdown_rx.clone()));
+    let series = Arc::new(Series::default());
+    let app = Arc::new(Live::new(Arc::new(build_app(&config, &engine, &metrics))));
+    let admin = Arc::new(Live::new(Arc::new(Admin::new(
+        config.clone(),
+        engine,
+        metrics.clone(),
+        series.clone(),
+    ))));
+    let admin_task = tokio::spawn(admin::serve(
+        admin.clone(),
+        admin_listener,
+        shutdown_rx.clone(),
+    ));
+    let sync = tokio::spawn(sync(app.clone(), shutdown_rx.clone()));
+    let sampler = tokio::spawn(sample(
+        app.clone(),
+        metrics.clone(),
+        series.clone(),
+        shutdown_rx.clone(),
+    ));
+    let serving = app.clone();
+    let flushing = memory.clone();
     let task = tokio::spawn(async move {
-        let sync =
-            tokio::spawn(async move { sync_engine.run_sync(sync_interval, sync_shutdown).await });
-        server::serve(app, listener, shutdown_rx).await;
+        server::serve(serving, listener, shutdown_rx).await;
         let _ = sync.await;
+        let _ = sampler.await;
         let _ = admin_task.await;
-        if let Some(memory) = memory {
+        if let Some(memory) = flushing {
             if let Err(e) = memory.flush() {
                 tracing::error!(error = %e, "could not write the state file on shutdown");
             }
@@ -144,7 +273,59 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         admin_addr,
         shutdown,
         task,
+        app,
+        admin,
+        memory,
+        metrics,
+        series,
     })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Refreshes the current engine's cached counters every `sync_millis`
+/// until shutdown.
+async fn sync(app: Arc<Live<App>>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let current = app.load();
+        let next = tokio::time::Instant::now() + current.config.store.sync_interval;
+        current.engine.sync_all().await;
+        drop(current);
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Samples the rooms and the origin for the dashboard every [`series::STEP`].
+async fn sample(
+    app: Arc<Live<App>>,
+    metrics: Arc<Metrics>,
+    series: Arc<Series>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(series::STEP);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let origin = &metrics.origin_seconds;
+                series.sample(&app.load().engine, origin.get_sample_sum(), origin.get_sample_count());
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Three sync intervals, at least a second: time for every instance to

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use crate::config::{self, Config};
 use crate::engine::{CookieOptions, Decision, Engine, Jar, Mode};
+use crate::live::Live;
 use crate::metrics::{Metrics, Outcome};
 use crate::page::{self, Lang, PageContext, PageKind};
 use crate::proxy::{Body, Peer, Proxy, ProxyError};
@@ -650,14 +651,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
 
 /// Accepts connections until `shutdown` flips, then waits up to
 /// [`DRAIN_GRACE`] for in-flight requests.
-pub async fn serve(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(app.config.listen.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
+pub async fn serve(
+    app: Arc<Live<App>>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let active = Arc::new(());
 
     loop {
@@ -677,7 +675,6 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Re
         let _ = stream.set_nodelay(true);
         tokio::spawn(connection(
             app.clone(),
-            builder.clone(),
             stream,
             addr,
             shutdown.clone(),
@@ -692,8 +689,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Re
 }
 
 async fn connection(
-    app: Arc<App>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    app: Arc<Live<App>>,
     stream: TcpStream,
     addr: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
@@ -710,12 +706,20 @@ async fn connection(
         last_active: last_active.clone(),
         started,
     };
-    let service_app = app.clone();
+    // Timeouts come from the config current when the connection opened;
+    // each request is handled by the config current when it arrives.
+    let listen = app.load().config.listen.clone();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(listen.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
     let service = service_fn(move |request: Request<Incoming>| {
-        let app = service_app.clone();
+        let app = app.load();
         async move { Ok::<_, std::convert::Infallible>(app.handle(request, peer).await) }
     });
-    let idle_timeout = app.config.listen.idle_timeout.as_millis() as u64;
+    let idle_timeout = listen.idle_timeout.as_millis() as u64;
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let mut connection = pin!(connection);
     let mut closing = false;

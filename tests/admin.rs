@@ -25,21 +25,9 @@ fn with_token(text: String) -> String {
     )
 }
 
-/// Runs `antre ctl` against `antre` and returns (success, stdout, stderr).
+/// `antre ctl` as operator-ani, with the admin token.
 fn ctl(antre: &Antre, args: &[&str]) -> (bool, String, String) {
-    let output = common::antre_command()
-        .arg("ctl")
-        .args(args)
-        .env("ANTRE_ADMIN_ADDR", format!("http://{}", antre.admin_addr))
-        .env("ANTRE_ADMIN_TOKEN", TOKEN)
-        .env("USER", "operator-ani")
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    antre.ctl(Some(TOKEN), args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -173,16 +173,8 @@ refresh_seconds = 2
 /// minute nobody behind the first visitor is let in however long Chromium
 /// takes to start, and `antre ctl` then releases the line every two seconds.
 fn speed_up(antre: &Antre) {
-    let output = common::antre_command()
-        .args(["ctl", "rate", "vaksin", "30"])
-        .env("ANTRE_ADMIN_ADDR", format!("http://{}", antre.admin_addr))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "antre ctl rate: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (ok, _, err) = antre.ctl(None, &["rate", "vaksin", "30"]);
+    assert!(ok, "antre ctl rate: {err}");
 }
 
 /// Waits until the page shows `needle`, checking every 250 ms.

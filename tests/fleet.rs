@@ -513,3 +513,198 @@ async fn killing_redis_costs_no_request_and_no_place() {
         .count();
     assert_eq!(json["quota_left"], 89 - newcomers_in as u64, "{json}");
 }
+
+/// The room as one instance's admin API reports it.
+async fn report(antre: &Antre) -> serde_json::Value {
+    Visitor::new("operator")
+        .get(
+            &format!("http://{}/api/rooms/vaksin", antre.admin_addr),
+            &[],
+        )
+        .await
+        .json()
+}
+
+/// Waits until every instance reports `field` = `value`; returns how long
+/// that took.
+async fn everywhere(instances: &[Antre], field: &str, value: serde_json::Value) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut all = true;
+        for antre in instances {
+            all &= report(antre).await[field] == value;
+        }
+        if all {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{field} = {value} reached every instance within a second"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Admissions the visitors saw in `[from, to)`.
+fn admitted_between(seen: &[(Instant, u64)], from: Instant, to: Instant) -> usize {
+    seen.iter()
+        .filter(|(at, _)| *at >= from && *at < to)
+        .count()
+}
+
+/// The issue's scenario: during a load test, `antre ctl` on one instance
+/// changes the rate of the whole fleet within a second, and pause and
+/// resume stop and restart admissions everywhere with nobody's place lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_steers_the_whole_fleet_from_one_instance() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let redis = RedisServer::start();
+    let origin = Origin::start().await;
+    let room =
+        "[[rooms]]\nid = \"vaksin\"\npaths = [\"/daftar\"]\nadmit_per_minute = 60\nburst = 1\n";
+    let config = fleet_config(
+        &origin.url(),
+        &format!("kind = \"redis\"\nurl = \"{}\"", redis.url()),
+        room,
+    );
+    let instances: Vec<Antre> = (0..3)
+        .map(|i| Antre::start(&format!("steer-{i}"), &config))
+        .collect();
+
+    // Two hundred visitors take a ticket, each at a random instance.
+    let mut rng = Rng(0xc0ffee);
+    let mut line = Vec::new();
+    for i in 0..200 {
+        let mut visitor = Visitor::new(format!("s{i:03}"));
+        let url = instances[rng.below(3)].url("/daftar");
+        let answer = visitor.get(&url, &[("accept", "application/json")]).await;
+        if answer.status == StatusCode::SERVICE_UNAVAILABLE {
+            line.push((answer.json()["ticket"].as_u64().unwrap(), visitor));
+        }
+    }
+    assert!(line.len() >= 195, "{} of 200 queued", line.len());
+    let let_in_on_arrival = 200 - line.len();
+
+    // Each polls a random instance every 300 ms, as a fast page would,
+    // and notes when it was let in and whether it ever lost its ticket.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(Instant, u64)>::new()));
+    let paused_seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let urls: Vec<String> = instances.iter().map(|a| a.url("/_antre/status")).collect();
+    let mut pollers = tokio::task::JoinSet::new();
+    for (n, (ticket, mut visitor)) in line.into_iter().enumerate() {
+        let (seen, paused_seen, urls) = (seen.clone(), paused_seen.clone(), urls.clone());
+        pollers.spawn(async move {
+            let mut rng = Rng(0x9e37_79b9 + n as u64);
+            tokio::time::sleep(Duration::from_millis(rng.below(300) as u64)).await;
+            loop {
+                let url = &urls[rng.below(urls.len())];
+                let status = visitor
+                    .get(url, &[("accept", "application/json")])
+                    .await
+                    .json();
+                let state = status["state"].as_str().unwrap();
+                if state != "admitted" {
+                    assert_eq!(status["ticket"].as_u64(), Some(ticket), "{status}");
+                }
+                match state {
+                    "admitted" => {
+                        seen.lock().unwrap().push((Instant::now(), ticket));
+                        return;
+                    }
+                    "paused" => {
+                        paused_seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    "waiting" => {}
+                    other => panic!("{other}: {status}"),
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        });
+    }
+
+    // One a second to start with.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let slow_from = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let slow = admitted_between(&seen.lock().unwrap(), slow_from, Instant::now());
+
+    // The operator turns the rate up on instance 0; every instance follows.
+    let (ok, _, err) = instances[0].ctl(None, &["rate", "vaksin", "600"]);
+    assert!(ok, "{err}");
+    let spread = everywhere(&instances, "admit_per_minute", 600.into()).await;
+    let fast_from = Instant::now() + Duration::from_secs(1);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let fast = admitted_between(&seen.lock().unwrap(), fast_from, Instant::now());
+
+    // Pause on instance 1: admissions stop everywhere, places are kept.
+    let (ok, _, err) = instances[1].ctl(None, &["pause", "vaksin"]);
+    assert!(ok, "{err}");
+    everywhere(&instances, "paused", true.into()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let frontier = report(&instances[2]).await["frontier"].clone();
+    let still_from = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during_pause = admitted_between(&seen.lock().unwrap(), still_from, Instant::now());
+    assert_eq!(report(&instances[0]).await["frontier"], frontier);
+
+    // Resume on instance 2: the line moves again, in ticket order.
+    let (ok, _, err) = instances[2].ctl(None, &["resume", "vaksin"]);
+    assert!(ok, "{err}");
+    everywhere(&instances, "paused", false.into()).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Some(done) = tokio::time::timeout_at(deadline.into(), pollers.join_next())
+        .await
+        .expect("everyone in line is let in after the resume")
+    {
+        done.unwrap();
+    }
+
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    let order: Vec<u64> = seen.iter().map(|(_, ticket)| *ticket).collect();
+    let tau = kendall_tau(&order);
+    println!(
+        "steering: {slow} admitted in 4 s at 60/min; rate change on every instance after {spread:?}; \
+         {fast} admitted in 5 s at 600/min; {during_pause} while paused; Kendall tau {tau:.4}"
+    );
+    assert!((2..=7).contains(&slow), "{slow} admitted in 4 s at 60/min");
+    assert!(
+        (35..=60).contains(&fast),
+        "{fast} admitted in 5 s at 600/min"
+    );
+    assert_eq!(during_pause, 0, "nobody is admitted while paused");
+    assert!(paused_seen.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(tau >= 0.99, "admission follows ticket order: tau {tau}");
+    // Nobody was lost: every ticket holder was let in, each once.
+    let mut tickets = order.clone();
+    tickets.dedup();
+    assert_eq!(tickets.len(), order.len());
+    assert_eq!(
+        origin.distinct_visitors().len(),
+        let_in_on_arrival,
+        "the rest only polled their status"
+    );
+
+    // Every instance shows the same audit trail, with who did what.
+    let audit = Visitor::new("operator")
+        .get(
+            &format!("http://{}/api/audit", instances[0].admin_addr),
+            &[],
+        )
+        .await
+        .json();
+    let changes: Vec<String> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{} {}", e["who"].as_str().unwrap(), e["change"]))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            r#"operator-ani {"admit_per_minute":600}"#,
+            r#"operator-ani {"paused":true}"#,
+            r#"operator-ani {"paused":false}"#
+        ]
+    );
+}

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use antre::clock::MICROS_PER_SECOND;
 use antre::store::{
-    AnyStore, Claim, MemoryStore, RedisStore, RoomSettings, RoomView, SettingsChange, Store,
+    AnyStore, AuditEntry, Claim, MemoryStore, RedisStore, RoomSettings, RoomView, SettingsChange,
+    Store, AUDIT_KEEP,
 };
 use common::{RedisCluster, RedisServer};
 
@@ -177,8 +178,37 @@ async fn live_changes_survive_a_restart<S: Store>(store: &S, label: &str) {
     );
 }
 
+/// The audit trail keeps the newest entries, oldest first, up to its limit.
+async fn audit_trail<S: Store>(store: &S, label: &str) {
+    store
+        .configure("audited", &one_a_second(10), START)
+        .await
+        .unwrap();
+    assert!(store.audit(10).await.unwrap().is_empty(), "{label}");
+    let entry = |n: u64| AuditEntry {
+        at: 1_800_000_000 + n,
+        who: format!("operator-{n}"),
+        room: "audited".into(),
+        change: serde_json::json!({"admit_per_minute": n}),
+    };
+    for n in 1..=(AUDIT_KEEP as u64 + 5) {
+        store.record(&entry(n)).await.unwrap();
+    }
+    let newest = store.audit(3).await.unwrap();
+    let last = AUDIT_KEEP as u64 + 5;
+    assert_eq!(
+        newest,
+        vec![entry(last - 2), entry(last - 1), entry(last)],
+        "{label}"
+    );
+    let all = store.audit(AUDIT_KEEP * 2).await.unwrap();
+    assert_eq!(all.len(), AUDIT_KEEP, "{label}: the oldest are dropped");
+    assert_eq!(all[0], entry(6), "{label}");
+}
+
 async fn conforms<S: Store>(store: &S, label: &str) {
     live_changes_survive_a_restart(store, label).await;
+    audit_trail(store, label).await;
     for seed in 1..=12u64 {
         let room = format!("room-{seed}");
         let reference = script(&MemoryStore::ephemeral(), &room, seed * 7919, 150).await;

@@ -12,7 +12,7 @@
 //! crash between writing a snapshot and emptying the journal replays nothing
 //! twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use super::queue::{Claim, Counters, Overrides, RoomSettings, RoomView, SettingsChange};
-use super::{Arrival, Store, StoreError};
+use super::{Arrival, AuditEntry, Store, StoreError, AUDIT_KEEP};
 use crate::clock::Micros;
 
 /// Journal lines after which the state is written as a snapshot.
@@ -53,6 +53,9 @@ struct Snapshot {
     seq: u64,
     generated_key: Option<StoredKey>,
     rooms: BTreeMap<String, Room>,
+    /// Operators' changes, oldest first.
+    #[serde(default)]
+    audit: VecDeque<AuditEntry>,
 }
 
 /// One change to the counters, as journalled.
@@ -87,6 +90,9 @@ enum Op {
         change: SettingsChange,
         now: Micros,
     },
+    Record {
+        entry: AuditEntry,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -112,7 +118,10 @@ impl Op {
             | Op::Arrive { room, .. }
             | Op::Claim { room, .. }
             | Op::Reset { room, .. }
-            | Op::Update { room, .. } => room,
+            | Op::Update { room, .. }
+            | Op::Record {
+                entry: AuditEntry { room, .. },
+            } => room,
         }
     }
 }
@@ -137,6 +146,8 @@ struct StateFile {
 struct Inner {
     rooms: BTreeMap<String, Room>,
     generated_key: Option<StoredKey>,
+    /// Operators' changes, oldest first, at most [`AUDIT_KEEP`].
+    audit: VecDeque<AuditEntry>,
     /// Sequence number of the last applied operation.
     seq: u64,
     file: Option<StateFile>,
@@ -159,6 +170,7 @@ impl MemoryStore {
             inner: Mutex::new(Inner {
                 rooms: BTreeMap::new(),
                 generated_key: None,
+                audit: VecDeque::new(),
                 seq: 0,
                 file: None,
             }),
@@ -193,6 +205,7 @@ impl MemoryStore {
                 seq: 0,
                 generated_key: None,
                 rooms: BTreeMap::new(),
+                audit: VecDeque::new(),
             },
             Err(e) => return Err(state_error(e.to_string())),
         };
@@ -205,6 +218,7 @@ impl MemoryStore {
         let mut inner = Inner {
             rooms: snapshot.rooms,
             generated_key: snapshot.generated_key,
+            audit: snapshot.audit,
             seq: snapshot.seq,
             file: None,
         };
@@ -306,6 +320,20 @@ impl Inner {
     /// view afterwards, and whether anything changed (and so must be
     /// journalled).
     fn apply(&mut self, op: &Op) -> Result<(Outcome, RoomView, bool), StoreError> {
+        if let Op::Record { entry } = op {
+            let room = self
+                .rooms
+                .get(&entry.room)
+                .ok_or_else(|| StoreError::UnknownRoom(entry.room.clone()))?;
+            // Recording moves no counter; the view is only the reply.
+            let at = entry.at.saturating_mul(crate::clock::MICROS_PER_SECOND);
+            let view = room.counters.view(&room.settings, at);
+            self.audit.push_back(entry.clone());
+            while self.audit.len() > AUDIT_KEEP {
+                self.audit.pop_front();
+            }
+            return Ok((Outcome::View, view, true));
+        }
         if let Op::Configure {
             room,
             settings,
@@ -342,7 +370,9 @@ impl Inner {
             ));
         }
         let (name, now) = match op {
-            Op::Configure { .. } | Op::Update { .. } => unreachable!("handled above"),
+            Op::Configure { .. } | Op::Update { .. } | Op::Record { .. } => {
+                unreachable!("handled above")
+            }
             Op::Sync { room, now } | Op::Arrive { room, now } | Op::Reset { room, now } => {
                 (room, *now)
             }
@@ -356,7 +386,7 @@ impl Inner {
         let settings = &room.settings;
         let counters = &mut room.counters;
         let outcome = match op {
-            Op::Sync { .. } | Op::Configure { .. } | Op::Update { .. } => {
+            Op::Sync { .. } | Op::Configure { .. } | Op::Update { .. } | Op::Record { .. } => {
                 counters.advance(settings, now);
                 Outcome::View
             }
@@ -422,6 +452,7 @@ impl Inner {
             seq: self.seq,
             generated_key: &self.generated_key,
             rooms: &self.rooms,
+            audit: &self.audit,
         };
         let error = |message: String| StoreError::State {
             path: file.path.display().to_string(),
@@ -451,6 +482,7 @@ struct SnapshotRef<'a> {
     seq: u64,
     generated_key: &'a Option<StoredKey>,
     rooms: &'a BTreeMap<String, Room>,
+    audit: &'a VecDeque<AuditEntry>,
 }
 
 /// Every change an operation can make moves one of these: the counters,
@@ -609,6 +641,19 @@ impl Store for MemoryStore {
             })?
             .1)
     }
+
+    async fn record(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.run(Op::Record {
+            entry: entry.clone(),
+        })
+        .map(|_| ())
+    }
+
+    async fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let inner = self.lock();
+        let skip = inner.audit.len().saturating_sub(limit);
+        Ok(inner.audit.iter().skip(skip).cloned().collect())
+    }
 }
 
 #[cfg(test)]
@@ -672,6 +717,43 @@ mod tests {
         let (claim, view) = store.claim("vaksin", 1, 5, before.at).await.unwrap();
         assert_eq!(claim, Claim::Admitted { fresh: false });
         assert_eq!(view.admitted, 11);
+    }
+
+    #[tokio::test]
+    async fn the_audit_trail_survives_a_kill_and_a_clean_stop() {
+        let path = temp_state("audit");
+        let entry = |who: &str| AuditEntry {
+            at: 1_800_000_000,
+            who: who.into(),
+            room: "vaksin".into(),
+            change: serde_json::json!({"paused": true}),
+        };
+        {
+            let store = MemoryStore::open(&path).unwrap();
+            store.configure("vaksin", &settings(), START).await.unwrap();
+            store.record(&entry("ani")).await.unwrap();
+            // Killed: only the journal holds it.
+        }
+        {
+            let store = MemoryStore::open(&path).unwrap();
+            assert_eq!(store.audit(10).await.unwrap(), vec![entry("ani")]);
+            store.record(&entry("budi")).await.unwrap();
+            store.flush().unwrap();
+        }
+        let store = MemoryStore::open(&path).unwrap();
+        assert_eq!(
+            store.audit(10).await.unwrap(),
+            vec![entry("ani"), entry("budi")]
+        );
+        assert!(matches!(
+            store
+                .record(&AuditEntry {
+                    room: "nowhere".into(),
+                    ..entry("cici")
+                })
+                .await,
+            Err(StoreError::UnknownRoom(_))
+        ));
     }
 
     #[tokio::test]

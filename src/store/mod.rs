@@ -14,6 +14,22 @@ pub use queue::{Claim, Overrides, RoomSettings, RoomView, SettingsChange};
 
 use crate::clock::Micros;
 
+/// Audit entries the store keeps; older ones are dropped.
+pub const AUDIT_KEEP: usize = 1000;
+
+/// One change an operator made, kept where every instance sharing the
+/// store reads it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    /// Unix seconds.
+    pub at: u64,
+    /// Who asked: the `X-Antre-Operator` header, else "unknown".
+    pub who: String,
+    pub room: String,
+    /// What was asked, as sent.
+    pub change: serde_json::Value,
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -103,9 +119,20 @@ pub trait Store: Send + Sync + 'static {
         room: &str,
         now: Micros,
     ) -> impl Future<Output = Result<RoomView, StoreError>> + Send;
+
+    /// Adds `entry` to the audit trail that every instance sharing the store
+    /// reads; beyond [`AUDIT_KEEP`] entries the oldest are dropped.
+    fn record(&self, entry: &AuditEntry) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The newest `limit` audit entries, oldest first.
+    fn audit(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
 }
 
-/// The store chosen in the config.
+/// The store chosen in the config; cloning shares it.
+#[derive(Clone)]
 pub enum AnyStore {
     Memory(std::sync::Arc<MemoryStore>),
     Redis(std::sync::Arc<RedisStore>),
@@ -216,6 +243,20 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(store) => store.reset(room, now).await,
             AnyStore::Redis(store) => store.reset(room, now).await,
+        }
+    }
+
+    async fn record(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.record(entry).await,
+            AnyStore::Redis(store) => store.record(entry).await,
+        }
+    }
+
+    async fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.audit(limit).await,
+            AnyStore::Redis(store) => store.audit(limit).await,
         }
     }
 }

@@ -22,7 +22,7 @@ use redis::Value;
 use tokio::sync::OnceCell;
 
 use super::queue::{Claim, RoomSettings, RoomView, SettingsChange};
-use super::{Arrival, Store, StoreError};
+use super::{Arrival, AuditEntry, Store, StoreError, AUDIT_KEEP};
 use crate::clock::Micros;
 
 const SCRIPT: &str = include_str!("room.lua");
@@ -187,6 +187,64 @@ impl RedisStore {
             format!("{base}:pending"),
             format!("{base}:promised"),
         ]
+    }
+
+    /// The audit trail: a list, newest first, shared by the fleet.
+    fn audit_key(&self) -> String {
+        format!("{}:audit", self.prefix)
+    }
+
+    /// Runs `pipeline` (commands outside the room script) within the call
+    /// timeout, counted in the store's metrics like any other call.
+    async fn pipeline<T: redis::FromRedisValue>(
+        &self,
+        pipeline: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result: Result<T, String> = match &self.connection {
+            Connection::Single(manager) => {
+                let mut manager = manager.clone();
+                match tokio::time::timeout(CALL_TIMEOUT, pipeline.query_async(&mut manager)).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
+                }
+            }
+            Connection::Cluster(link) => {
+                let connect = link
+                    .connection
+                    .get_or_try_init(|| link.client.get_async_connection());
+                match tokio::time::timeout(CALL_TIMEOUT, connect).await {
+                    Ok(Ok(connection)) => {
+                        let mut connection = connection.clone();
+                        match tokio::time::timeout(
+                            CALL_TIMEOUT,
+                            pipeline.query_async(&mut connection),
+                        )
+                        .await
+                        {
+                            Ok(result) => result.map_err(|e| e.to_string()),
+                            Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
+                        }
+                    }
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no connection within {CALL_TIMEOUT:?}")),
+                }
+            }
+        };
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if let Some((seconds, errors)) = &self.timers {
+            seconds.observe(started.elapsed().as_secs_f64());
+            if result.is_err() {
+                errors.inc();
+            }
+        }
+        result.map_err(|message| {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            StoreError::Unavailable(message)
+        })
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Known>> {
@@ -596,5 +654,35 @@ impl Store for RedisStore {
             .run(room, vec!["reset".into(), now.to_string()], true)
             .await?
             .2)
+    }
+
+    async fn record(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let line = serde_json::to_string(entry)
+            .map_err(|e| StoreError::Unavailable(format!("cannot encode the audit entry: {e}")))?;
+        let key = self.audit_key();
+        let mut pipeline = redis::pipe();
+        pipeline
+            .atomic()
+            .lpush(&key, line)
+            .ignore()
+            .ltrim(&key, 0, AUDIT_KEEP as isize - 1)
+            .ignore();
+        self.pipeline::<()>(&pipeline).await
+    }
+
+    async fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut pipeline = redis::pipe();
+        pipeline.lrange(self.audit_key(), 0, limit.min(AUDIT_KEEP) as isize - 1);
+        let (lines,): (Vec<String>,) = self.pipeline(&pipeline).await?;
+        // Newest first in Redis; a line another version wrote and this one
+        // cannot read is skipped rather than hiding the rest.
+        Ok(lines
+            .iter()
+            .rev()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect())
     }
 }

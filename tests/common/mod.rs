@@ -46,8 +46,8 @@ pub struct OriginState {
 }
 
 /// A small origin site: `/upload` counts a streamed body, `/download/N`
-/// streams N MiB, `/ws` echoes after an upgrade, anything else answers
-/// "origin ok".
+/// streams N MiB, `/slow/MS` answers after MS milliseconds, `/ws` echoes
+/// after an upgrade, anything else answers "origin ok".
 pub struct Origin {
     pub addr: SocketAddr,
     pub state: Arc<OriginState>,
@@ -156,6 +156,10 @@ async fn origin_handle(
         let chunk = Bytes::from(vec![b'x'; 1 << 20]);
         let stream = futures_stream(chunk, mib);
         Response::new(stream)
+    } else if let Some(millis) = path.strip_prefix("/slow/") {
+        let millis: u64 = millis.parse().unwrap_or(1000);
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        text(StatusCode::OK, "origin ok, slowly".into())
     } else if path == "/ws" {
         let upgrade = hyper::upgrade::on(&mut request);
         tokio::spawn(async move {
@@ -333,6 +337,61 @@ impl Antre {
             .arg(self.child.id().to_string())
             .status();
         self.child.wait().unwrap()
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// Waits until a log line after the first `skip` contains `needle`.
+    pub fn wait_for_log(&self, skip: usize, needle: &str, limit: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let found = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(skip)
+                .find(|line| line.contains(needle))
+                .cloned();
+            if found.is_some() || std::time::Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Log lines so far.
+    pub fn log_len(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+
+    /// Runs `antre ctl` against this instance's admin listener and returns
+    /// (success, stdout, stderr).
+    pub fn ctl(&self, token: Option<&str>, args: &[&str]) -> (bool, String, String) {
+        let mut command = antre_command();
+        command
+            .arg("ctl")
+            .args(args)
+            .env("ANTRE_ADMIN_ADDR", format!("http://{}", self.admin_addr))
+            .env("USER", "operator-ani");
+        match token {
+            Some(token) => command.env("ANTRE_ADMIN_TOKEN", token),
+            None => command.env_remove("ANTRE_ADMIN_TOKEN"),
+        };
+        let output = command.output().unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     }
 
     /// Kills the process outright, as a crash would.
