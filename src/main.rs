@@ -20,6 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve: queue visitors and forward admitted ones to the origin.
+    /// SIGHUP reloads the config file; SIGTERM or Ctrl-C drains and stops.
     Run {
         /// The config file.
         #[arg(short, long, value_name = "FILE", default_value = "config/antre.toml")]
