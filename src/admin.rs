@@ -30,6 +30,10 @@ use crate::store::{AnyStore, AuditEntry, SettingsChange, Store};
 /// Largest admin request body read.
 const MAX_BODY: usize = 64 * 1024;
 
+const DASHBOARD_HTML: &str = include_str!("dashboard/index.html");
+const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
+const DASHBOARD_CSS: &str = include_str!("dashboard/dashboard.css");
+
 /// Audit entries `GET /api/audit` returns.
 const AUDIT_SHOWN: usize = 200;
 
@@ -87,6 +91,16 @@ impl Admin {
         let path = request.uri().path().to_owned();
         if path == "/healthz" {
             return json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
+        }
+        // The dashboard's files hold no data: they load without the token,
+        // and the page asks for it when the API does.
+        if request.method() == Method::GET {
+            match path.as_str() {
+                "/" | "/dashboard" => return asset(DASHBOARD_HTML, "text/html; charset=utf-8"),
+                "/dashboard.js" => return asset(DASHBOARD_JS, "text/javascript; charset=utf-8"),
+                "/dashboard.css" => return asset(DASHBOARD_CSS, "text/css; charset=utf-8"),
+                _ => {}
+            }
         }
         if !self.authorized(&request) {
             let mut response = error(
@@ -373,6 +387,36 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
     let parsed = serde_json::from_value(raw.clone())
         .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", &e.to_string()))?;
     Ok((raw, parsed))
+}
+
+/// One of the dashboard's files. The policy allows only its own files
+/// (no inline script, nothing from elsewhere), and no other site may frame
+/// the page to trick a click on its controls.
+fn asset(text: &'static str, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(Bytes::from_static(text.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 fn unknown_room(id: &str) -> Response<Body> {

@@ -91,7 +91,11 @@ impl Browser {
             .method(method)
             .uri(format!("{}{path}", self.base))
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
+            .body(Full::new(if body.is_null() {
+                Bytes::new()
+            } else {
+                Bytes::from(body.to_string())
+            }))
             .unwrap();
         let response = self.client.request(request).await.ok()?;
         let bytes = response.into_body().collect().await.ok()?.to_bytes();
@@ -125,6 +129,77 @@ impl Browser {
             .as_str()
             .unwrap_or("")
             .to_owned()
+    }
+
+    /// The first element matching `css`, as a WebDriver element id.
+    async fn find(&self, css: &str) -> Option<String> {
+        let value = self
+            .session(
+                "POST",
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
+            .await;
+        value["value"]
+            .as_object()?
+            .values()
+            .next()?
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// Waits up to `limit` for an element matching `css`.
+    async fn wait_find(&self, css: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(id) = self.find(css).await {
+                return id;
+            }
+            assert!(Instant::now() < deadline, "no {css} on the page");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.wait_find(css, Duration::from_secs(5)).await;
+        self.session("POST", &format!("/element/{id}/click"), json!({}))
+            .await;
+    }
+
+    /// Replaces what the field matching `css` holds with `text`, typed.
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.wait_find(css, Duration::from_secs(5)).await;
+        self.session("POST", &format!("/element/{id}/clear"), json!({}))
+            .await;
+        self.session(
+            "POST",
+            &format!("/element/{id}/value"),
+            json!({"text": text}),
+        )
+        .await;
+    }
+
+    /// The text of the open `alert`/`confirm` dialog, waiting a little for
+    /// it to open.
+    async fn dialog(&self) -> Option<String> {
+        for _ in 0..20 {
+            let value = self.session("GET", "/alert/text", Value::Null).await;
+            if let Some(text) = value["value"].as_str() {
+                return Some(text.to_owned());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// Answers the open dialog: OK when `accept`, else Cancel.
+    async fn answer_dialog(&self, accept: bool) {
+        let path = if accept {
+            "/alert/accept"
+        } else {
+            "/alert/dismiss"
+        };
+        self.session("POST", path, json!({})).await;
     }
 
     /// Ends the session, which closes Chromium; chromedriver itself is
@@ -257,4 +332,157 @@ async fn a_browser_without_javascript_is_let_in_by_the_page_refreshing_itself() 
         "the meta refresh let the browser in: {}",
         browser.text().await
     );
+}
+
+const DASHBOARD_TOKEN: &str = "a dashboard token, long enough";
+
+/// An operator opens the dashboard in a browser, signs in with the token,
+/// sees the line drawn, and changes the rate and pauses the room, each
+/// change confirmed first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_draws_the_room_and_steers_it() {
+    let Some(browser) = Browser::start(true).await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    let text = config(&origin.url(), ROOM).replace(
+        "[admin]\naddr = \"127.0.0.1:0\"",
+        &format!("[admin]\naddr = \"127.0.0.1:0\"\ntoken = \"{DASHBOARD_TOKEN}\""),
+    );
+    let antre = Antre::start("dashboard", &text);
+    // One let in and browsing the site, five waiting.
+    let mut inside = Visitor::new("inside");
+    inside.get(&antre.url("/"), &[]).await;
+    let site = antre.url("/daftar");
+    let browsing = tokio::spawn(async move {
+        loop {
+            inside.get(&site, &[]).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    for i in 0..5 {
+        Visitor::new(format!("v{i}"))
+            .get(&antre.url("/"), &[])
+            .await;
+    }
+    let api = |path: &str| format!("http://{}{path}", antre.admin_addr);
+    let report = || async {
+        let mut operator = Visitor::new("operator");
+        operator
+            .get(
+                &api("/api/rooms/vaksin"),
+                &[("authorization", &format!("Bearer {DASHBOARD_TOKEN}"))],
+            )
+            .await
+            .json()
+    };
+
+    browser.open(&api("/")).await;
+    // Without the token the page asks for it.
+    browser
+        .wait_find("#signin:not([hidden]) #token", Duration::from_secs(10))
+        .await;
+    browser.type_into("#token", DASHBOARD_TOKEN).await;
+    browser.type_into("#signin-name", "ani").await;
+    browser.click("#signin button[type=submit]").await;
+
+    // The room appears with its numbers, its quota bar and three charts
+    // that have drawn something.
+    let room = "section[data-room=vaksin]";
+    browser.wait_find(room, Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let drawn = loop {
+        let drawn = browser
+            .eval(
+                "return [...document.querySelectorAll('section[data-room=vaksin] canvas.chart')]\
+                 .map(c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;\
+                   let inked = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) inked++;\
+                   return [c.className, Number(c.dataset.points || 0), inked]; })",
+            )
+            .await;
+        let charts = drawn.as_array().cloned().unwrap_or_default();
+        let ready = charts.len() == 3
+            && charts
+                .iter()
+                .all(|c| c[1].as_u64().unwrap_or(0) >= 2 && c[2].as_u64().unwrap_or(0) > 0);
+        if ready || Instant::now() > deadline {
+            break drawn;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let charts = drawn.as_array().unwrap();
+    assert_eq!(charts.len(), 3, "{drawn}");
+    for chart in charts {
+        assert!(chart[1].as_u64().unwrap() >= 2, "points drawn: {drawn}");
+        assert!(chart[2].as_u64().unwrap() > 0, "pixels inked: {drawn}");
+    }
+    let page = browser.text().await;
+    assert!(page.contains("Vaksinasi Kota"), "{page}");
+    assert!(page.contains("1 of 100 used"), "{page}");
+    let bar = browser
+        .eval("return document.querySelector('section[data-room=vaksin] [role=progressbar]').getAttribute('aria-valuenow')")
+        .await;
+    assert_eq!(bar, "1");
+    browser.screenshot(&antre.dir.join("dashboard.png")).await;
+
+    // A rate change asks first; cancelled, nothing changes.
+    browser
+        .type_into(&format!("{room} input[name=rate]"), "600")
+        .await;
+    browser.click(&format!("{room} .set-rate")).await;
+    let Some(question) = browser.dialog().await else {
+        panic!("the change is confirmed first: {}", browser.text().await);
+    };
+    assert!(
+        question.contains("vaksin") && question.contains("600"),
+        "{question}"
+    );
+    browser.answer_dialog(false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(report().await["admit_per_minute"], 1);
+
+    // Confirmed, it reaches the API, and the page says so.
+    browser
+        .type_into(&format!("{room} input[name=rate]"), "600")
+        .await;
+    browser.click(&format!("{room} .set-rate")).await;
+    if browser.dialog().await.is_none() {
+        panic!("the change is confirmed first: {}", browser.text().await);
+    }
+    browser.answer_dialog(true).await;
+    let message = wait_for(&browser, "600 per minute", Duration::from_secs(5)).await;
+    assert!(message.is_some(), "{}", browser.text().await);
+    assert_eq!(report().await["admit_per_minute"], 600);
+
+    // Pausing too.
+    browser.click(&format!("{room} .toggle-pause")).await;
+    let question = browser.dialog().await.expect("a pause is confirmed first");
+    assert!(question.contains("Pause"), "{question}");
+    browser.answer_dialog(true).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while report().await["paused"] != true {
+        assert!(Instant::now() < deadline, "the pause reached the API");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The changes are in the audit trail under the name given at sign-in,
+    // and the page lists them.
+    let audit = Visitor::new("operator")
+        .get(
+            &api("/api/audit"),
+            &[("authorization", &format!("Bearer {DASHBOARD_TOKEN}"))],
+        )
+        .await
+        .json();
+    let who: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["who"].as_str().unwrap())
+        .collect();
+    assert_eq!(who, ["ani", "ani"], "{audit}");
+    let listed = wait_for(&browser, "\"paused\":true", Duration::from_secs(8)).await;
+    browser.quit().await;
+    browsing.abort();
+    assert!(listed.is_some(), "the page lists the changes");
 }
