@@ -120,33 +120,24 @@ impl Running {
         let mut live_wins = Vec::new();
         for room in engine.rooms() {
             let (file, live) = (&room.config.settings, room.view().settings.clone());
-            if file.admit_per_minute != live.admit_per_minute {
-                live_wins.push(format!(
-                    "{}: admit_per_minute {} (file {})",
-                    room.config.id, live.admit_per_minute, file.admit_per_minute
-                ));
-            }
-            if file.quota != live.quota {
-                live_wins.push(format!(
-                    "{}: quota {} (file {})",
-                    room.config.id,
-                    describe(live.quota),
-                    describe(file.quota)
-                ));
-            }
-            if file.paused != live.paused {
-                live_wins.push(format!(
-                    "{}: paused {} (file {})",
-                    room.config.id, live.paused, file.paused
-                ));
-            }
-            if file.pass_seconds != live.pass_seconds {
-                live_wins.push(format!(
-                    "{}: pass_minutes {} (file {})",
-                    room.config.id,
-                    live.pass_seconds / 60,
-                    file.pass_seconds / 60
-                ));
+            let settings = [
+                (
+                    "admit_per_minute",
+                    live.admit_per_minute.to_string(),
+                    file.admit_per_minute.to_string(),
+                ),
+                ("quota", describe(live.quota), describe(file.quota)),
+                ("paused", live.paused.to_string(), file.paused.to_string()),
+                (
+                    "pass_minutes",
+                    (live.pass_seconds / 60).to_string(),
+                    (file.pass_seconds / 60).to_string(),
+                ),
+            ];
+            for (name, live, file) in settings {
+                if live != file {
+                    live_wins.push(format!("{}: {name} {live} (file {file})", room.config.id));
+                }
             }
         }
 

@@ -2,9 +2,11 @@
 //! fleet of antre instances behaves as one waiting room.
 //!
 //! Every operation is one call of `room.lua`, which applies the same rules
-//! as `queue.rs` atomically inside Redis. A room's three keys share a hash
-//! tag (`antre:{vaksin}:state`, `...:claimed`, `...:checkpoints`), so each
-//! call touches one cluster slot and rooms spread over the cluster.
+//! as `queue.rs` atomically inside Redis. A room's keys share a hash tag
+//! (`antre:{vaksin}:state`, `...:claimed`, `...:checkpoints`, `...:pending`,
+//! `...:promised`), so each call touches one cluster slot and rooms spread
+//! over the cluster. The operators' audit trail is one list,
+//! `antre:audit`, newest first.
 //!
 //! Losing Redis's data (a restart without persistence) is noticed: the room
 //! is missing, or its `boot` marker changed. The store then re-seeds the room
@@ -42,6 +44,40 @@ enum Connection {
     Single(ConnectionManager),
     /// Connected on first use, so antre starts while the cluster is down.
     Cluster(Box<ClusterLink>),
+}
+
+/// One connection, of either kind, for a single request.
+enum Link {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Link::Single(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Single(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 struct ClusterLink {
@@ -194,57 +230,62 @@ impl RedisStore {
         format!("{}:audit", self.prefix)
     }
 
-    /// Runs `pipeline` (commands outside the room script) within the call
-    /// timeout, counted in the store's metrics like any other call.
-    async fn pipeline<T: redis::FromRedisValue>(
-        &self,
-        pipeline: &redis::Pipeline,
-    ) -> Result<T, StoreError> {
-        let started = Instant::now();
-        let result: Result<T, String> = match &self.connection {
-            Connection::Single(manager) => {
-                let mut manager = manager.clone();
-                match tokio::time::timeout(CALL_TIMEOUT, pipeline.query_async(&mut manager)).await {
-                    Ok(result) => result.map_err(|e| e.to_string()),
-                    Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
-                }
-            }
-            Connection::Cluster(link) => {
-                let connect = link
+    /// The connection to use now; the cluster's is made on first use.
+    async fn link(&self) -> Result<Link, String> {
+        match &self.connection {
+            Connection::Single(manager) => Ok(Link::Single(manager.clone())),
+            Connection::Cluster(cluster) => {
+                let connect = cluster
                     .connection
-                    .get_or_try_init(|| link.client.get_async_connection());
+                    .get_or_try_init(|| cluster.client.get_async_connection());
                 match tokio::time::timeout(CALL_TIMEOUT, connect).await {
-                    Ok(Ok(connection)) => {
-                        let mut connection = connection.clone();
-                        match tokio::time::timeout(
-                            CALL_TIMEOUT,
-                            pipeline.query_async(&mut connection),
-                        )
-                        .await
-                        {
-                            Ok(result) => result.map_err(|e| e.to_string()),
-                            Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
-                        }
-                    }
+                    Ok(Ok(connection)) => Ok(Link::Cluster(connection.clone())),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err(format!("no connection within {CALL_TIMEOUT:?}")),
                 }
             }
+        }
+    }
+
+    /// Runs one request on a connection within the call timeout, and
+    /// counts it (time, failure) in the store's statistics and metrics.
+    async fn timed<T, F, Fut>(&self, request: F) -> Result<T, String>
+    where
+        F: FnOnce(Link) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let started = Instant::now();
+        let result = match self.link().await {
+            Ok(link) => match tokio::time::timeout(CALL_TIMEOUT, request(link)).await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
+            },
+            Err(e) => Err(e),
         };
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         self.stats
             .micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if result.is_err() {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some((seconds, errors)) = &self.timers {
             seconds.observe(started.elapsed().as_secs_f64());
             if result.is_err() {
                 errors.inc();
             }
         }
-        result.map_err(|message| {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
-            StoreError::Unavailable(message)
-        })
+        result
+    }
+
+    /// Runs `pipeline` (commands outside the room script).
+    async fn pipeline<T: redis::FromRedisValue>(
+        &self,
+        pipeline: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        self.timed(|mut link| async move { pipeline.query_async(&mut link).await })
+            .await
+            .map_err(StoreError::Unavailable)
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Known>> {
@@ -273,49 +314,9 @@ impl RedisStore {
         for arg in &args {
             invocation.arg(arg);
         }
-        let started = Instant::now();
-        let result: Result<Vec<Value>, String> = match &self.connection {
-            Connection::Single(manager) => {
-                let mut manager = manager.clone();
-                match tokio::time::timeout(CALL_TIMEOUT, invocation.invoke_async(&mut manager))
-                    .await
-                {
-                    Ok(result) => result.map_err(|e| e.to_string()),
-                    Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
-                }
-            }
-            Connection::Cluster(link) => {
-                let connect = link
-                    .connection
-                    .get_or_try_init(|| link.client.get_async_connection());
-                match tokio::time::timeout(CALL_TIMEOUT, connect).await {
-                    Ok(Ok(connection)) => {
-                        let mut connection = connection.clone();
-                        match tokio::time::timeout(
-                            CALL_TIMEOUT,
-                            invocation.invoke_async(&mut connection),
-                        )
-                        .await
-                        {
-                            Ok(result) => result.map_err(|e| e.to_string()),
-                            Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
-                        }
-                    }
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!("no connection within {CALL_TIMEOUT:?}")),
-                }
-            }
-        };
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        if let Some((seconds, errors)) = &self.timers {
-            seconds.observe(started.elapsed().as_secs_f64());
-            if result.is_err() {
-                errors.inc();
-            }
-        }
-        self.stats
-            .micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let result = self
+            .timed(|mut link| async move { invocation.invoke_async(&mut link).await })
+            .await;
         match result {
             Ok(reply) => {
                 if let Some(known) = self.known().get_mut(room) {
@@ -324,7 +325,6 @@ impl RedisStore {
                 Ok(reply)
             }
             Err(message) => {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 let until = (self.started.elapsed() + BACKOFF).as_millis() as u64;
                 self.known()
                     .entry(room.to_owned())
