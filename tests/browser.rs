@@ -482,7 +482,13 @@ async fn the_dashboard_draws_the_room_and_steers_it() {
         .collect();
     assert_eq!(who, ["ani", "ani"], "{audit}");
     let listed = wait_for(&browser, "\"paused\":true", Duration::from_secs(8)).await;
+    assert!(listed.is_some(), "the page lists the changes");
+
+    // A change made elsewhere (here `antre ctl`) shows on the page too.
+    let (ok, _, err) = antre.ctl(Some(DASHBOARD_TOKEN), &["rate", "vaksin", "900"]);
+    assert!(ok, "{err}");
+    let shown = wait_for(&browser, "900/min", Duration::from_secs(8)).await;
+    assert!(shown.is_some(), "{}", browser.text().await);
     browser.quit().await;
     browsing.abort();
-    assert!(listed.is_some(), "the page lists the changes");
 }
