@@ -7,9 +7,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
-
-use tokio::sync::watch;
 
 use crate::clock::{Clock, Micros, MICROS_PER_SECOND};
 use crate::config::{OnError, RoomConfig};
@@ -99,9 +96,25 @@ pub struct Room {
     /// bit, for "admitted in the last minute". A std `Mutex`: nothing is
     /// awaited while it is held.
     history: Mutex<VecDeque<(Micros, u64)>>,
+    /// Whether the store has taken this config's settings for the room;
+    /// until then the background sync configures instead of syncing.
+    configured: AtomicBool,
 }
 
 impl Room {
+    /// A room starting from the view `first` gives for its config.
+    fn new(config: RoomConfig, first: impl FnOnce(&RoomConfig) -> RoomView, healthy: bool) -> Room {
+        Room {
+            pass_cookie: format!("antre-pass-{}", config.id),
+            ticket_cookie: format!("antre-ticket-{}", config.id),
+            view: RwLock::new(Arc::new(first(&config))),
+            config,
+            healthy: AtomicBool::new(healthy),
+            history: Mutex::new(VecDeque::new()),
+            configured: AtomicBool::new(false),
+        }
+    }
+
     pub fn view(&self) -> Arc<RoomView> {
         self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -184,59 +197,80 @@ impl<S: Store> Engine<S> {
         keys: Keyring,
         rooms: Vec<RoomConfig>,
     ) -> Result<Self, StoreError> {
-        let mut built = Vec::with_capacity(rooms.len());
-        for config in rooms {
-            // A shared store that is down must not stop antre from starting:
-            // the room starts held (as in any outage) and the background
-            // sync brings it in when the store answers.
-            let (view, healthy) = match store
-                .configure(&config.id, &config.settings, clock.now_micros())
-                .await
-            {
-                Ok(view) => (view, true),
-                Err(e @ StoreError::Unavailable(_)) => {
-                    tracing::warn!(room = %config.id, error = %e, "store unavailable at start: holding the line until it answers");
-                    (placeholder_view(&config), false)
-                }
-                Err(e) => return Err(e),
-            };
-            built.push(Room {
-                pass_cookie: format!("antre-pass-{}", config.id),
-                ticket_cookie: format!("antre-ticket-{}", config.id),
-                config,
-                view: RwLock::new(Arc::new(view)),
-                healthy: AtomicBool::new(healthy),
-                history: Mutex::new(VecDeque::new()),
-            });
-        }
-        Ok(Engine {
+        let mut engine = Engine {
             store,
             clock,
             keys,
-            rooms: built,
+            rooms: Vec::with_capacity(rooms.len()),
             on_error: OnError::Hold,
-        })
+        };
+        for config in rooms {
+            let room = Room::new(config, placeholder_view, true);
+            engine.configure(&room).await?;
+            engine.rooms.push(room);
+        }
+        Ok(engine)
     }
 
-    /// An engine for a reloaded config on the same store: rooms are
-    /// configured afresh (an operator's live changes still win, as on a
-    /// restart), and a room that keeps its id keeps its admission history.
+    /// An engine for a reloaded config on the same store. A room that keeps
+    /// its id starts from this engine's view of it, its health and its
+    /// admission history, so a reload during a store outage costs nobody
+    /// their place; its new settings reach the store as soon as it answers
+    /// (an operator's live changes still win, as on a restart).
     pub async fn successor(&self, keys: Keyring, rooms: Vec<RoomConfig>) -> Result<Self, StoreError>
     where
         S: Clone,
     {
-        let next = Engine::start(self.store.clone(), self.clock.clone(), keys, rooms).await?;
-        for room in &next.rooms {
-            if let Some(old) = self.rooms.iter().find(|r| r.config.id == room.config.id) {
-                let history = old
-                    .history
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
-                *room.history.lock().unwrap_or_else(|p| p.into_inner()) = history;
-            }
+        let mut engine = Engine {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            keys,
+            rooms: Vec::with_capacity(rooms.len()),
+            on_error: self.on_error,
+        };
+        for config in rooms {
+            let room = match self.rooms.iter().find(|r| r.config.id == config.id) {
+                Some(old) => {
+                    let room = Room::new(config, |_| (*old.view()).clone(), old.store_healthy());
+                    let history = old
+                        .history
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    *room.history.lock().unwrap_or_else(|p| p.into_inner()) = history;
+                    room
+                }
+                None => Room::new(config, placeholder_view, true),
+            };
+            engine.configure(&room).await?;
+            engine.rooms.push(room);
         }
-        Ok(next.with_on_error(self.on_error))
+        Ok(engine)
+    }
+
+    /// Registers `room`'s settings with the store. A shared store that is
+    /// down must not stop antre from starting or reloading: the room is
+    /// held (as in any outage) and the background sync configures it when
+    /// the store answers.
+    async fn configure(&self, room: &Room) -> Result<(), StoreError> {
+        let id = &room.config.id;
+        match self
+            .store
+            .configure(id, &room.config.settings, self.clock.now_micros())
+            .await
+        {
+            Ok(view) => {
+                room.configured.store(true, Ordering::Relaxed);
+                room.offer(view);
+                Ok(())
+            }
+            Err(e @ StoreError::Unavailable(_)) => {
+                tracing::warn!(room = %id, error = %e, "store unavailable: holding the line until it answers");
+                room.healthy.store(false, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// What visitors get while the store cannot be reached; default hold.
@@ -262,31 +296,27 @@ impl<S: Store> Engine<S> {
         self.clock.as_ref()
     }
 
-    /// Refreshes every room's cached view from the store now.
+    /// Refreshes every room's cached view from the store now; a room the
+    /// store could not take at start or reload is configured instead.
     pub async fn sync_all(&self) {
         for room in &self.rooms {
-            match self
-                .store
-                .sync(&room.config.id, self.clock.now_micros())
-                .await
-            {
+            let id = &room.config.id;
+            let now = self.clock.now_micros();
+            let answer = if room.configured.load(Ordering::Relaxed) {
+                self.store.sync(id, now).await
+            } else {
+                let answer = self.store.configure(id, &room.config.settings, now).await;
+                if answer.is_ok() {
+                    room.configured.store(true, Ordering::Relaxed);
+                }
+                answer
+            };
+            match answer {
                 Ok(view) => {
                     room.sample(view.at, view.admitted);
                     room.offer(view);
                 }
                 Err(e) => room.store_failed(&e),
-            }
-        }
-    }
-
-    /// Refreshes the cache every `interval` until `shutdown` says stop.
-    pub async fn run_sync(&self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => self.sync_all().await,
-                _ = shutdown.changed() => return,
             }
         }
     }

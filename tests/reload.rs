@@ -195,3 +195,70 @@ async fn a_rate_set_live_outlasts_a_reload_and_says_so() {
     assert_eq!(rooms[0]["admit_per_minute"], 600);
     assert_eq!(rooms[0]["configured_admit_per_minute"], 30);
 }
+
+const KEYS: &str = r#"
+[[keys]]
+id = "k1"
+secret = "a secret shared by every instance of the fleet"
+"#;
+
+/// A reload while Redis is down keeps everyone's place (even in a room
+/// that was reset, so its tickets carry epoch 2), and the file's new
+/// settings reach Redis once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_during_a_store_outage_costs_no_place() {
+    let mut redis = common::RedisServer::start();
+    let origin = Origin::start().await;
+    let url = redis.url();
+    let text = |title: &str, rate: u32| {
+        config(&origin.url(), &(rooms(title, rate, "") + KEYS)).replace(
+            "kind = \"memory\"",
+            &format!("kind = \"redis\"\nurl = \"{url}\""),
+        )
+    };
+    let antre = Antre::start("reload-outage", &text("Vaksinasi Kota", 1));
+    let (ok, _, err) = antre.ctl(None, &["reset", "vaksin"]);
+    assert!(ok, "{err}");
+    // Right after a reset the new line starts at the room's rate: both
+    // wait, Ani second.
+    Visitor::new("first").get(&antre.url("/"), &[]).await;
+    let mut ani = Visitor::new("ani");
+    ani.get(&antre.url("/daftar"), &[]).await;
+    let before = ani.status(&antre).await.json();
+    assert_eq!(before["state"], "waiting", "{before}");
+    assert_eq!(before["position"], 2, "{before}");
+    let ticket = ani.cookie("antre-ticket-vaksin").unwrap().to_owned();
+
+    redis.cli(&["SAVE"]);
+    redis.kill();
+    let line = reload(&antre, &text("Vaksinasi Tahap 2", 120));
+    assert!(line.contains("config reloaded"), "{line}");
+
+    // Held, not lost: same ticket, same place.
+    let held = ani.status(&antre).await.json();
+    assert_eq!(held["state"], "paused", "{held}");
+    assert_eq!(held["ticket"], before["ticket"], "{held}");
+    assert_eq!(held["position"], before["position"], "{held}");
+    assert_eq!(ani.cookie("antre-ticket-vaksin"), Some(ticket.as_str()));
+
+    // Redis back: the reloaded rate applies and Ani is let in, in turn.
+    redis.restart();
+    let mut admitted = false;
+    for _ in 0..100 {
+        if ani.get(&antre.url("/daftar"), &[]).await.status == StatusCode::OK {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        admitted,
+        "ani was let in: {}",
+        ani.status(&antre).await.body
+    );
+    let (ok, out, _) = antre.ctl(None, &["--json", "status"]);
+    assert!(ok);
+    let rooms: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rooms[0]["admit_per_minute"], 120, "{rooms}");
+    assert_eq!(rooms[0]["epoch"], 2, "{rooms}");
+}
