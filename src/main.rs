@@ -166,19 +166,20 @@ fn ctl(addr: String, token: Option<String>, json: bool, action: CtlAction) -> Ex
 }
 
 async fn serve(config: Config, path: PathBuf) -> ExitCode {
+    // Listened for before anything starts, so a SIGHUP sent as soon as
+    // the process exists never meets the default action (exit).
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("antre: cannot listen for signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let running = match antre::run::start(config, Arc::new(SystemClock)).await {
         Ok(running) => running,
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("antre: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut signals = match Signals::new() {
-        Ok(signals) => signals,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for signals");
-            running.stop().await;
             return ExitCode::FAILURE;
         }
     };
@@ -214,6 +215,9 @@ async fn reload(running: &antre::run::Running, path: &std::path::Path) {
                 removed = %done.removed.join(","),
                 "config reloaded"
             );
+            for key in done.removed_keys {
+                tracing::warn!(%key, "key removed: tickets and passes it signed no longer count");
+            }
             for setting in done.live_wins {
                 tracing::warn!(%setting, "a setting changed live keeps its live value over the file's; change it live to override");
             }

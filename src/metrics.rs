@@ -64,6 +64,9 @@ pub struct Metrics {
     pub store_seconds: Histogram,
     pub store_errors: IntCounter,
     rooms: Vec<(&'static str, IntGaugeVec)>,
+    /// Held while the room gauges are rebuilt for a scrape. A std `Mutex`:
+    /// nothing is awaited while it is held.
+    rendering: std::sync::Mutex<()>,
 }
 
 impl Metrics {
@@ -132,6 +135,7 @@ impl Metrics {
             store_seconds,
             store_errors,
             rooms,
+            rendering: std::sync::Mutex::new(()),
         })
     }
 
@@ -145,16 +149,15 @@ impl Metrics {
         self.origin_errors.with_label_values(&[kind]).inc();
     }
 
-    /// Drops a room's gauges, once a reload removed the room.
-    pub fn forget_room(&self, room: &str) {
-        for (_, gauge) in &self.rooms {
-            let _ = gauge.remove_label_values(&[room]);
-        }
-    }
-
     /// The registry in Prometheus' text format, with room gauges read from
     /// the engine's cached views now.
     pub fn render(&self, engine: &Engine<AnyStore>) -> String {
+        // Rebuilt on each scrape, so a room a reload removed, or a quota
+        // taken away, leaves no stale series; one scrape at a time.
+        let _rendering = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, gauge) in &self.rooms {
+            gauge.reset();
+        }
         for room in engine.rooms() {
             let view = room.view();
             let id = room.config.id.as_str();

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
 use crate::clock::Clock;
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, KeySpec, StoreKind};
 use crate::engine::Engine;
 use crate::live::Live;
 use crate::metrics::Metrics;
@@ -89,6 +89,13 @@ impl Running {
         if config.store.kind != old.store.kind {
             problems.push("store: changing the store needs a restart".to_owned());
         }
+        problems.extend(key_problems(&old.keys, &config.keys));
+        let removed_keys: Vec<String> = old
+            .keys
+            .iter()
+            .filter(|k| !config.keys.iter().any(|n| n.id == k.id))
+            .map(|k| k.id.clone())
+            .collect();
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -114,9 +121,6 @@ impl Running {
             .filter(|id| !after.contains(id))
             .cloned()
             .collect();
-        for id in &removed {
-            self.metrics.forget_room(id);
-        }
         let mut live_wins = Vec::new();
         for room in engine.rooms() {
             let (file, live) = (&room.config.settings, room.view().settings.clone());
@@ -154,6 +158,7 @@ impl Running {
             added,
             removed,
             live_wins,
+            removed_keys,
         })
     }
 }
@@ -167,6 +172,35 @@ pub struct Reloaded {
     /// Settings an operator changed live, which keep their live value over
     /// the file's (as on a restart).
     pub live_wins: Vec<String>,
+    /// Verify-only keys taken out: cookies they signed no longer count.
+    pub removed_keys: Vec<String>,
+}
+
+/// Key changes a reload refuses because they would void everyone's
+/// cookies at once: dropping the key that signs now, or changing a kept
+/// key's secret. Rotation adds the new key first and drops the old one
+/// once its cookies have expired.
+fn key_problems(old: &[KeySpec], new: &[KeySpec]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(signing) = old.first() {
+        if !new.iter().any(|k| k.id == signing.id) {
+            problems.push(format!(
+                "keys: key {:?} signs every ticket and pass now; keep it in [[keys]] \
+                 (after the new one) until its cookies have expired",
+                signing.id
+            ));
+        }
+    }
+    for key in new {
+        if old.iter().any(|k| k.id == key.id && k.secret != key.secret) {
+            problems.push(format!(
+                "keys: the secret of key {:?} changed, which voids every cookie it signed; \
+                 give a new secret a new id",
+                key.id
+            ));
+        }
+    }
+    problems
 }
 
 fn describe(quota: Option<u64>) -> String {

@@ -38,12 +38,11 @@ fn reload(antre: &Antre, text: &str) -> String {
     let skip = antre.log_len();
     antre.signal("HUP");
     antre
-        .wait_for_log(skip, "reload", Duration::from_secs(10))
-        .and_then(|_| {
-            antre
-                .wait_for_log(skip, "config reloaded", Duration::from_millis(500))
-                .or_else(|| antre.wait_for_log(skip, "refused", Duration::from_secs(5)))
-        })
+        .wait_for_any_log(
+            skip,
+            &["config reloaded", "reload refused"],
+            Duration::from_secs(20),
+        )
         .unwrap_or_else(|| panic!("no answer to SIGHUP: {:?}", antre.log.lock().unwrap()))
 }
 
@@ -64,10 +63,12 @@ async fn sighup_applies_a_new_config_with_nobody_losing_their_place() {
     assert_eq!(before["state"], "waiting");
 
     // A slow request is under way when the reload lands.
-    let slow_url = antre.url("/slow/1500");
+    let slow_url = antre.url("/slow/2000");
     let mut slow_visitor = first.clone();
     let slow = tokio::spawn(async move { slow_visitor.get(&slow_url, &[]).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    while !origin.seen().iter().any(|s| s.path.starts_with("/slow/")) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let line = reload(
         &antre,
@@ -106,6 +107,18 @@ async fn sighup_applies_a_new_config_with_nobody_losing_their_place() {
     );
     assert!(line.contains("config reloaded"), "{line}");
     assert!(line.contains("removed=sekolah"), "{line}");
+    let metrics = Visitor::new("prometheus")
+        .get(&format!("http://{}/metrics", antre.admin_addr), &[])
+        .await
+        .body;
+    assert!(
+        metrics.contains("antre_visitors_waiting{room=\"vaksin\"}"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("antre_visitors_waiting{room=\"sekolah\"}"),
+        "a removed room's gauges go: {metrics}"
+    );
     let mut admitted = false;
     for _ in 0..40 {
         if ani.get(&antre.url("/daftar"), &[]).await.status == StatusCode::OK {
@@ -261,4 +274,55 @@ async fn a_reload_during_a_store_outage_costs_no_place() {
     let rooms: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(rooms[0]["admit_per_minute"], 120, "{rooms}");
     assert_eq!(rooms[0]["epoch"], 2, "{rooms}");
+}
+
+/// Keys rotate through reloads: the key signing now cannot be dropped or
+/// have its secret changed (that would void every cookie at once); a new
+/// key goes first, and the old one can go once its cookies have expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_through_reloads_without_voiding_cookies() {
+    let origin = Origin::start().await;
+    let key = |id: &str, secret: &str| format!("[[keys]]\nid = \"{id}\"\nsecret = \"{secret}\"\n");
+    let k1 = key("k1", "the first secret, long enough to sign");
+    let k2 = key("k2", "the second secret, long enough to sign");
+    let text = |keys: &str| config(&origin.url(), &(rooms("Vaksinasi Kota", 1, "") + keys));
+    let antre = Antre::start("reload-keys", &text(&k1));
+    Visitor::new("first").get(&antre.url("/"), &[]).await;
+    let mut ani = Visitor::new("ani");
+    ani.get(&antre.url("/"), &[]).await;
+    let before = ani.status(&antre).await.json();
+    assert_eq!(before["state"], "waiting");
+
+    let line = reload(&antre, &text(&k2));
+    assert!(line.contains("reload refused"), "{line}");
+    assert!(
+        line.contains("key \"k1\" signs every ticket and pass now"),
+        "{line}"
+    );
+    let line = reload(
+        &antre,
+        &text(&key("k1", "a different secret, long enough too")),
+    );
+    assert!(line.contains("the secret of key \"k1\" changed"), "{line}");
+
+    // The new key first, the old one kept: Ani's ticket still counts and
+    // newcomers get cookies signed with the new key.
+    let line = reload(&antre, &text(&(k2.clone() + &k1)));
+    assert!(line.contains("config reloaded"), "{line}");
+    assert_eq!(ani.status(&antre).await.json()["ticket"], before["ticket"]);
+    let mut budi = Visitor::new("budi");
+    budi.get(&antre.url("/"), &[]).await;
+    assert!(
+        budi.cookie("antre-ticket-vaksin").unwrap().contains(".k2."),
+        "{:?}",
+        budi.cookie("antre-ticket-vaksin")
+    );
+
+    // Later the old key can go, and the log says what that costs.
+    let skip = antre.log_len();
+    let line = reload(&antre, &text(&k2));
+    assert!(line.contains("config reloaded"), "{line}");
+    assert!(antre
+        .wait_for_log(skip, "key removed", Duration::from_secs(2))
+        .is_some_and(|l| l.contains("k1")));
 }

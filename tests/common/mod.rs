@@ -351,6 +351,17 @@ impl Antre {
 
     /// Waits until a log line after the first `skip` contains `needle`.
     pub fn wait_for_log(&self, skip: usize, needle: &str, limit: Duration) -> Option<String> {
+        self.wait_for_any_log(skip, &[needle], limit)
+    }
+
+    /// Waits until a log line after the first `skip` contains any of
+    /// `needles`, and returns it.
+    pub fn wait_for_any_log(
+        &self,
+        skip: usize,
+        needles: &[&str],
+        limit: Duration,
+    ) -> Option<String> {
         let deadline = std::time::Instant::now() + limit;
         loop {
             let found = self
@@ -359,7 +370,7 @@ impl Antre {
                 .unwrap()
                 .iter()
                 .skip(skip)
-                .find(|line| line.contains(needle))
+                .find(|line| needles.iter().any(|needle| line.contains(needle)))
                 .cloned();
             if found.is_some() || std::time::Instant::now() > deadline {
                 return found;
