@@ -204,6 +204,14 @@ async fn audit_trail<S: Store>(store: &S, label: &str) {
     let all = store.audit(AUDIT_KEEP * 2).await.unwrap();
     assert_eq!(all.len(), AUDIT_KEEP, "{label}: the oldest are dropped");
     assert_eq!(all[0], entry(6), "{label}");
+    // The trail belongs to the fleet, not to a room: a change to a room
+    // only another instance's config has is kept too.
+    let elsewhere = AuditEntry {
+        room: "elsewhere".into(),
+        ..entry(0)
+    };
+    store.record(&elsewhere).await.unwrap();
+    assert_eq!(store.audit(1).await.unwrap(), vec![elsewhere], "{label}");
 }
 
 async fn conforms<S: Store>(store: &S, label: &str) {
