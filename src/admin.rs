@@ -1,7 +1,15 @@
 //! The operators' listener, apart from visitor traffic: a JSON API to watch
 //! rooms and change them live (through the store, so every instance of a
-//! fleet follows), health and readiness for orchestrators. Every request
-//! but `/healthz` needs the bearer token when one is configured.
+//! fleet follows), the dashboard, metrics, health and readiness for
+//! orchestrators. Every request but `/healthz` and the dashboard's own
+//! files needs the bearer token when one is configured.
+//!
+//! Operators open the dashboard in the same browser they use for anything
+//! else, so the listener also guards against other sites: without a token
+//! it answers only to loopback host names (a DNS-rebound name gets 403),
+//! and a change must be JSON from the listener's own origin, which a page
+//! elsewhere cannot send without a CORS preflight this listener never
+//! grants.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -92,11 +100,14 @@ impl Admin {
         if path == "/healthz" {
             return json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
         }
+        if let Some(refusal) = self.refusal(&request) {
+            return refusal;
+        }
         // The dashboard's files hold no data: they load without the token,
         // and the page asks for it when the API does.
         if request.method() == Method::GET {
             match path.as_str() {
-                "/" | "/dashboard" => return asset(DASHBOARD_HTML, "text/html; charset=utf-8"),
+                "/" => return asset(DASHBOARD_HTML, "text/html; charset=utf-8"),
                 "/dashboard.js" => return asset(DASHBOARD_JS, "text/javascript; charset=utf-8"),
                 "/dashboard.css" => return asset(DASHBOARD_CSS, "text/css; charset=utf-8"),
                 _ => {}
@@ -157,6 +168,73 @@ impl Admin {
             (Method::GET, ["api", "series"]) => json(StatusCode::OK, &self.series.snapshot()),
             _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
         }
+    }
+
+    /// The answer refusing what another site could make a browser send:
+    /// any request by a name other than loopback while there is no token,
+    /// and a change that is not JSON or comes from another origin.
+    fn refusal(&self, request: &Request<Incoming>) -> Option<Response<Body>> {
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                request
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            });
+        if self.config.admin.token.is_none() {
+            if let Some(authority) = &authority {
+                if !is_loopback_name(authority) {
+                    return Some(error(
+                        StatusCode::FORBIDDEN,
+                        "forbidden_host",
+                        &format!(
+                            "without [admin] token only loopback names are served, not {authority:?}"
+                        ),
+                    ));
+                }
+            }
+        }
+        if matches!(*request.method(), Method::GET | Method::HEAD) {
+            return None;
+        }
+        let headers = request.headers();
+        let fetched_from = headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        let own_origin = |origin: &str| {
+            let host = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"));
+            host.is_some() && host == authority.as_deref()
+        };
+        if matches!(fetched_from, "cross-site" | "same-site")
+            || origin.is_some_and(|o| !own_origin(o))
+        {
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                "changes are taken only from the admin listener's own pages and from clients such as antre ctl",
+            ));
+        }
+        let is_json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Some(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not_json",
+                "send the change as Content-Type: application/json",
+            ));
+        }
+        None
     }
 
     fn authorized(&self, request: &Request<Incoming>) -> bool {
@@ -452,6 +530,19 @@ fn json<T: Serialize>(code: StatusCode, value: &T) -> Response<Body> {
     response
 }
 
+/// Whether `authority` (`host[:port]`) names this machine's loopback:
+/// `localhost`, `127.x.x.x` or `[::1]`.
+fn is_loopback_name(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Compares without leaking, through timing, how much of a guess was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -499,6 +590,28 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_names_count_as_loopback() {
+        for good in [
+            "127.0.0.1:9090",
+            "localhost:9090",
+            "LOCALHOST",
+            "[::1]:9090",
+            "127.1.2.3",
+        ] {
+            assert!(is_loopback_name(good), "{good}");
+        }
+        for bad in [
+            "evil.example:9090",
+            "10.0.0.1:9090",
+            "[2001:db8::1]:80",
+            "localhost.evil.example",
+            "",
+        ] {
+            assert!(!is_loopback_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn tokens_compare_whole() {

@@ -167,6 +167,7 @@ async fn the_admin_api_needs_its_token_and_a_reset_its_confirmation() {
                 antre.admin_addr
             ))
             .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
             .body(common::Body::new(http_body_util::BodyExt::map_err(
                 http_body_util::Full::new(bytes::Bytes::from(body.to_owned())),
                 |never| match never {},
@@ -219,6 +220,121 @@ fn the_admin_api_is_not_exposed_beyond_loopback_without_a_token() {
         stderr.contains("admin.token: is required to serve the admin API on 0.0.0.0:9090"),
         "{stderr}"
     );
+}
+
+/// Sends a request to the admin listener as a browser on another site
+/// might, and returns the status.
+async fn admin_request(
+    antre: &Antre,
+    method: http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> StatusCode {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", antre.admin_addr));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    use http_body_util::BodyExt as _;
+    let body = http_body_util::Full::new(bytes::Bytes::from(body.to_owned()))
+        .map_err(|never| match never {})
+        .boxed();
+    common::client()
+        .request(request.body(body).unwrap())
+        .await
+        .unwrap()
+        .status()
+}
+
+/// With no token (the loopback default), the admin listener must not be
+/// steerable by a page on another site the operator happens to open: a
+/// simple cross-site form post, a cross-origin fetch, and a DNS-rebound
+/// host name are all refused, and the room is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_sites_cannot_steer_the_room_through_an_operators_browser() {
+    let origin = Origin::start().await;
+    let antre = Antre::start("admin-csrf", &config(&origin.url(), ROOM));
+    let reset = r#"{"confirm": "vaksin"}"#;
+    let post = http::Method::POST;
+    let path = "/api/rooms/vaksin/reset";
+
+    // A form or no-cors fetch can only send "simple" content types.
+    let status = admin_request(
+        &antre,
+        post.clone(),
+        path,
+        &[("content-type", "text/plain")],
+        reset,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let status = admin_request(&antre, post.clone(), path, &[], reset).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // JSON from another origin, or marked cross-site by the browser.
+    let json = ("content-type", "application/json");
+    let status = admin_request(
+        &antre,
+        post.clone(),
+        path,
+        &[json, ("origin", "https://evil.example")],
+        reset,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let status = admin_request(
+        &antre,
+        post.clone(),
+        path,
+        &[json, ("sec-fetch-site", "cross-site")],
+        reset,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A page whose name was rebound to 127.0.0.1 cannot even read.
+    let status = admin_request(
+        &antre,
+        http::Method::GET,
+        "/api/rooms",
+        &[("host", "evil.example:9090")],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let status = admin_request(
+        &antre,
+        http::Method::GET,
+        "/",
+        &[("host", "evil.example:9090")],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (ok, out, _) = antre.ctl(None, &["--json", "status"]);
+    assert!(ok);
+    let rooms: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rooms[0]["epoch"], 1, "nothing was reset: {rooms}");
+
+    // The listener's own page (same origin, as the dashboard sends it) and
+    // antre ctl still can.
+    let own = format!("http://{}", antre.admin_addr);
+    let status = admin_request(
+        &antre,
+        http::Method::PATCH,
+        "/api/rooms/vaksin",
+        &[
+            json,
+            ("origin", own.as_str()),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        r#"{"paused": true}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (ok, _, err) = antre.ctl(None, &["resume", "vaksin"]);
+    assert!(ok, "{err}");
 }
 
 #[tokio::test]
