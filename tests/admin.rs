@@ -377,7 +377,7 @@ async fn metrics_name_the_rooms_and_pass_promtool() {
         .output()
         .is_err()
     {
-        eprintln!("promtool not installed (Debian package prometheus): lint skipped");
+        common::skip("promtool not installed (Debian package prometheus): lint skipped");
         return;
     }
     let mut lint = std::process::Command::new("promtool")
@@ -445,7 +445,7 @@ async fn a_real_prometheus_scrapes_antre() {
         .output()
         .is_err()
     {
-        eprintln!("prometheus not installed (Debian package prometheus): scrape test skipped");
+        common::skip("prometheus not installed (Debian package prometheus): scrape test skipped");
         return;
     }
     let origin = Origin::start().await;

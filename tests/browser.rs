@@ -35,7 +35,7 @@ impl Browser {
     async fn start(javascript: bool) -> Option<Browser> {
         if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists()
         {
-            eprintln!("chromium or chromedriver not installed: browser test skipped");
+            common::skip("chromium or chromedriver not installed: browser test skipped");
             return None;
         }
         let port = StdListener::bind("127.0.0.1:0")

@@ -227,6 +227,14 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
     response
 }
 
+/// Notes a test skipped for a missing tool; where `ANTRE_REQUIRE_TOOLS` is
+/// set (CI installs every tool and sets it) a skip is a failure instead, so
+/// a missing install never passes unseen.
+pub fn skip(why: &str) {
+    assert!(std::env::var_os("ANTRE_REQUIRE_TOOLS").is_none(), "{why}");
+    eprintln!("{why}");
+}
+
 // === antre ===
 
 /// The real binary, started on an ephemeral port. Killed on drop.
