@@ -19,8 +19,9 @@
 //! - [`server`]: the listener and the request phases; errors become
 //!   responses there and nowhere else.
 //! - [`metrics`]: every exported metric, named in one place.
-//! - [`admin`]: the operators' listener: room reports, live changes,
-//!   health and readiness.
+//! - [`admin`]: the operators' listener: the dashboard (files in
+//!   `src/dashboard/`), room reports, live changes, the audit trail,
+//!   metrics, health and readiness.
 //! - [`series`]: recent history sampled for the dashboard's charts.
 //! - [`ctl`]: `antre ctl`, a client of the admin API.
 //! - [`live`]: the swap cell a config reload (`SIGHUP`) replaces.
@@ -37,6 +38,11 @@
 //! nobody is waiting. The outcome is a [`engine::Decision`]: forward to the
 //! origin, or hold the visitor with a page or JSON about their place.
 //! Meanwhile a background task refreshes each room's cached counters.
+//!
+//! Everything built from the config file (engine, proxy, admin API) sits in
+//! a [`live::Live`] cell: `SIGHUP` builds the next generation beside the
+//! running one and swaps it in; each request keeps the generation it
+//! started with.
 
 pub mod admin;
 pub mod clock;
