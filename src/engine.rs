@@ -102,12 +102,19 @@ pub struct Room {
 }
 
 impl Room {
-    /// A room starting from the view `first` gives for its config.
-    fn new(config: RoomConfig, first: impl FnOnce(&RoomConfig) -> RoomView, healthy: bool) -> Room {
+    /// A room new to this process: a placeholder view until the store
+    /// answers.
+    fn new_placeholder(config: RoomConfig) -> Room {
+        let view = placeholder_view(&config);
+        Room::new(config, view, true)
+    }
+
+    /// A room starting from the last view this process had of it.
+    fn new(config: RoomConfig, view: RoomView, healthy: bool) -> Room {
         Room {
             pass_cookie: format!("antre-pass-{}", config.id),
             ticket_cookie: format!("antre-ticket-{}", config.id),
-            view: RwLock::new(Arc::new(first(&config))),
+            view: RwLock::new(Arc::new(view)),
             config,
             healthy: AtomicBool::new(healthy),
             history: Mutex::new(VecDeque::new()),
@@ -205,7 +212,7 @@ impl<S: Store> Engine<S> {
             on_error: OnError::Hold,
         };
         for config in rooms {
-            let room = Room::new(config, placeholder_view, true);
+            let room = Room::new_placeholder(config);
             engine.configure(&room).await?;
             engine.rooms.push(room);
         }
@@ -231,7 +238,7 @@ impl<S: Store> Engine<S> {
         for config in rooms {
             let room = match self.rooms.iter().find(|r| r.config.id == config.id) {
                 Some(old) => {
-                    let room = Room::new(config, |_| (*old.view()).clone(), old.store_healthy());
+                    let room = Room::new(config, (*old.view()).clone(), old.store_healthy());
                     let history = old
                         .history
                         .lock()
@@ -240,7 +247,7 @@ impl<S: Store> Engine<S> {
                     *room.history.lock().unwrap_or_else(|p| p.into_inner()) = history;
                     room
                 }
-                None => Room::new(config, placeholder_view, true),
+                None => Room::new_placeholder(config),
             };
             engine.configure(&room).await?;
             engine.rooms.push(room);

@@ -122,7 +122,9 @@ impl Running {
             .cloned()
             .collect();
         let mut live_wins = Vec::new();
-        for room in engine.rooms() {
+        // A room the store could not take yet still shows its old settings:
+        // nothing to compare until it does.
+        for room in engine.rooms().iter().filter(|r| r.store_healthy()) {
             let (file, live) = (&room.config.settings, room.view().settings.clone());
             let settings = [
                 (
