@@ -14,10 +14,9 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -33,6 +32,7 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::proxy::Body;
 use crate::series::Series;
+use crate::server::full;
 use crate::store::{AnyStore, AuditEntry, SettingsChange, Store};
 
 /// Largest admin request body read.
@@ -130,11 +130,7 @@ impl Admin {
             (Method::GET, ["readyz"]) => self.ready(),
             (Method::GET, ["metrics"]) => {
                 let text = self.metrics.render(&self.engine);
-                let mut response = Response::new(
-                    Full::new(Bytes::from(text))
-                        .map_err(|never| match never {})
-                        .boxed(),
-                );
+                let mut response = Response::new(full(text));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -471,11 +467,7 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
 /// (no inline script, nothing from elsewhere), and no other site may frame
 /// the page to trick a click on its controls.
 fn asset(text: &'static str, content_type: &'static str) -> Response<Body> {
-    let mut response = Response::new(
-        Full::new(Bytes::from_static(text.as_bytes()))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    let mut response = Response::new(full(text));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
@@ -514,11 +506,7 @@ fn error(code: StatusCode, kind: &str, message: &str) -> Response<Body> {
 
 fn json<T: Serialize>(code: StatusCode, value: &T) -> Response<Body> {
     let body = serde_json::to_vec_pretty(value).unwrap_or_else(|_| b"{}".to_vec());
-    let mut response = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    let mut response = Response::new(full(body));
     *response.status_mut() = code;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -531,7 +531,8 @@ fn empty() -> Body {
         .boxed()
 }
 
-fn full(body: impl Into<Bytes>) -> Body {
+/// A whole body held in memory.
+pub(crate) fn full(body: impl Into<Bytes>) -> Body {
     Full::new(body.into())
         .map_err(|never| match never {})
         .boxed()
