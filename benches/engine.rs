@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use antre::clock::{ManualClock, MICROS_PER_SECOND};
 use antre::config::Config;
-use antre::engine::{CookieOptions, Decision, Engine, Jar, Mode};
+use antre::cookie::Jar;
+use antre::engine::{CookieOptions, Decision, Engine, Mode};
 use antre::page::{self, Lang, PageContext, PageKind};
 use antre::store::queue::{Counters, RoomSettings};
 use antre::store::{AnyStore, MemoryStore};

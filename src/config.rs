@@ -12,6 +12,7 @@ use http::{HeaderValue, Uri};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::forwarded::Cidr;
 use crate::page::Template;
 use crate::store::RoomSettings;
 use crate::token;
@@ -41,6 +42,9 @@ struct RawListen {
     idle_timeout_seconds: Option<u64>,
     secure_cookies: Option<bool>,
     trust_forwarded: Option<bool>,
+    trusted_proxies: Option<Vec<String>>,
+    hosts: Option<Vec<String>>,
+    access_log: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +99,7 @@ struct RawRoom {
     id: Option<String>,
     title: Option<String>,
     paths: Option<Vec<String>>,
+    unguarded: Option<Vec<String>>,
     hosts: Option<Vec<String>>,
     admit_per_minute: Option<u32>,
     burst: Option<u32>,
@@ -119,6 +124,9 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "idle_timeout_seconds",
             "secure_cookies",
             "trust_forwarded",
+            "trusted_proxies",
+            "hosts",
+            "access_log",
         ],
     ),
     (
@@ -152,6 +160,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "id",
             "title",
             "paths",
+            "unguarded",
             "hosts",
             "admit_per_minute",
             "burst",
@@ -213,9 +222,22 @@ pub struct Listen {
     /// Mark cookies `Secure` even on plain HTTP, and tell the origin the
     /// visitor used https: TLS ends in front of antre. Default false.
     pub secure_cookies: bool,
-    /// Keep the `X-Forwarded-*` headers a proxy in front of antre set;
-    /// otherwise a client's claims in them are replaced. Default false.
-    pub trust_forwarded: bool,
+    /// Proxies in front of antre whose `Forwarded`, `X-Forwarded-*` and
+    /// client-address headers are kept; from anyone else they are replaced.
+    /// Default none.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Host names antre serves (lower case, no port); a request for another
+    /// gets `421`. Empty: any host, unless every room names its hosts.
+    pub hosts: Vec<String>,
+    /// One log line per request (target `antre::access`). Default true.
+    pub access_log: bool,
+}
+
+impl Listen {
+    /// Whether `ip` is one of the trusted proxies.
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|block| block.contains(ip))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -294,8 +316,12 @@ pub struct RoomConfig {
     pub id: String,
     /// Shown on the queue page; defaults to the id.
     pub title: String,
-    /// Path prefixes the room guards, matched on whole segments.
+    /// Path prefixes the room guards, matched on whole segments, as routing
+    /// keys (see [`crate::path`]).
     pub paths: Vec<String>,
+    /// Prefixes under `paths` that the room leaves alone (`/static`), as
+    /// routing keys.
+    pub unguarded: Vec<String>,
     /// Hosts the room guards (lowercase, no port); empty means any.
     pub hosts: Vec<String>,
     pub settings: RoomSettings,
@@ -342,109 +368,6 @@ impl Config {
             Err(check.errors)
         }
     }
-
-    /// The room that guards `host` and `path`: the longest matching prefix.
-    pub fn room_for(&self, host: Option<&str>, path: &str) -> Option<usize> {
-        route(&self.rooms, host, path)
-    }
-}
-
-/// Picks the room whose path prefix is longest among those matching `path`
-/// (as [`routing_path`] reads it) on `host`.
-pub fn route(rooms: &[RoomConfig], host: Option<&str>, path: &str) -> Option<usize> {
-    let host = host.map(normal_host);
-    let path = routing_path(path);
-    let mut best: Option<(usize, usize)> = None;
-    for (index, room) in rooms.iter().enumerate() {
-        if !room.hosts.is_empty()
-            && !host
-                .as_ref()
-                .is_some_and(|h| room.hosts.iter().any(|r| r == h))
-        {
-            continue;
-        }
-        for prefix in &room.paths {
-            if path_matches(prefix, &path) && best.is_none_or(|(_, len)| prefix.len() > len) {
-                best = Some((index, prefix.len()));
-            }
-        }
-    }
-    best.map(|(index, _)| index)
-}
-
-/// The path as routing reads it: percent-escapes decoded, backslashes as
-/// slashes, `;parameters` dropped, empty and `.` segments removed, `..`
-/// resolved, lower case. Origins differ in which of these they do; routing
-/// does them all, so no other spelling of a guarded path slips past its
-/// room (`/%64aftar`, `//daftar`, `/x/../daftar`, `/DAFTAR`, `/daftar;a`).
-pub fn routing_path(raw: &str) -> String {
-    let raw = raw.split(['?', '#']).next().unwrap_or("");
-    // Twice, for origins that decode twice (`%2564` is `%64` is `d`).
-    let decoded = percent_decode(&percent_decode(raw)).replace('\\', "/");
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
-        match segment.split(';').next().unwrap_or("") {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            kept => segments.push(kept),
-        }
-    }
-    let mut path = format!("/{}", segments.join("/"));
-    if decoded.ends_with('/') && !segments.is_empty() {
-        path.push('/');
-    }
-    path.to_lowercase()
-}
-
-/// `/daftar` matches `/daftar` and `/daftar/x`, not `/daftarx`; `/form/`
-/// matches `/form` too. Both sides are routing paths.
-fn path_matches(prefix: &str, path: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
-        None => prefix.len() > 1 && prefix.strip_suffix('/') == Some(path),
-    }
-}
-
-/// Lower case, without port or the trailing dot of a fully qualified name.
-fn normal_host(host: &str) -> String {
-    strip_port(host).trim_end_matches('.').to_ascii_lowercase()
-}
-
-/// Decodes `%XX` escapes (`+` stays as written: in a path it is a plus);
-/// invalid escapes stay as written, invalid UTF-8 becomes U+FFFD.
-pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = match bytes.get(i..i + 3) {
-            Some([b'%', high, low]) if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {
-                let digit = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
-                Some(digit(*high) * 16 + digit(*low))
-            }
-            _ => None,
-        };
-        match hex {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(host);
-    }
-    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
 }
 
 // === checking ===
@@ -622,6 +545,44 @@ impl Checker {
         }
     }
 
+    /// Path prefixes as routing keys; a prefix that is not a path in its
+    /// one spelling is named.
+    fn prefixes(&mut self, key: &str, raw: &[String]) -> Vec<String> {
+        let mut keys = Vec::new();
+        for prefix in raw {
+            if prefix.contains(['?', '#']) {
+                self.error(
+                    key,
+                    format!("{prefix:?} must be a path, without '?' or '#'"),
+                );
+                continue;
+            }
+            match crate::path::canonicalise(prefix) {
+                Ok(path) => keys.push(path.key().to_owned()),
+                Err(e) => self.error(key, format!("{prefix:?} is not a plain path: {e}")),
+            }
+        }
+        keys
+    }
+
+    /// Host names, normalised as routing compares them.
+    fn hosts(&mut self, key: &str, raw: Option<Vec<String>>) -> Vec<String> {
+        let hosts: Vec<String> = raw
+            .unwrap_or_default()
+            .iter()
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        for host in &hosts {
+            if host.is_empty() || host.contains(['/', ':', ' ', '[']) {
+                self.error(
+                    key,
+                    format!("{host:?} must be a host name without port or path"),
+                );
+            }
+        }
+        hosts
+    }
+
     fn listen(&mut self, raw: RawListen) -> Listen {
         let addr_text = raw.addr.unwrap_or_else(|| "127.0.0.1:8080".into());
         let addr = addr_text.parse().unwrap_or_else(|_| {
@@ -644,6 +605,20 @@ impl Checker {
                 ),
             );
         }
+        if raw.trust_forwarded.is_some() {
+            self.error(
+                "listen.trust_forwarded",
+                "was replaced by `trusted_proxies`: list the addresses of the proxies in front of antre, like [\"10.0.0.0/8\"]",
+            );
+        }
+        let mut trusted_proxies = Vec::new();
+        for (i, text) in raw.trusted_proxies.unwrap_or_default().iter().enumerate() {
+            match Cidr::parse(text) {
+                Ok(block) => trusted_proxies.push(block),
+                Err(message) => self.error(format!("listen.trusted_proxies[{i}]"), message),
+            }
+        }
+        let hosts = self.hosts("listen.hosts", raw.hosts);
         Listen {
             addr,
             prefix,
@@ -660,7 +635,9 @@ impl Checker {
                 (1, 86_400),
             ),
             secure_cookies: raw.secure_cookies.unwrap_or(false),
-            trust_forwarded: raw.trust_forwarded.unwrap_or(false),
+            trusted_proxies,
+            hosts,
+            access_log: raw.access_log.unwrap_or(true),
         }
     }
 
@@ -986,35 +963,16 @@ impl Checker {
                 return None;
             }
         };
-        let paths = raw.paths.unwrap_or_default();
-        if paths.is_empty() {
+        let raw_paths = raw.paths.unwrap_or_default();
+        if raw_paths.is_empty() {
             self.error(
                 key("paths"),
                 "must list at least one path prefix, like [\"/\"]",
             );
         }
-        for path in &paths {
-            if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
-                self.error(
-                    key("paths"),
-                    format!("{path:?} must be a path starting with '/'"),
-                );
-            }
-        }
-        let hosts: Vec<String> = raw
-            .hosts
-            .unwrap_or_default()
-            .iter()
-            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
-            .collect();
-        for host in &hosts {
-            if host.is_empty() || host.contains(['/', ':', ' ']) {
-                self.error(
-                    key("hosts"),
-                    format!("{host:?} must be a host name without port or path"),
-                );
-            }
-        }
+        let paths = self.prefixes(&key("paths"), &raw_paths);
+        let unguarded = self.prefixes(&key("unguarded"), &raw.unguarded.unwrap_or_default());
+        let hosts = self.hosts(&key("hosts"), raw.hosts);
         let Some(rate) = raw.admit_per_minute else {
             self.error(
                 key("admit_per_minute"),
@@ -1075,7 +1033,8 @@ impl Checker {
         Some(RoomConfig {
             title: raw.title.unwrap_or_else(|| id.clone()),
             id,
-            paths: paths.iter().map(|p| routing_path(p)).collect(),
+            paths,
+            unguarded,
             hosts,
             settings: RoomSettings {
                 admit_per_minute: rate.max(1),
@@ -1264,47 +1223,43 @@ pass_minutes = 20
     }
 
     #[test]
-    fn routing_takes_the_longest_prefix_on_whole_segments() {
-        let text = format!("{CONTRACT}\n[[rooms]]\nid = \"daftar\"\npaths = [\"/daftar\"]\nhosts = [\"Kota.example\"]\nadmit_per_minute = 5\n");
-        let config = parse(&text).unwrap();
-        assert_eq!(
-            config.room_for(Some("kota.example:8080"), "/daftar/baru"),
-            Some(1)
-        );
-        assert_eq!(config.room_for(Some("kota.example"), "/daftar"), Some(1));
-        assert_eq!(config.room_for(Some("kota.example"), "/daftarx"), Some(0));
-        assert_eq!(config.room_for(Some("other.example"), "/daftar"), Some(0));
-        assert_eq!(config.room_for(None, "/"), Some(0));
-    }
-
-    #[test]
-    fn other_spellings_of_a_guarded_path_are_guarded_too() {
-        let text = format!(
-            "{}\n[[rooms]]\nid = \"daftar\"\npaths = [\"/Daftar\", \"/form/\"]\nhosts = [\"kota.example\"]\nadmit_per_minute = 5\n",
-            CONTRACT.replace("paths = [\"/\"]", "paths = [\"/open\"]")
-        );
-        let config = parse(&text).unwrap();
-        for path in [
-            "/daftar",
-            "/DAFTAR/x",
-            "//daftar",
-            "/%64aftar",
-            "/%2564aftar",
-            "/x/../daftar",
-            "/./daftar",
-            "/daftar;jsessionid=1",
-            "\\daftar",
-            "/form",
-            "/form/step",
+    fn prefixes_hosts_and_proxies_are_checked() {
+        let text = CONTRACT
+            .replace(
+                "paths = [\"/\"]",
+                "paths = [\"/\", \"/a/../b\", \"/%u0064\"]\nunguarded = [\"/Static\", \"/x?y\"]\nhosts = [\"Kota.Example.\", \"a:1\"]",
+            )
+            .replace(
+                "addr = \"127.0.0.1:8080\"",
+                "addr = \"127.0.0.1:8080\"\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/40\"]\ntrust_forwarded = true",
+            );
+        let errors = messages(&text);
+        for expected in [
+            "rooms[0].paths: \"/a/../b\" is not a plain path: the path holds a dot segment",
+            "rooms[0].paths: \"/%u0064\" is not a plain path: the path holds a %u escape",
+            "rooms[0].unguarded: \"/x?y\" must be a path, without '?' or '#'",
+            "rooms[0].hosts: \"a:1\" must be a host name without port or path",
+            "listen.trusted_proxies[1]: \"10.0.0.0/40\": the prefix length must be 0 to 32",
         ] {
-            assert_eq!(
-                config.room_for(Some("kota.example."), path),
-                Some(1),
-                "{path}"
+            assert!(
+                errors.iter().any(|e| e == expected),
+                "{expected} not in {errors:?}"
             );
         }
-        assert_eq!(config.room_for(Some("kota.example"), "/daftarx"), None);
-        assert_eq!(config.room_for(Some("kota.example"), "/formx"), None);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("listen.trust_forwarded: was replaced by `trusted_proxies`")),
+            "{errors:?}"
+        );
+        let text = CONTRACT.replace(
+            "paths = [\"/\"]",
+            "paths = [\"/\"]\nunguarded = [\"/Static\", \"/favicon.ico\"]\nhosts = [\"Kota.Example.\"]",
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(config.rooms[0].unguarded, ["/static", "/favicon.ico"]);
+        assert_eq!(config.rooms[0].hosts, ["kota.example"]);
+        assert!(config.listen.access_log);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::clock::{Clock, Micros, MICROS_PER_SECOND};
 use crate::config::{OnError, RoomConfig};
+use crate::cookie::{self, Jar};
 use crate::status::{State, Status};
 use crate::store::{Arrival, Claim, RoomView, Store, StoreError};
 use crate::token::{Claims, Keyring, Kind};
@@ -49,35 +50,6 @@ pub enum Mode {
     Request,
     /// A status poll: answers about the visitor's own cookies only.
     Status,
-}
-
-/// The cookie header values of a request, split into pairs.
-#[derive(Debug, Default)]
-pub struct Jar<'a> {
-    pairs: Vec<(&'a str, &'a str)>,
-}
-
-impl<'a> Jar<'a> {
-    /// Parses `Cookie` header values; malformed pairs are skipped.
-    pub fn parse<I: IntoIterator<Item = &'a str>>(headers: I) -> Self {
-        let pairs = headers
-            .into_iter()
-            .flat_map(|header| header.split(';'))
-            .filter_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                Some((name.trim(), value.trim().trim_matches('"')))
-            })
-            .collect();
-        Jar { pairs }
-    }
-
-    /// Every value sent under `name` (a browser may send several).
-    pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
-        self.pairs
-            .iter()
-            .filter(move |(n, _)| *n == name)
-            .map(|(_, v)| *v)
-    }
 }
 
 /// One guarded room: its config and this instance's view of its counters.
@@ -332,7 +304,7 @@ impl<S: Store> Engine<S> {
     pub async fn decide(
         &self,
         room_index: usize,
-        jar: &Jar<'_>,
+        jar: &Jar,
         mode: Mode,
         cookies: CookieOptions,
     ) -> Decision {
@@ -397,7 +369,7 @@ impl<S: Store> Engine<S> {
     fn first_valid(
         &self,
         room: &Room,
-        jar: &Jar<'_>,
+        jar: &Jar,
         name: &str,
         kind: Kind,
         current: impl Fn(&Claims) -> bool,
@@ -407,13 +379,7 @@ impl<S: Store> Engine<S> {
             .find(|claims| current(claims))
     }
 
-    fn valid_pass(
-        &self,
-        room: &Room,
-        jar: &Jar<'_>,
-        view: &RoomView,
-        now_s: u64,
-    ) -> Option<Claims> {
+    fn valid_pass(&self, room: &Room, jar: &Jar, view: &RoomView, now_s: u64) -> Option<Claims> {
         let longest = view.settings.pass_seconds.max(room.config.pass_seconds);
         self.first_valid(room, jar, &room.pass_cookie, Kind::Pass, |c| {
             c.time > now_s
@@ -422,13 +388,7 @@ impl<S: Store> Engine<S> {
         })
     }
 
-    fn valid_ticket(
-        &self,
-        room: &Room,
-        jar: &Jar<'_>,
-        view: &RoomView,
-        now_s: u64,
-    ) -> Option<Claims> {
+    fn valid_ticket(&self, room: &Room, jar: &Jar, view: &RoomView, now_s: u64) -> Option<Claims> {
         self.first_valid(room, jar, &room.ticket_cookie, Kind::Ticket, |c| {
             c.time <= now_s + CLOCK_SKEW_SECONDS
                 && now_s < c.time.saturating_add(room.config.ticket_seconds)
@@ -602,7 +562,7 @@ impl<S: Store> Engine<S> {
         hold(promise_status(room, view), set_cookies)
     }
 
-    fn valid_promise(&self, room: &Room, jar: &Jar<'_>, now_s: u64) -> Option<Claims> {
+    fn valid_promise(&self, room: &Room, jar: &Jar, now_s: u64) -> Option<Claims> {
         self.first_valid(room, jar, &room.ticket_cookie, Kind::Pending, |c| {
             let arrived_s = c.time / 1000;
             arrived_s <= now_s + CLOCK_SKEW_SECONDS
@@ -720,12 +680,11 @@ fn hold(status: Status, set_cookies: Vec<String>) -> Decision {
 }
 
 fn cookie(name: &str, value: &str, max_age: u64, options: CookieOptions) -> String {
-    let secure = if options.secure { "; Secure" } else { "" };
-    format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+    cookie::set_cookie(name, value, max_age, options.secure)
 }
 
 fn clear_cookie(name: &str, options: CookieOptions) -> String {
-    cookie(name, "", 0, options)
+    cookie::clear_cookie(name, options.secure)
 }
 
 /// What a visitor holding a promise sees: the line is paused for them, and

@@ -47,12 +47,16 @@
 pub mod admin;
 pub mod clock;
 pub mod config;
+pub mod cookie;
 pub mod ctl;
 pub mod engine;
+pub mod forwarded;
 pub mod live;
 pub mod metrics;
 pub mod page;
+pub mod path;
 pub mod proxy;
+pub mod route;
 pub mod run;
 pub mod series;
 pub mod server;

@@ -40,10 +40,23 @@ pub enum Outcome {
     CookieCheck,
     /// No room guards the route.
     Unguarded,
+    /// A CORS preflight to a guarded route, forwarded without a place.
+    Preflight,
+    /// A poll of `/status`.
+    Status,
+    /// antre's other endpoints (`/health`, `/lang`).
+    Internal,
+    /// Refused before routing: an ambiguous path, a body where none
+    /// belongs, a forbidden method, an unknown host.
+    Refused,
+    /// A request body antre could not read: the client's fault.
+    ClientError,
+    /// Forwarded, but the origin could not answer.
+    OriginError,
 }
 
 impl Outcome {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Outcome::Forwarded => "forwarded",
             Outcome::Admitted => "admitted",
@@ -52,6 +65,12 @@ impl Outcome {
             Outcome::SoldOut => "sold_out",
             Outcome::CookieCheck => "cookie_check",
             Outcome::Unguarded => "unguarded",
+            Outcome::Preflight => "preflight",
+            Outcome::Status => "status",
+            Outcome::Internal => "internal",
+            Outcome::Refused => "refused",
+            Outcome::ClientError => "client_error",
+            Outcome::OriginError => "origin_error",
         }
     }
 }

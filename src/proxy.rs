@@ -1,8 +1,12 @@
 //! Forwarding to the origin: one pooled HTTP/1.1 client, bodies streamed in
-//! both directions, hop-by-hop headers removed, `X-Forwarded-*` set, and
-//! `Upgrade` (WebSocket) connections spliced through.
+//! both directions, hop-by-hop headers removed, identity headers rewritten
+//! (see [`crate::forwarded`]), and `Upgrade` (WebSocket) connections
+//! spliced through.
 
-use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,17 +14,19 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::config::Origin;
+use crate::cookie;
+use crate::forwarded::{self, Hop};
 
 /// The body of every response antre sends.
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
-/// Why the origin could not answer.
+/// Why a request could not be answered by the origin.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("cannot connect to the origin: {0}")]
@@ -29,6 +35,10 @@ pub enum ProxyError {
     Timeout(Duration),
     #[error("the origin failed: {0}")]
     Failed(String),
+    /// The client's own request body was malformed or cut short: the
+    /// client's fault, never counted as the origin's.
+    #[error("the request body could not be read: {0}")]
+    ClientBody(String),
 }
 
 impl ProxyError {
@@ -37,6 +47,7 @@ impl ProxyError {
         match self {
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Connect(_) | ProxyError::Failed(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -46,6 +57,7 @@ impl ProxyError {
             ProxyError::Connect(_) => "connect",
             ProxyError::Timeout(_) => "timeout",
             ProxyError::Failed(_) => "failed",
+            ProxyError::ClientBody(_) => "client_body",
         }
     }
 }
@@ -62,35 +74,27 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// Where a request came from, for the `X-Forwarded-*` headers.
+/// What goes to the origin besides the request itself.
 #[derive(Debug, Clone, Copy)]
-pub struct Peer {
-    pub ip: IpAddr,
-    pub tls: bool,
-}
-
-/// How the `X-Forwarded-*` headers are written.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Forwarding {
-    /// Keep what a proxy in front of antre set (`listen.trust_forwarded`).
-    pub trust: bool,
-    /// TLS ends in front of antre (`listen.secure_cookies`): the visitor
-    /// used https.
-    pub behind_tls: bool,
+pub struct Outgoing<'a> {
+    /// The canonical path and query: exactly what routing matched.
+    pub target: &'a str,
+    pub hop: Hop<'a>,
+    /// Cookies antre sets on the response (a pass): the response is then
+    /// made private to the visitor.
+    pub set_cookies: &'a [String],
+    /// Whether the visitor went through the line; requests that did not
+    /// lose their method-override headers.
+    pub admitted: bool,
 }
 
 pub struct Proxy {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, ClientBody>,
     origin: Origin,
-    forwarding: Forwarding,
 }
 
 impl Proxy {
-    pub fn new(origin: Origin, forwarding: Forwarding) -> Self {
+    pub fn new(origin: Origin) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(origin.connect_timeout));
         connector.set_nodelay(true);
@@ -98,27 +102,21 @@ impl Proxy {
             .pool_idle_timeout(origin.pool_idle)
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(connector);
-        Proxy {
-            client,
-            origin,
-            forwarding,
-        }
+        Proxy { client, origin }
     }
 
-    /// Sends `request` to the origin and returns its response, with
-    /// `set_cookies` added. Both bodies stream; nothing is buffered whole.
+    /// Sends `request` to the origin at `outgoing.target` and returns its
+    /// response. Both bodies stream; nothing is buffered whole.
     pub async fn forward(
         &self,
-        mut request: Request<Incoming>,
-        peer: Peer,
-        set_cookies: &[String],
+        request: Request<Incoming>,
+        outgoing: Outgoing<'_>,
     ) -> Result<Response<Body>, ProxyError> {
         let upgrade = wants_upgrade(request.headers()) && request.version() == Version::HTTP_11;
-        let client_host = request.headers().get(header::HOST).cloned().or_else(|| {
-            request
-                .uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        let body_failed = Arc::new(AtomicBool::new(false));
+        let mut request = request.map(|body| ClientBody {
+            inner: body,
+            failed: body_failed.clone(),
         });
 
         let headers = request.headers_mut();
@@ -131,39 +129,30 @@ impl Proxy {
             }
         }
         rewrite_cookies(headers);
-        let trust = self.forwarding.trust;
-        set_forwarded_for(headers, peer.ip, trust);
-        if !(trust && headers.contains_key(&X_FORWARDED_PROTO)) {
-            let https = peer.tls || self.forwarding.behind_tls;
-            headers.insert(
-                X_FORWARDED_PROTO,
-                HeaderValue::from_static(if https { "https" } else { "http" }),
-            );
+        forwarded::rewrite(headers, outgoing.hop);
+        if !outgoing.admitted {
+            forwarded::remove_method_overrides(headers);
         }
-        if let Some(host) = client_host
-            .as_ref()
-            .filter(|_| !(trust && headers.contains_key(&X_FORWARDED_HOST)))
-        {
-            headers.insert(X_FORWARDED_HOST, host.clone());
-        }
-        if let Some(host) = self.origin.host.clone().or(client_host) {
+        if let Some(host) = self.origin.host.clone().or(outgoing.hop.host.cloned()) {
             headers.insert(header::HOST, host);
         }
 
-        *request.uri_mut() = self.origin_uri(request.uri())?;
+        *request.uri_mut() = self.origin_uri(outgoing.target)?;
         // The origin is spoken to over HTTP/1.1 whatever the client used.
         *request.version_mut() = Version::HTTP_11;
 
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-        let mut response =
-            match tokio::time::timeout(self.origin.response_timeout, self.client.request(request))
-                .await
-            {
-                Err(_) => return Err(ProxyError::Timeout(self.origin.response_timeout)),
-                Ok(Err(e)) if e.is_connect() => return Err(ProxyError::Connect(error_chain(&e))),
-                Ok(Err(e)) => return Err(ProxyError::Failed(error_chain(&e))),
-                Ok(Ok(response)) => response,
-            };
+        let sent =
+            tokio::time::timeout(self.origin.response_timeout, self.client.request(request)).await;
+        let mut response = match sent {
+            Err(_) => return Err(ProxyError::Timeout(self.origin.response_timeout)),
+            Ok(Err(e)) if body_failed.load(Ordering::Relaxed) => {
+                return Err(ProxyError::ClientBody(error_chain(&e)))
+            }
+            Ok(Err(e)) if e.is_connect() => return Err(ProxyError::Connect(error_chain(&e))),
+            Ok(Err(e)) => return Err(ProxyError::Failed(error_chain(&e))),
+            Ok(Ok(response)) => response,
+        };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
@@ -186,7 +175,10 @@ impl Proxy {
         } else {
             strip_hop_by_hop(response.headers_mut());
         }
-        for cookie in set_cookies {
+        if !outgoing.set_cookies.is_empty() {
+            keep_private(response.headers_mut());
+        }
+        for cookie in outgoing.set_cookies {
             if let Ok(value) = HeaderValue::from_str(cookie) {
                 response.headers_mut().append(header::SET_COOKIE, value);
             }
@@ -194,14 +186,98 @@ impl Proxy {
         Ok(response.map(|body| body.boxed()))
     }
 
-    fn origin_uri(&self, uri: &Uri) -> Result<Uri, ProxyError> {
-        let path = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    fn origin_uri(&self, target: &str) -> Result<Uri, ProxyError> {
         let mut parts = self.origin.url.clone().into_parts();
         parts.path_and_query = Some(
-            path.parse()
+            target
+                .parse()
                 .map_err(|e: http::uri::InvalidUri| ProxyError::Failed(e.to_string()))?,
         );
         Uri::from_parts(parts).map_err(|e| ProxyError::Failed(e.to_string()))
+    }
+}
+
+/// The client's request body on its way to the origin, noting whether it
+/// failed (malformed chunks, a connection cut mid-body), so that failure is
+/// blamed on the client, not the origin. hyper closes an origin connection
+/// whose request body did not finish, so it is never reused.
+pub struct ClientBody {
+    inner: Incoming,
+    failed: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let poll = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &poll {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response that carries a visitor's pass is theirs alone: no shared
+/// cache may keep it and hand the pass to the next person. What the origin
+/// said about caching is kept for the browser, less what would let a
+/// shared cache store it; `Vary: Cookie` is added.
+fn keep_private(headers: &mut HeaderMap) {
+    let directives: Vec<String> = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty())
+        .collect();
+    let value = if directives.is_empty() {
+        "no-store".to_owned()
+    } else {
+        let kept: Vec<&str> = directives
+            .iter()
+            .map(String::as_str)
+            .filter(|d| {
+                let name = d
+                    .split('=')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                !matches!(
+                    name.as_str(),
+                    "public" | "s-maxage" | "private" | "proxy-revalidate"
+                )
+            })
+            .collect();
+        std::iter::once("private")
+            .chain(kept)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+    let varies_by_cookie = headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case("cookie") || v.trim() == "*");
+    if !varies_by_cookie {
+        headers.append(header::VARY, HeaderValue::from_static("Cookie"));
     }
 }
 
@@ -235,15 +311,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
-/// Whether a `Cookie` pair (`name=value`) is one of antre's own.
-fn is_own_cookie(pair: &[u8]) -> bool {
-    let name = pair.split(|b| *b == b'=').next().unwrap_or(pair);
-    name == b"antre-lang"
-        || name == b"antre-hello"
-        || name.starts_with(b"antre-pass-")
-        || name.starts_with(b"antre-ticket-")
-}
-
 /// Keeps antre's own cookies away from the origin (they are of no use to
 /// it, and its logs should not collect passes), and joins the several
 /// `Cookie` fields an HTTP/2 client may send into the one HTTP/1.1 expects.
@@ -259,29 +326,16 @@ fn rewrite_cookies(headers: &mut HeaderMap) {
             .map(|pair| pair.trim_ascii())
             .filter(|pair| !pair.is_empty())
     };
-    if fields <= 1 && !pairs().any(is_own_cookie) {
+    if fields <= 1 && !pairs().any(cookie::is_own) {
         return;
     }
-    let kept: Vec<&[u8]> = pairs().filter(|pair| !is_own_cookie(pair)).collect();
+    let kept: Vec<&[u8]> = pairs().filter(|pair| !cookie::is_own(pair)).collect();
     let value = (!kept.is_empty())
         .then(|| HeaderValue::from_bytes(&kept.join(&b"; "[..])).ok())
         .flatten();
     headers.remove(header::COOKIE);
     if let Some(value) = value {
         headers.insert(header::COOKIE, value);
-    }
-}
-
-/// `X-Forwarded-For`: the client's address, after those of trusted proxies
-/// in front when `trust` is set; otherwise whatever the client claimed is
-/// replaced.
-fn set_forwarded_for(headers: &mut HeaderMap, ip: IpAddr, trust: bool) {
-    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(previous) if trust && !previous.trim().is_empty() => format!("{previous}, {ip}"),
-        _ => ip.to_string(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(X_FORWARDED_FOR, value);
     }
 }
 
@@ -353,16 +407,24 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_appends_to_what_came_before() {
+    fn a_pass_makes_the_response_private() {
         let mut headers = HeaderMap::new();
-        set_forwarded_for(&mut headers, "10.0.0.1".parse().unwrap(), true);
-        set_forwarded_for(&mut headers, "::1".parse().unwrap(), true);
-        assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1, ::1");
-        set_forwarded_for(&mut headers, "192.0.2.7".parse().unwrap(), false);
-        assert_eq!(
-            headers[&X_FORWARDED_FOR], "192.0.2.7",
-            "an untrusted claim is replaced"
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=600, s-maxage=600"),
         );
+        keep_private(&mut headers);
+        assert_eq!(headers[header::CACHE_CONTROL], "private, max-age=600");
+        assert_eq!(headers[header::VARY], "Cookie");
+
+        let mut silent = HeaderMap::new();
+        silent.insert(
+            header::VARY,
+            HeaderValue::from_static("Accept-Encoding, cookie"),
+        );
+        keep_private(&mut silent);
+        assert_eq!(silent[header::CACHE_CONTROL], "no-store");
+        assert_eq!(silent.get_all(header::VARY).iter().count(), 1);
     }
 
     #[test]

@@ -18,7 +18,6 @@ use crate::config::{Config, KeySpec, StoreKind};
 use crate::engine::Engine;
 use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::proxy::{Forwarding, Proxy};
 use crate::series::{self, Series};
 use crate::server::{self, App};
 use crate::store::memory::StoredKey;
@@ -210,18 +209,7 @@ fn describe(quota: Option<u64>) -> String {
 }
 
 fn build_app(config: &Arc<Config>, engine: &Arc<Engine<AnyStore>>, metrics: &Arc<Metrics>) -> App {
-    App {
-        config: config.clone(),
-        engine: engine.clone(),
-        metrics: metrics.clone(),
-        proxy: Proxy::new(
-            config.origin.clone(),
-            Forwarding {
-                trust: config.listen.trust_forwarded,
-                behind_tls: config.listen.secure_cookies,
-            },
-        ),
-    }
+    App::new(config.clone(), engine.clone(), metrics.clone())
 }
 
 /// Builds everything from `config` and starts serving.

@@ -1,13 +1,26 @@
-//! The visitor listener: accepts connections (HTTP/1.1 and HTTP/2), runs
-//! each request through its phases (antre's own endpoints, routing to a
-//! room, the admission decision, forwarding) and turns every outcome into a
-//! response in this one place.
+//! The visitor path: each request runs through named phases over one
+//! context built once, and every outcome becomes a response here and
+//! nowhere else.
+//!
+//! 1. **accept**: the connection layer hands over a request and its peer.
+//! 2. **parse** ([`parse`]): method, canonical path ([`crate::path`]),
+//!    host, body framing, cookies, language, JSON or HTML. Anything
+//!    ambiguous is refused here, before any room is consulted.
+//! 3. **route** ([`App::route`]): antre's own endpoints, a CORS preflight,
+//!    the room guarding the path ([`crate::route`]), or an unknown host.
+//! 4. **admission** ([`App::admission`]): the first-visit cookie check,
+//!    then the engine's decision.
+//! 5. **forward** ([`App::forward`]): to the origin, with the canonical
+//!    path and rewritten identity headers.
+//! 6. **respond**: the queue page, JSON, or an error page.
+//! 7. **log** ([`App::log`]): one count and one access-log line per
+//!    request, with its outcome.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,132 +35,353 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::config::{self, Config};
-use crate::engine::{CookieOptions, Decision, Engine, Jar, Mode};
+use crate::config::Config;
+use crate::cookie::{self, Jar};
+use crate::engine::{CookieOptions, Decision, Engine, Mode};
+use crate::forwarded::{self, Hop};
 use crate::live::Live;
 use crate::metrics::{Metrics, Outcome};
 use crate::page::{self, Lang, PageContext, PageKind};
-use crate::proxy::{Body, Peer, Proxy, ProxyError};
+use crate::path::{self, CanonicalPath, PathError};
+use crate::proxy::{Body, Outgoing, Proxy, ProxyError};
+use crate::route::{self, Route, Router};
 use crate::status::{State, Status};
 use crate::store::AnyStore;
 
 /// Longest wait for in-flight requests once shutdown starts.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
-const LANG_COOKIE: &str = "antre-lang";
+/// The other end of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub ip: IpAddr,
+    /// Whether the connection is TLS to antre itself.
+    pub tls: bool,
+}
 
-/// Set on a first visit; its return shows the client keeps cookies.
-const HELLO_COOKIE: &str = "antre-hello";
-
-/// Everything a request needs, shared by all connections.
+/// Everything a request needs, shared by all connections; one per config
+/// generation.
 pub struct App {
     pub config: Arc<Config>,
     pub engine: Arc<Engine<AnyStore>>,
     pub metrics: Arc<Metrics>,
     pub proxy: Proxy,
+    router: Router,
 }
 
-impl App {
-    /// Handles one request from `peer`. Never fails: every error becomes a
-    /// page or JSON answer here.
-    pub async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
-        let prefix = &self.config.listen.prefix;
-        if let Some(rest) = request.uri().path().strip_prefix(prefix.as_str()) {
-            if rest.starts_with('/') {
-                let rest = rest.to_owned();
-                return self.internal(&rest, &request, peer).await;
-            }
-        }
+/// One request's context, built once by [`parse`]; every later phase
+/// reads it.
+#[derive(Debug)]
+pub struct Context {
+    pub peer: Peer,
+    /// Whether the peer is a trusted proxy (`listen.trusted_proxies`).
+    pub trusted: bool,
+    /// The visitor's address: the peer's, or behind a trusted proxy the
+    /// nearest address it vouches for.
+    pub client: IpAddr,
+    /// Whether the visitor used https (here, or in front of antre).
+    pub https: bool,
+    pub method: Method,
+    /// The host the request names, as sent.
+    pub host: Option<HeaderValue>,
+    pub path: CanonicalPath,
+    /// The canonical path with the query: what the origin receives.
+    pub target: String,
+    pub jar: Jar,
+    pub lang: Lang,
+    /// An API client asking for JSON rather than a page.
+    pub json: bool,
+    pub started: Instant,
+}
 
-        let host = request_host(&request);
-        let room = config::route(&self.config.rooms, host.as_deref(), request.uri().path());
-        // A CORS preflight carries no cookies and does nothing by itself:
-        // it needs no place in line.
-        let Some(room_index) = room.filter(|_| request.method() != Method::OPTIONS) else {
-            let (lang, json) = (visitor_lang(&request), wants_json(&request));
-            self.metrics.request("none", Outcome::Unguarded);
-            return match self.forward(request, peer, &[]).await {
-                Ok(response) => response,
-                Err(e) => self.origin_trouble(None, &e, lang, json),
-            };
-        };
-        let room_id = self.config.rooms[room_index].id.as_str();
-        if let Some(response) = self.cookie_check(&request) {
-            self.metrics.request(room_id, Outcome::CookieCheck);
-            return response;
-        }
+/// Why [`parse`] refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Path(#[from] PathError),
+    #[error("the method is not allowed")]
+    Method,
+    #[error("a {0} request may not carry a body")]
+    Body(&'static str),
+    #[error("the request names two different hosts")]
+    Host,
+}
 
-        let cookie_options = self.cookie_options(peer);
-        // One parse of the cookies serves both the decision and the language.
-        let (decision, lang) = {
-            let jar = cookie_jar(&request);
-            let decision = self
-                .engine
-                .decide(room_index, &jar, Mode::Request, cookie_options)
-                .await;
-            (decision, negotiate_lang(&request, &jar))
-        };
-        let json = wants_json(&request);
-        match decision {
-            Decision::Forward {
-                set_cookies,
-                admitted_now,
-            } => {
-                let outcome = if admitted_now {
-                    Outcome::Admitted
-                } else {
-                    Outcome::Forwarded
-                };
-                self.metrics.request(room_id, outcome);
-                match self.forward(request, peer, &set_cookies).await {
-                    Ok(response) => response,
-                    Err(e) => {
-                        let mut response = self.origin_trouble(Some(room_index), &e, lang, json);
-                        append_cookies(&mut response, &set_cookies);
-                        response
-                    }
-                }
-            }
-            Decision::Hold {
-                status,
-                set_cookies,
-            } => {
-                let back = request
-                    .uri()
-                    .path_and_query()
-                    .map(|pq| pq.as_str())
-                    .unwrap_or("/");
-                let outcome = match status.state {
-                    State::Paused => Outcome::Paused,
-                    State::SoldOut => Outcome::SoldOut,
-                    State::Waiting | State::Admitted => Outcome::Waiting,
-                };
-                self.metrics.request(room_id, outcome);
-                let mut response = self.hold_page(room_index, &status, lang, json, back);
-                append_cookies(&mut response, &set_cookies);
-                response
-            }
-            Decision::NoTicket => plain(StatusCode::INTERNAL_SERVER_ERROR, "no ticket"),
+impl Refusal {
+    fn status(self) -> StatusCode {
+        match self {
+            Refusal::Method => StatusCode::METHOD_NOT_ALLOWED,
+            _ => StatusCode::BAD_REQUEST,
         }
     }
 
-    /// Forwards to the origin, timing its answer and counting its failures.
-    async fn forward(
-        &self,
-        request: Request<Incoming>,
-        peer: Peer,
-        set_cookies: &[String],
-    ) -> Result<Response<Body>, ProxyError> {
-        let started = std::time::Instant::now();
-        let result = self.proxy.forward(request, peer, set_cookies).await;
-        match &result {
-            Ok(_) => self
-                .metrics
-                .origin_seconds
-                .observe(started.elapsed().as_secs_f64()),
-            Err(e) => self.metrics.origin_error(e.kind()),
+    fn code(self) -> &'static str {
+        match self {
+            Refusal::Path(e) => e.code(),
+            Refusal::Method => "method_not_allowed",
+            Refusal::Body(_) => "body_not_allowed",
+            Refusal::Host => "conflicting_host",
         }
-        result
+    }
+}
+
+/// Where the route phase sends a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// antre's own endpoint, the path after the prefix.
+    Internal(String),
+    Room(usize),
+    Unguarded,
+    /// A CORS preflight to a guarded route: it needs no place in line.
+    Preflight,
+    UnknownHost,
+}
+
+/// A finished request: the response and what to count.
+struct Done {
+    response: Response<Body>,
+    outcome: Outcome,
+    room: Option<usize>,
+}
+
+impl Done {
+    fn new(response: Response<Body>, outcome: Outcome, room: Option<usize>) -> Done {
+        Done {
+            response,
+            outcome,
+            room,
+        }
+    }
+}
+
+// === phase: parse ===
+
+/// Methods whose requests carry no body: one on them is refused, so an
+/// origin that ignores it can never read it as a second request.
+fn bodiless(method: &Method) -> Option<&'static str> {
+    match *method {
+        Method::GET => Some("GET"),
+        Method::HEAD => Some("HEAD"),
+        Method::OPTIONS => Some("OPTIONS"),
+        _ => None,
+    }
+}
+
+/// Builds the context, or refuses what has no single reading.
+pub fn parse<B: hyper::body::Body>(
+    request: &Request<B>,
+    peer: Peer,
+    config: &Config,
+) -> Result<Context, Refusal> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    // TRACE echoes the request, cookies included; CONNECT opens a tunnel.
+    if method == Method::TRACE || method == Method::CONNECT {
+        return Err(Refusal::Method);
+    }
+    let path = path::canonicalise(request.uri().path())?;
+    if let Some(name) = bodiless(&method) {
+        if has_body(request) {
+            return Err(Refusal::Body(name));
+        }
+    }
+    let host = forwarded::request_host(request);
+    if let (Some(authority), Some(header)) = (
+        request.uri().authority(),
+        request.headers().get(header::HOST),
+    ) {
+        let header = header.to_str().map(route::normal_host).ok();
+        if header.as_deref() != Some(route::normal_host(authority.as_str()).as_str()) {
+            return Err(Refusal::Host);
+        }
+    }
+    let target = match request.uri().query() {
+        Some(query) => format!("{}?{query}", path.as_str()),
+        None => path.as_str().to_owned(),
+    };
+    let jar = Jar::from_headers(request.headers());
+    let lang = page::negotiate(
+        request
+            .headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+        jar.values(cookie::LANG).next(),
+    );
+    let trusted = config.listen.trusts(peer.ip);
+    Ok(Context {
+        peer,
+        trusted,
+        client: client_address(request, peer.ip, trusted, &config.listen),
+        https: peer.tls || config.listen.secure_cookies,
+        method,
+        host,
+        path,
+        target,
+        jar,
+        lang,
+        json: wants_json(request),
+        started,
+    })
+}
+
+/// Whether a request has a body: a non-zero length or chunks to come.
+fn has_body<B: hyper::body::Body>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return true;
+    }
+    match headers.get(header::CONTENT_LENGTH) {
+        Some(length) => length.as_bytes() != b"0",
+        None => !request.body().is_end_stream(),
+    }
+}
+
+/// The nearest address in `X-Forwarded-For` that is not a trusted proxy,
+/// when the peer is one; otherwise the peer.
+fn client_address<B>(
+    request: &Request<B>,
+    peer: IpAddr,
+    trusted: bool,
+    listen: &crate::config::Listen,
+) -> IpAddr {
+    if !trusted {
+        return peer;
+    }
+    let claimed: Vec<IpAddr> = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|part| part.trim().parse().ok())
+        .collect();
+    claimed
+        .into_iter()
+        .rev()
+        .find(|ip| !listen.trusts(*ip))
+        .unwrap_or(peer)
+}
+
+/// API clients ask for JSON; browsers ask for HTML (and often `*/*`).
+fn wants_json<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json") && !accept.contains("text/html"))
+}
+
+impl App {
+    pub fn new(config: Arc<Config>, engine: Arc<Engine<AnyStore>>, metrics: Arc<Metrics>) -> App {
+        App {
+            router: Router::new(&config.rooms, &config.listen.hosts),
+            proxy: Proxy::new(config.origin.clone()),
+            config,
+            engine,
+            metrics,
+        }
+    }
+
+    /// Handles one request from `peer`. Never fails: every error becomes a
+    /// page or JSON answer here.
+    pub async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
+        let (done, context) = match parse(&request, peer, &self.config) {
+            Err(refusal) => (refused(refusal, &request), None),
+            Ok(context) => (self.run(request, &context).await, Some(context)),
+        };
+        self.log(&done, context.as_ref(), peer);
+        done.response
+    }
+
+    /// The phases after parsing.
+    async fn run(&self, request: Request<Incoming>, context: &Context) -> Done {
+        match self.route(context, &request) {
+            Target::Internal(rest) => self.internal(&rest, context).await,
+            Target::UnknownHost => Done::new(
+                error_response(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "unknown_host",
+                    "This server does not serve that host name.",
+                    context.json,
+                ),
+                Outcome::Refused,
+                None,
+            ),
+            Target::Unguarded => {
+                let outcome = Outcome::Unguarded;
+                self.forward(request, context, &[], None, outcome).await
+            }
+            Target::Preflight => {
+                let outcome = Outcome::Preflight;
+                self.forward(request, context, &[], None, outcome).await
+            }
+            Target::Room(index) => match self.admission(index, context).await {
+                Admission::Hello(response) => {
+                    Done::new(response, Outcome::CookieCheck, Some(index))
+                }
+                Admission::Decided(Decision::Forward {
+                    set_cookies,
+                    admitted_now,
+                }) => {
+                    let outcome = if admitted_now {
+                        Outcome::Admitted
+                    } else {
+                        Outcome::Forwarded
+                    };
+                    self.forward(request, context, &set_cookies, Some(index), outcome)
+                        .await
+                }
+                Admission::Decided(Decision::Hold {
+                    status,
+                    set_cookies,
+                }) => {
+                    let outcome = match status.state {
+                        State::Paused => Outcome::Paused,
+                        State::SoldOut => Outcome::SoldOut,
+                        State::Waiting | State::Admitted => Outcome::Waiting,
+                    };
+                    let mut response = self.hold_page(index, &status, context);
+                    append_cookies(&mut response, &set_cookies);
+                    Done::new(response, outcome, Some(index))
+                }
+                Admission::Decided(Decision::NoTicket) => Done::new(
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, "no ticket"),
+                    Outcome::Waiting,
+                    Some(index),
+                ),
+            },
+        }
+    }
+
+    // === phase: route ===
+
+    fn route<B>(&self, context: &Context, request: &Request<B>) -> Target {
+        let prefix = &self.config.listen.prefix;
+        if let Some(rest) = context.path.as_str().strip_prefix(prefix.as_str()) {
+            if rest.starts_with('/') {
+                return Target::Internal(rest.to_owned());
+            }
+        }
+        let host = context.host.as_ref().and_then(|h| h.to_str().ok());
+        match self.router.route(host, context.path.key()) {
+            Route::UnknownHost => Target::UnknownHost,
+            Route::Unguarded => Target::Unguarded,
+            Route::Room(_) if is_preflight(request) => Target::Preflight,
+            Route::Room(index) => Target::Room(index),
+        }
+    }
+
+    // === phase: admission ===
+
+    async fn admission(&self, room: usize, context: &Context) -> Admission {
+        if let Some(response) = self.cookie_check(context) {
+            return Admission::Hello(response);
+        }
+        let decision = self
+            .engine
+            .decide(room, &context.jar, Mode::Request, cookie_options(context))
+            .await;
+        Admission::Decided(decision)
     }
 
     /// A first visit (no antre cookie at all) to a guarded page is sent
@@ -155,64 +389,128 @@ impl App {
     /// place. Browsers follow at once; clients that keep no cookies (health
     /// checks, monitors, crawlers) never come back with it, so they neither
     /// take a ticket nor use the quota.
-    fn cookie_check(&self, request: &Request<Incoming>) -> Option<Response<Body>> {
-        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+    fn cookie_check(&self, context: &Context) -> Option<Response<Body>> {
+        if !matches!(context.method, Method::GET | Method::HEAD) || !context.jar.is_empty() {
             return None;
         }
-        let has_ours = request
-            .headers()
-            .get_all(header::COOKIE)
-            .iter()
-            .any(|v| v.as_bytes().windows(6).any(|w| w == b"antre-"));
-        if has_ours {
-            return None;
-        }
-        let location = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let mut response = response(
-            StatusCode::TEMPORARY_REDIRECT,
-            "text/plain; charset=utf-8",
-            empty(),
-        );
-        if let Ok(location) = HeaderValue::from_str(location) {
-            response.headers_mut().insert(header::LOCATION, location);
-        }
-        let secure = if self.config.listen.secure_cookies {
-            "; Secure"
-        } else {
-            ""
-        };
-        let cookie =
-            format!("{HELLO_COOKIE}=1; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax{secure}");
+        let mut response = redirect(StatusCode::TEMPORARY_REDIRECT, &context.target);
+        let cookie = cookie::set_cookie(cookie::HELLO, "1", 86_400, context.https);
         append_cookies(&mut response, &[cookie]);
         Some(response)
     }
 
-    fn cookie_options(&self, peer: Peer) -> CookieOptions {
-        CookieOptions {
-            secure: peer.tls || self.config.listen.secure_cookies,
+    // === phase: forward ===
+
+    /// Sends the request to the origin; a failure becomes the page that
+    /// says so, the visitor's pass and place untouched.
+    async fn forward(
+        &self,
+        request: Request<Incoming>,
+        context: &Context,
+        set_cookies: &[String],
+        room: Option<usize>,
+        outcome: Outcome,
+    ) -> Done {
+        let started = Instant::now();
+        let outgoing = Outgoing {
+            target: &context.target,
+            hop: Hop {
+                peer: context.peer.ip,
+                trusted: context.trusted,
+                https: context.https,
+                host: context.host.as_ref(),
+            },
+            set_cookies,
+            // Only a visitor who went through the line may ask the origin to
+            // treat their request as another method.
+            admitted: room.is_some(),
+        };
+        match self.proxy.forward(request, outgoing).await {
+            Ok(response) => {
+                self.metrics
+                    .origin_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                Done::new(response, outcome, room)
+            }
+            Err(ProxyError::ClientBody(e)) => {
+                tracing::debug!(error = %e, "the client's request body was malformed");
+                let response = error_response(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    "The request body could not be read.",
+                    context.json,
+                );
+                Done::new(response, Outcome::ClientError, room)
+            }
+            Err(e) => {
+                self.metrics.origin_error(e.kind());
+                let mut response = self.origin_trouble(room, &e, context);
+                append_cookies(&mut response, set_cookies);
+                Done::new(response, Outcome::OriginError, room)
+            }
         }
     }
 
-    /// antre's own endpoints under the prefix.
-    async fn internal(
-        &self,
-        rest: &str,
-        request: &Request<Incoming>,
-        peer: Peer,
-    ) -> Response<Body> {
-        if request.method() != Method::GET && request.method() != Method::HEAD {
-            return json_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &serde_json::json!({"error": "method_not_allowed"}),
-            );
+    // === phase: log ===
+
+    /// Counts the request once, with its outcome, and writes its access-log
+    /// line.
+    fn log(&self, done: &Done, context: Option<&Context>, peer: Peer) {
+        let room = done
+            .room
+            .and_then(|i| self.config.rooms.get(i))
+            .map_or("none", |r| r.id.as_str());
+        self.metrics.request(room, done.outcome);
+        if !self.config.listen.access_log {
+            return;
         }
+        let status = done.response.status().as_u16();
+        match context {
+            Some(context) => tracing::info!(
+                target: "antre::access",
+                client = %context.client,
+                method = %context.method,
+                host = context.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
+                path = %context.path.as_str(),
+                room,
+                outcome = done.outcome.label(),
+                status,
+                micros = context.started.elapsed().as_micros() as u64,
+            ),
+            None => tracing::info!(
+                target: "antre::access",
+                client = %peer.ip,
+                room,
+                outcome = done.outcome.label(),
+                status,
+            ),
+        }
+    }
+
+    // === antre's own endpoints ===
+
+    async fn internal(&self, rest: &str, context: &Context) -> Done {
+        if context.method != Method::GET && context.method != Method::HEAD {
+            let response = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Only GET and HEAD are answered here.",
+                true,
+            );
+            return Done::new(response, Outcome::Refused, None);
+        }
+        let query = context.target.split_once('?').map(|(_, q)| q);
         match rest {
-            "/health" => self.health(),
-            "/lang" => self.switch_lang(request),
-            "/status" => self.status(request, peer).await,
-            _ => json_response(
-                StatusCode::NOT_FOUND,
-                &serde_json::json!({"error": "not_found"}),
+            "/health" => Done::new(self.health(), Outcome::Internal, None),
+            "/lang" => Done::new(switch_lang(query, context), Outcome::Internal, None),
+            "/status" => self.status(query, context).await,
+            _ => Done::new(
+                json_response(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({"error": "not_found"}),
+                ),
+                Outcome::Internal,
+                None,
             ),
         }
     }
@@ -244,89 +542,64 @@ impl App {
     }
 
     /// `GET {prefix}/status[?room=ID]`: the caller's own status as JSON.
-    async fn status(&self, request: &Request<Incoming>, peer: Peer) -> Response<Body> {
-        let wanted = query_param(request.uri().query(), "room");
-        let jar = cookie_jar(request);
+    async fn status(&self, query: Option<&str>, context: &Context) -> Done {
+        let wanted = query_param(query, "room");
         let rooms = self.engine.rooms();
         let candidates: Vec<usize> = match &wanted {
             Some(id) => match rooms.iter().position(|r| r.config.id == *id) {
                 Some(index) => vec![index],
                 None => {
-                    return json_response(
+                    let response = json_response(
                         StatusCode::NOT_FOUND,
                         &serde_json::json!({"error": "unknown_room", "room": id}),
-                    )
+                    );
+                    return Done::new(response, Outcome::Status, None);
                 }
             },
             // Without a room, the first room the visitor holds a cookie for.
             None => (0..rooms.len())
                 .filter(|i| {
                     let room = &rooms[*i];
-                    jar.values(room.pass_cookie_name()).next().is_some()
-                        || jar.values(room.ticket_cookie_name()).next().is_some()
+                    context.jar.values(room.pass_cookie_name()).next().is_some()
+                        || context
+                            .jar
+                            .values(room.ticket_cookie_name())
+                            .next()
+                            .is_some()
                 })
                 .collect(),
         };
         for index in candidates {
-            match self
+            let decision = self
                 .engine
-                .decide(index, &jar, Mode::Status, self.cookie_options(peer))
-                .await
-            {
-                Decision::Forward { set_cookies, .. } => {
-                    if let Some(status) = self.engine.admitted_status(index) {
-                        let mut response = json_response(StatusCode::OK, &status);
-                        append_cookies(&mut response, &set_cookies);
-                        return response;
-                    }
-                }
+                .decide(index, &context.jar, Mode::Status, cookie_options(context))
+                .await;
+            let (status, set_cookies) = match decision {
+                Decision::Forward { set_cookies, .. } => match self.engine.admitted_status(index) {
+                    Some(status) => (status, set_cookies),
+                    None => continue,
+                },
                 Decision::Hold {
                     status,
                     set_cookies,
-                } => {
-                    let mut response = json_response(StatusCode::OK, &status);
-                    append_cookies(&mut response, &set_cookies);
-                    return response;
-                }
-                Decision::NoTicket => {}
-            }
+                } => (status, set_cookies),
+                Decision::NoTicket => continue,
+            };
+            let mut response = json_response(StatusCode::OK, &status);
+            append_cookies(&mut response, &set_cookies);
+            return Done::new(response, Outcome::Status, Some(index));
         }
-        json_response(
+        let response = json_response(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"error": "no_ticket", "room": wanted}),
-        )
+        );
+        Done::new(response, Outcome::Status, None)
     }
 
-    /// `GET {prefix}/lang?set=en&back=/path`: remembers the language and
-    /// goes back to the page the visitor came from.
-    fn switch_lang(&self, request: &Request<Incoming>) -> Response<Body> {
-        let query = request.uri().query();
-        let lang = query_param(query, "set").and_then(|code| Lang::from_code(&code));
-        let back = query_param(query, "back")
-            .filter(|b| is_local_path(b))
-            .unwrap_or_else(|| "/".to_owned());
-        let mut response = response(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", empty());
-        let location = HeaderValue::from_str(&back).unwrap_or(HeaderValue::from_static("/"));
-        response.headers_mut().insert(header::LOCATION, location);
-        if let Some(lang) = lang {
-            let cookie = format!(
-                "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax",
-                lang.code()
-            );
-            append_cookies(&mut response, &[cookie]);
-        }
-        response
-    }
+    // === phase: respond ===
 
     /// The queue page (or its JSON) for a visitor kept out.
-    fn hold_page(
-        &self,
-        room_index: usize,
-        status: &Status,
-        lang: Lang,
-        json: bool,
-        back: &str,
-    ) -> Response<Body> {
+    fn hold_page(&self, room_index: usize, status: &Status, context: &Context) -> Response<Body> {
         let code = match status.state {
             State::SoldOut => StatusCode::GONE,
             State::Admitted => StatusCode::OK,
@@ -337,10 +610,17 @@ impl App {
             State::Paused => PageKind::Paused,
             State::Waiting | State::Admitted => PageKind::Waiting,
         };
-        let mut response = if json {
+        let mut response = if context.json {
             json_response(code, status)
         } else {
-            self.render(room_index, kind, status, lang, back, code)
+            self.render(
+                room_index,
+                kind,
+                status,
+                context.lang,
+                &context.target,
+                code,
+            )
         };
         if status.state != State::SoldOut {
             set_retry_after(&mut response, status.refresh_seconds);
@@ -354,22 +634,13 @@ impl App {
         &self,
         room_index: Option<usize>,
         error: &ProxyError,
-        lang: Lang,
-        json: bool,
+        context: &Context,
     ) -> Response<Body> {
         tracing::warn!(error = %error, "origin request failed");
         let code = error.status();
         let refresh = 10;
         let mut response = match room_index {
-            Some(index) if !json => {
-                let mut status = self
-                    .engine
-                    .admitted_status(index)
-                    .unwrap_or_else(|| unknown_status(refresh));
-                status.refresh_seconds = refresh;
-                self.render(index, PageKind::OriginTrouble, &status, lang, "/", code)
-            }
-            _ if json => json_response(
+            _ if context.json => json_response(
                 code,
                 &serde_json::json!({
                     "error": "origin_unavailable",
@@ -378,7 +649,22 @@ impl App {
                     "refresh_seconds": refresh,
                 }),
             ),
-            _ => html_response(code, origin_trouble_fallback(lang)),
+            Some(index) => {
+                let mut status = self
+                    .engine
+                    .admitted_status(index)
+                    .unwrap_or_else(|| unknown_status(refresh));
+                status.refresh_seconds = refresh;
+                self.render(
+                    index,
+                    PageKind::OriginTrouble,
+                    &status,
+                    context.lang,
+                    "/",
+                    code,
+                )
+            }
+            None => html_response(code, origin_trouble_fallback(context.lang)),
         };
         set_retry_after(&mut response, refresh);
         response
@@ -398,7 +684,10 @@ impl App {
         };
         let prefix = &self.config.listen.prefix;
         let status_url = format!("{prefix}/status?room={}", room.config.id);
-        let lang_switch_url = format!("{prefix}/lang?back={}&set=", percent_encode(back));
+        let lang_switch_url = format!(
+            "{prefix}/lang?back={}&set=",
+            form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>()
+        );
         let context = PageContext {
             kind,
             lang,
@@ -413,6 +702,53 @@ impl App {
             page::render(&context, room.config.template.as_deref()),
         )
     }
+}
+
+/// What the admission phase decided.
+enum Admission {
+    /// A first visit, sent back for its cookie.
+    Hello(Response<Body>),
+    Decided(Decision),
+}
+
+fn cookie_options(context: &Context) -> CookieOptions {
+    CookieOptions {
+        secure: context.https,
+    }
+}
+
+/// A real CORS preflight: `OPTIONS` with the headers a browser sends and no
+/// body (bodies on `OPTIONS` are refused in [`parse`]). Anything else to a
+/// guarded route goes through the line, whatever its method.
+fn is_preflight<B>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    request.method() == Method::OPTIONS
+        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        && headers.contains_key(header::ORIGIN)
+}
+
+/// `GET {prefix}/lang?set=en&back=/path`: remembers the language and goes
+/// back to the page the visitor came from.
+fn switch_lang(query: Option<&str>, context: &Context) -> Response<Body> {
+    let lang = query_param(query, "set").and_then(|code| Lang::from_code(&code));
+    let back = query_param(query, "back").unwrap_or_default();
+    let mut response = redirect(StatusCode::SEE_OTHER, &back);
+    if let Some(lang) = lang {
+        let cookie = cookie::set_cookie(cookie::LANG, lang.code(), 31_536_000, context.https);
+        append_cookies(&mut response, &[cookie]);
+    }
+    response
+}
+
+/// The answer to a request [`parse`] refused.
+fn refused<B>(refusal: Refusal, request: &Request<B>) -> Done {
+    let response = error_response(
+        refusal.status(),
+        refusal.code(),
+        &format!("Bad request: {refusal}."),
+        wants_json(request),
+    );
+    Done::new(response, Outcome::Refused, None)
 }
 
 fn unknown_status(refresh: u32) -> Status {
@@ -451,54 +787,10 @@ fn origin_trouble_fallback(lang: Lang) -> String {
     )
 }
 
-// === request helpers ===
-
-fn cookie_jar(request: &Request<Incoming>) -> Jar<'_> {
-    Jar::parse(
-        request
-            .headers()
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    )
-}
-
-fn request_host(request: &Request<Incoming>) -> Option<String> {
-    request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
-}
-
-fn visitor_lang(request: &Request<Incoming>) -> Lang {
-    negotiate_lang(request, &cookie_jar(request))
-}
-
-/// The visitor's language: their own choice (cookie), else their browser's.
-fn negotiate_lang(request: &Request<Incoming>, jar: &Jar<'_>) -> Lang {
-    let accept = request
-        .headers()
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok());
-    page::negotiate(accept, jar.values(LANG_COOKIE).next())
-}
-
-/// API clients ask for JSON; browsers ask for HTML (and often `*/*`).
-fn wants_json(request: &Request<Incoming>) -> bool {
-    request
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/json") && !accept.contains("text/html"))
-}
-
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name).then(|| config::percent_decode(&value.replace('+', " ")))
-    })
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
 }
 
 /// A path on this site and nothing else: a single leading `/`, then only
@@ -511,19 +803,21 @@ fn is_local_path(path: &str) -> bool {
         && bytes.iter().all(|b| b.is_ascii_graphic() && *b != b'\\')
 }
 
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 // === responses ===
+
+/// A redirect to `location` when it is a path on this site, else to `/`:
+/// every `Location` antre writes comes from here.
+fn redirect(code: StatusCode, location: &str) -> Response<Body> {
+    let location = if is_local_path(location) {
+        location
+    } else {
+        "/"
+    };
+    let mut response = response(code, "text/plain; charset=utf-8", empty());
+    let value = HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/"));
+    response.headers_mut().insert(header::LOCATION, value);
+    response
+}
 
 fn empty() -> Body {
     Full::new(Bytes::new())
@@ -560,6 +854,22 @@ fn plain(code: StatusCode, text: &'static str) -> Response<Body> {
     response(code, "text/plain; charset=utf-8", full(text))
 }
 
+/// An error as JSON (`{"error": code, "message": ...}`) or plain text.
+fn error_response(code: StatusCode, error: &str, message: &str, json: bool) -> Response<Body> {
+    if json {
+        json_response(
+            code,
+            &serde_json::json!({"error": error, "message": message}),
+        )
+    } else {
+        response(
+            code,
+            "text/plain; charset=utf-8",
+            full(format!("{message}\n")),
+        )
+    }
+}
+
 fn set_retry_after(response: &mut Response<Body>, seconds: u32) {
     response
         .headers_mut()
@@ -594,7 +904,7 @@ impl<T> IdleIo<T> {
 impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        cx: &mut TaskContext<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
@@ -609,7 +919,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
 impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        cx: &mut TaskContext<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let poll = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
@@ -621,21 +931,21 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
 
     fn poll_flush(
         mut self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        cx: &mut TaskContext<'_>,
     ) -> Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(
         mut self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        cx: &mut TaskContext<'_>,
     ) -> Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
         mut self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        cx: &mut TaskContext<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let poll = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);

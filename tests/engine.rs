@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use antre::clock::{Clock, ManualClock, MICROS_PER_SECOND};
 use antre::config::Config;
-use antre::engine::{CookieOptions, Decision, Engine, Jar, Mode};
+use antre::cookie::Jar;
+use antre::engine::{CookieOptions, Decision, Engine, Mode};
 use antre::status::State;
 use antre::store::{AnyStore, MemoryStore, Store};
 use antre::token::{Key, Keyring};

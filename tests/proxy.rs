@@ -558,7 +558,7 @@ async fn behind_a_trusted_proxy_its_forwarded_headers_are_kept() {
     let origin = Origin::start().await;
     let text = config(&origin.url(), OPEN).replace(
         "[admin]",
-        "trust_forwarded = true\nsecure_cookies = true\n\n[admin]",
+        "trusted_proxies = [\"127.0.0.0/8\"]\nsecure_cookies = true\n\n[admin]",
     );
     let antre = Antre::start("trusted", &text);
     let mut visitor = Visitor::new("a");

@@ -1,0 +1,169 @@
+//! antre's own cookies: finding them in a `Cookie` header whatever else it
+//! holds, and writing `Set-Cookie` values, in one place.
+//!
+//! A `Cookie` header is read as bytes. The site's own cookies may hold
+//! anything (`nama=Jérôme`, invalid UTF-8 set by a subdomain, thousands of
+//! pairs); none of it may cost a visitor their ticket or pass, so antre
+//! picks out the pairs whose names are its own and leaves the rest alone
+//! (the proxy forwards them untouched).
+
+use http::header::{self, HeaderMap};
+
+/// Every cookie antre sets is named with this prefix.
+pub const PREFIX: &str = "antre-";
+
+/// The visitor's language choice.
+pub const LANG: &str = "antre-lang";
+
+/// Set on a first visit; its return shows the client keeps cookies.
+pub const HELLO: &str = "antre-hello";
+
+/// Values kept per name: a browser sends a cookie once per matching path
+/// and domain, so a few are honest; more are someone stuffing the header
+/// to make antre verify signatures in a loop.
+const VALUES_PER_NAME: usize = 4;
+
+/// antre's own pairs kept from one request.
+const OWN_PAIRS: usize = 32;
+
+/// antre's own cookies from one request, in the order they came.
+#[derive(Debug, Default, Clone)]
+pub struct Jar {
+    pairs: Vec<(String, String)>,
+}
+
+impl Jar {
+    /// The cookies of a request's `Cookie` fields (HTTP/2 clients may send
+    /// several).
+    pub fn from_headers(headers: &HeaderMap) -> Jar {
+        Jar::parse(headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()))
+    }
+
+    /// Reads `Cookie` field values; pairs that are not antre's, malformed
+    /// or not ASCII are passed over.
+    pub fn parse<I, T>(fields: I) -> Jar
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<[u8]>,
+    {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for field in fields {
+            for pair in field.as_ref().split(|b| *b == b';') {
+                if pairs.len() == OWN_PAIRS {
+                    return Jar { pairs };
+                }
+                let Some((name, value)) = split_pair(pair) else {
+                    continue;
+                };
+                if pairs.iter().filter(|(n, _)| n == name).count() == VALUES_PER_NAME {
+                    continue;
+                }
+                pairs.push((name.to_owned(), value.to_owned()));
+            }
+        }
+        Jar { pairs }
+    }
+
+    /// Every value sent under `name`, first to last.
+    pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.pairs
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the request carried any cookie of antre's.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+}
+
+/// `name=value` of one of antre's cookies, trimmed and unquoted; `None`
+/// for anything else.
+fn split_pair(pair: &[u8]) -> Option<(&str, &str)> {
+    let pair = pair.trim_ascii();
+    if !is_own(pair) {
+        return None;
+    }
+    let pair = std::str::from_utf8(pair).ok()?;
+    if !pair.is_ascii() {
+        return None;
+    }
+    let (name, value) = pair.split_once('=')?;
+    let value = value.trim();
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    Some((name.trim_end(), value))
+}
+
+/// Whether a `Cookie` pair (`name=value`, trimmed) is one of antre's.
+pub fn is_own(pair: &[u8]) -> bool {
+    let name = pair
+        .split(|b| *b == b'=')
+        .next()
+        .unwrap_or(pair)
+        .trim_ascii();
+    name.starts_with(PREFIX.as_bytes())
+        && (name == LANG.as_bytes()
+            || name == HELLO.as_bytes()
+            || name.starts_with(b"antre-pass-")
+            || name.starts_with(b"antre-ticket-"))
+}
+
+/// A `Set-Cookie` value for one of antre's cookies: for the whole site,
+/// out of scripts' reach, sent on top-level navigation from elsewhere (a
+/// link to the registration page), `Secure` when the visitor is on https.
+pub fn set_cookie(name: &str, value: &str, max_age: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+}
+
+/// A `Set-Cookie` value that removes `name`.
+pub fn clear_cookie(name: &str, secure: bool) -> String {
+    set_cookie(name, "", 0, secure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_cookies_are_found_whatever_else_the_header_holds() {
+        let field: &[u8] =
+            b"nama=J\xc3\xa9r\xc3\xb4me; junk=\xff\xfe; antre-ticket-vaksin=\"1.k.2\"; theme=dark; antre-pass-vaksin=p; novalue; =; antre-lang=en";
+        let jar = Jar::parse([field]);
+        assert_eq!(
+            jar.values("antre-ticket-vaksin").collect::<Vec<_>>(),
+            ["1.k.2"]
+        );
+        assert_eq!(jar.values("antre-pass-vaksin").collect::<Vec<_>>(), ["p"]);
+        assert_eq!(jar.values("antre-lang").collect::<Vec<_>>(), ["en"]);
+        assert_eq!(jar.values("nama").count(), 0, "only antre's own are kept");
+    }
+
+    #[test]
+    fn thousands_of_pairs_and_duplicates_cannot_hide_the_real_one() {
+        let mut field = String::new();
+        for i in 0..5000 {
+            field.push_str(&format!("site{i}=x; "));
+        }
+        field.push_str("antre-pass-vaksin=bogus1; antre-pass-vaksin=real; ");
+        for _ in 0..100 {
+            field.push_str("antre-pass-vaksin=bogus; ");
+        }
+        let jar = Jar::parse([field.as_str()]);
+        let values: Vec<_> = jar.values("antre-pass-vaksin").collect();
+        assert_eq!(values.len(), VALUES_PER_NAME);
+        assert_eq!(&values[..2], ["bogus1", "real"]);
+    }
+
+    #[test]
+    fn several_cookie_fields_are_read_in_order() {
+        let jar = Jar::parse(["a=1; antre-hello=1", "antre-pass-x=2"]);
+        assert!(!jar.is_empty());
+        assert_eq!(jar.values("antre-pass-x").next(), Some("2"));
+        assert!(Jar::parse(["a=1; antre-x=site-own"]).is_empty());
+    }
+}

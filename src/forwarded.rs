@@ -1,0 +1,332 @@
+//! Who a request came from and how it reached antre, as the origin is told
+//! it: the trusted-proxy list, the identity headers a client could forge,
+//! and the `Forwarded` / `X-Forwarded-*` headers antre writes.
+//!
+//! Origins use these headers to decide who someone is (rate limits, audit
+//! logs, "one registration per address") and sometimes which page to serve
+//! (`X-Original-URL`, `X-Rewrite-URL` and `X-Forwarded-Prefix` rewrite the
+//! path on IIS, Symfony and Spring). A client could write any of them. So
+//! unless the connection comes from a proxy the operator listed in
+//! `listen.trusted_proxies`, every one of them is removed and antre writes
+//! its own; path-rewriting headers are removed whoever sent them.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// An address block, `10.0.0.0/8` or `2001:db8::/32`; a bare address is
+/// a block of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    /// Parses `ADDRESS[/BITS]`, naming what is wrong.
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let (address, bits) = match text.split_once('/') {
+            Some((address, bits)) => (address, Some(bits)),
+            None => (text, None),
+        };
+        let network: IpAddr = address.trim().parse().map_err(|_| {
+            format!("{text:?} is not an address or address block like \"10.0.0.0/8\"")
+        })?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => max,
+            Some(bits) => match bits.trim().parse::<u8>() {
+                Ok(bits) if bits <= max => bits,
+                _ => return Err(format!("{text:?}: the prefix length must be 0 to {max}")),
+            },
+        };
+        Ok(Cidr { network, bits })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 client on an IPv6 socket arrives as ::ffff:a.b.c.d.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.bits),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.bits),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.bits)
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let whole = usize::from(bits / 8);
+    if a[..whole] != b[..whole] {
+        return false;
+    }
+    let rest = bits % 8;
+    rest == 0 || {
+        let mask = 0xffu8 << (8 - rest);
+        a[whole] & mask == b[whole] & mask
+    }
+}
+
+/// Headers that say who the client is or where the request was meant to
+/// go, which antre keeps only from a trusted proxy. Any `X-Forwarded-*` is
+/// treated the same way.
+const IDENTITY: [&str; 10] = [
+    "forwarded",
+    "x-real-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "x-originating-ip",
+    "x-host",
+    "via",
+];
+
+/// Headers that make origins serve another path than the request line's:
+/// never forwarded, whoever sent them.
+const PATH_REWRITES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+
+/// Headers that make origins act on another method than the request
+/// line's; removed from requests antre lets through without a place in
+/// line (CORS preflights, unguarded routes), where they could turn an
+/// `OPTIONS` into a `POST`.
+pub const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// How the request reached antre.
+#[derive(Debug, Clone, Copy)]
+pub struct Hop<'a> {
+    /// The address of the connection's other end.
+    pub peer: IpAddr,
+    /// Whether that address is a trusted proxy's.
+    pub trusted: bool,
+    /// Whether the visitor used https (TLS here or in front of antre).
+    pub https: bool,
+    /// The host the visitor asked for.
+    pub host: Option<&'a HeaderValue>,
+}
+
+/// Rewrites the identity headers of a request about to go to the origin:
+/// a client's own claims removed, a trusted proxy's kept with this hop
+/// added, `Forwarded` (RFC 7239) and `X-Forwarded-For/-Proto/-Host`
+/// written.
+pub fn rewrite(headers: &mut HeaderMap, hop: Hop<'_>) {
+    for name in PATH_REWRITES {
+        headers.remove(name);
+    }
+    let proto = if hop.https { "https" } else { "http" };
+    if !hop.trusted {
+        let forged: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| {
+                IDENTITY.contains(&name.as_str()) || name.as_str().starts_with("x-forwarded-")
+            })
+            .cloned()
+            .collect();
+        for name in forged {
+            headers.remove(name);
+        }
+    }
+
+    let previous_for = joined(headers, &X_FORWARDED_FOR);
+    let value = match previous_for {
+        Some(previous) => format!("{previous}, {}", hop.peer),
+        None => hop.peer.to_string(),
+    };
+    insert(headers, X_FORWARDED_FOR, &value);
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if let Some(host) = hop.host {
+        if !headers.contains_key(&X_FORWARDED_HOST) {
+            headers.insert(X_FORWARDED_HOST, host.clone());
+        }
+    }
+
+    let mut element = format!("for={}", node(hop.peer));
+    if let Some(host) = hop.host.and_then(|h| h.to_str().ok()) {
+        let _ = write!(element, ";host={}", quoted(host));
+    }
+    let _ = write!(element, ";proto={proto}");
+    let value = match joined(headers, &FORWARDED) {
+        Some(previous) => format!("{previous}, {element}"),
+        None => element,
+    };
+    insert(headers, FORWARDED, &value);
+}
+
+/// Removes the method-override headers (see [`METHOD_OVERRIDES`]).
+pub fn remove_method_overrides(headers: &mut HeaderMap) {
+    for name in METHOD_OVERRIDES {
+        headers.remove(name);
+    }
+}
+
+/// Every field of `name` joined with commas, when there is any text.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// An RFC 7239 node: an IPv6 address is bracketed and quoted.
+fn node(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    }
+}
+
+/// A token as it is, anything else as a quoted string.
+fn quoted(value: &str) -> String {
+    let token = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if token {
+        value.to_owned()
+    } else {
+        let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+        format!("\"{escaped}\"")
+    }
+}
+
+/// The `Host` a request names: its `Host` header, else the authority of
+/// an absolute or HTTP/2 target.
+pub fn request_host<B>(request: &http::Request<B>) -> Option<HeaderValue> {
+    request.headers().get(header::HOST).cloned().or_else(|| {
+        request
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hop(peer: &str, trusted: bool) -> Hop<'static> {
+        Hop {
+            peer: peer.parse().unwrap(),
+            trusted,
+            https: false,
+            host: None,
+        }
+    }
+
+    #[test]
+    fn blocks_contain_their_addresses() {
+        let block = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(block.contains("10.1.200.3".parse().unwrap()));
+        assert!(block.contains("::ffff:10.1.0.9".parse().unwrap()));
+        assert!(!block.contains("10.2.0.1".parse().unwrap()));
+        let one = Cidr::parse("192.0.2.7").unwrap();
+        assert!(one.contains("192.0.2.7".parse().unwrap()));
+        assert!(!one.contains("192.0.2.8".parse().unwrap()));
+        let v6 = Cidr::parse("2001:db8::/33").unwrap();
+        assert!(v6.contains("2001:db8:7fff::1".parse().unwrap()));
+        assert!(!v6.contains("2001:db8:8000::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "nowhere", "10.0.0/8", "::/129", "1.2.3.4/x"] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_clients_claims_are_replaced() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x-forwarded-port", "443"),
+            ("x-real-ip", "1.2.3.4"),
+            ("true-client-ip", "1.2.3.4"),
+            ("cf-connecting-ip", "1.2.3.4"),
+            ("x-original-url", "/daftar"),
+            ("x-rewrite-url", "/daftar"),
+            ("accept", "text/html"),
+        ] {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        let host = HeaderValue::from_static("kota.example:8080");
+        rewrite(
+            &mut headers,
+            Hop {
+                host: Some(&host),
+                ..hop("::1", false)
+            },
+        );
+        let mut names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "accept",
+                "forwarded",
+                "x-forwarded-for",
+                "x-forwarded-host",
+                "x-forwarded-proto"
+            ]
+        );
+        assert_eq!(headers["x-forwarded-for"], "::1");
+        assert_eq!(
+            headers["forwarded"],
+            "for=\"[::1]\";host=\"kota.example:8080\";proto=http"
+        );
+    }
+
+    #[test]
+    fn a_trusted_proxys_headers_are_kept_and_this_hop_added() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        headers.insert(
+            "forwarded",
+            HeaderValue::from_static("for=203.0.113.9;proto=https"),
+        );
+        headers.insert("x-real-ip", HeaderValue::from_static("203.0.113.9"));
+        headers.insert("x-original-url", HeaderValue::from_static("/daftar"));
+        rewrite(&mut headers, hop("10.0.0.2", true));
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 10.0.0.2");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-real-ip"], "203.0.113.9");
+        assert_eq!(
+            headers["forwarded"],
+            "for=203.0.113.9;proto=https, for=10.0.0.2;proto=http"
+        );
+        assert!(!headers.contains_key("x-original-url"), "never forwarded");
+    }
+}
