@@ -31,6 +31,7 @@ pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
 /// What the origin saw of one request.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    pub method: http::Method,
     pub path: String,
     pub version: http::Version,
     pub headers: HeaderMap,
@@ -130,6 +131,7 @@ async fn origin_handle(
     let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     state.max_in_flight.fetch_max(now, Ordering::SeqCst);
     state.seen.lock().unwrap().push(Seen {
+        method: request.method().clone(),
         path: request.uri().path().to_owned(),
         version: request.version(),
         headers: request.headers().clone(),
@@ -160,6 +162,12 @@ async fn origin_handle(
         let millis: u64 = millis.parse().unwrap_or(1000);
         tokio::time::sleep(Duration::from_millis(millis)).await;
         text(StatusCode::OK, "origin ok, slowly".into())
+    } else if path.starts_with("/cacheable") {
+        let mut response = text(StatusCode::OK, "cacheable".into());
+        response
+            .headers_mut()
+            .insert("cache-control", "public, max-age=600".parse().unwrap());
+        response
     } else if path == "/ws" {
         let upgrade = hyper::upgrade::on(&mut request);
         tokio::spawn(async move {
