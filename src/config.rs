@@ -349,6 +349,23 @@ impl Config {
         Config::parse(&text, base)
     }
 
+    /// What is allowed but probably not meant, each naming its key.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (index, room) in self.rooms.iter().enumerate() {
+            if !room.paths.iter().any(|p| p == "/") {
+                warnings.push(format!(
+                    "rooms[{index}].paths: room {:?} guards only {}; every other page of the site, \
+                     including any added later, reaches it without a place in line. \
+                     Prefer paths = [\"/\"] with the exceptions in `unguarded`",
+                    room.id,
+                    room.paths.join(", ")
+                ));
+            }
+        }
+        warnings
+    }
+
     /// Checks config text; `base` is the folder relative paths start from.
     pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {

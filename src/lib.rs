@@ -4,8 +4,13 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the TOML config, checked into typed values; routing of a
-//!   request to the room that guards it.
+//! - [`config`]: the TOML config, checked into typed values.
+//! - [`path`]: canonical request paths; ambiguous ones are refused.
+//! - [`route`]: which room guards a host and path.
+//! - [`cookie`]: antre's own cookies, found in any `Cookie` header;
+//!   `Set-Cookie` values.
+//! - [`forwarded`]: trusted proxies and the identity headers the origin is
+//!   told.
 //! - [`clock`]: injected time, so queue maths and expiry are testable.
 //! - [`store`]: rooms' counters behind the [`store::Store`] trait; the queue
 //!   maths itself lives in [`store::queue`], the in-process store (with its
@@ -16,8 +21,8 @@
 //! - [`status`]: what a visitor is told about their place.
 //! - [`page`]: the queue page and its siblings, in Indonesian and English.
 //! - [`proxy`]: forwarding to the origin, streaming, upgrades.
-//! - [`server`]: the listener and the request phases; errors become
-//!   responses there and nowhere else.
+//! - [`server`]: the request pipeline; errors become responses there and
+//!   nowhere else.
 //! - [`metrics`]: every exported metric, named in one place.
 //! - [`admin`]: the operators' listener: the dashboard (files in
 //!   `src/dashboard/`), room reports, live changes, the audit trail,
@@ -29,14 +34,29 @@
 //!
 //! # A request's path
 //!
-//! `server` accepts it and answers antre's own endpoints (`/_antre/...`).
-//! Otherwise `config::route` finds the room guarding it; a request no room
-//! guards goes straight to `proxy`. For a guarded one, `engine` checks the
-//! visitor's pass (locally, no store call); failing that, their ticket
-//! against the cached frontier (a store call only when their turn has come);
-//! failing that, it asks the store for a ticket, which admits at once when
-//! nobody is waiting. The outcome is a [`engine::Decision`]: forward to the
-//! origin, or hold the visitor with a page or JSON about their place.
+//! Every visitor request runs through the same phases in [`server`], over
+//! one [`server::Context`] built once:
+//!
+//! 1. **accept**: the listener takes the connection (caps, timeouts).
+//! 2. **parse** ([`server::parse`]): the method, the path in its one
+//!    spelling ([`path::canonicalise`]), the host, the body's framing, the
+//!    cookie jar ([`cookie::Jar`]), language, JSON or HTML. A request that
+//!    origins could read more than one way is refused here with `400`.
+//! 3. **route**: antre's own endpoints (`/_antre/...`), a CORS preflight,
+//!    the room that guards the path ([`route::Router`]), no room, or a host
+//!    antre does not serve (`421`).
+//! 4. **admission**: the first-visit cookie check, then [`engine`]: the
+//!    visitor's pass (locally, no store call); failing that, their ticket
+//!    against the cached frontier (a store call only when their turn has
+//!    come); failing that, a ticket from the store, which admits at once
+//!    when nobody is waiting. The outcome is an [`engine::Decision`].
+//! 5. **forward** ([`proxy`]): the canonical path, identity headers
+//!    rewritten ([`forwarded`]), a response carrying a pass made private.
+//! 6. **respond**: the queue page or JSON for a visitor held, an error
+//!    page for origin trouble.
+//! 7. **log**: one count ([`metrics`]) and one access-log line per request,
+//!    with its outcome.
+//!
 //! Meanwhile a background task refreshes each room's cached counters.
 //!
 //! Everything built from the config file (engine, proxy, admin API) sits in

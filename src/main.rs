@@ -175,6 +175,9 @@ async fn serve(config: Config, path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let running = match antre::run::start(config, Arc::new(SystemClock)).await {
         Ok(running) => running,
         Err(e) => {
@@ -366,6 +369,9 @@ fn summary(config: &Config) -> String {
             .quota
             .map_or("none".to_owned(), |q| q.to_string());
         let mut paths = room.paths.join(" ");
+        if !room.unguarded.is_empty() {
+            paths = format!("{paths} except {}", room.unguarded.join(" "));
+        }
         if !room.hosts.is_empty() {
             paths = format!("{paths} on {}", room.hosts.join(" "));
         }
@@ -383,6 +389,9 @@ fn summary(config: &Config) -> String {
             room.settings.claim_seconds / 60,
             paths
         );
+    }
+    for warning in config.warnings() {
+        let _ = writeln!(out, "warning  {warning}");
     }
     out
 }

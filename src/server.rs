@@ -6,14 +6,14 @@
 //! 2. **parse** ([`parse`]): method, canonical path ([`crate::path`]),
 //!    host, body framing, cookies, language, JSON or HTML. Anything
 //!    ambiguous is refused here, before any room is consulted.
-//! 3. **route** ([`App::route`]): antre's own endpoints, a CORS preflight,
+//! 3. **route** (`App::route`): antre's own endpoints, a CORS preflight,
 //!    the room guarding the path ([`crate::route`]), or an unknown host.
-//! 4. **admission** ([`App::admission`]): the first-visit cookie check,
+//! 4. **admission** (`App::admission`): the first-visit cookie check,
 //!    then the engine's decision.
-//! 5. **forward** ([`App::forward`]): to the origin, with the canonical
+//! 5. **forward** (`App::forward`): to the origin, with the canonical
 //!    path and rewritten identity headers.
 //! 6. **respond**: the queue page, JSON, or an error page.
-//! 7. **log** ([`App::log`]): one count and one access-log line per
+//! 7. **log** (`App::log`): one count and one access-log line per
 //!    request, with its outcome.
 
 use std::net::{IpAddr, SocketAddr};

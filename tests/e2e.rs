@@ -228,6 +228,25 @@ async fn check_names_a_misspelt_key_and_summarises_a_good_config() {
         stdout.contains("vaksin") && stdout.contains("60"),
         "{stdout}"
     );
+    assert!(!stdout.contains("warning"), "{stdout}");
+
+    // A room over some prefixes only is allowed, with a warning that names
+    // the key.
+    let partial = VAKSIN.replacen("paths = [\"/\"]", "paths = [\"/daftar\"]", 1);
+    assert_ne!(partial, VAKSIN);
+    std::fs::write(&path, config("http://127.0.0.1:9000", &partial)).unwrap();
+    let output = common::antre_command()
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("warning  rooms[0].paths: room \"vaksin\" guards only /daftar"),
+        "{stdout}"
+    );
 
     let output = common::antre_command().arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("antre "));
