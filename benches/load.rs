@@ -8,6 +8,13 @@
 //! - waiting visitors polling `/_antre/status`,
 //! - a storm of new arrivals (a ticket each),
 //! - a 1 GiB upload through antre, with antre's peak memory before and after.
+//!
+//! To compare two builds side by side, `ANTRE_BIN` names the binary to run
+//! instead of this build's (words split on spaces, so
+//! `ANTRE_BIN="taskset -c 1 /path/to/antre"` pins it), `ANTRE_LOAD_LISTEN`
+//! replaces the extra `[listen]` lines (default `access_log = false`: the
+//! access log is measured apart), and `ANTRE_LOAD_UPLOAD_MIB` sets the
+//! upload's size (0 skips it).
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -40,9 +47,16 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("antre-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    let listen_extra =
+        std::env::var("ANTRE_LOAD_LISTEN").unwrap_or_else(|_| "access_log = false".to_owned());
+    let upload_mib: u64 = std::env::var("ANTRE_LOAD_UPLOAD_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
     let config = format!(
         r#"[listen]
 addr = "127.0.0.1:0"
+{listen_extra}
 [admin]
 addr = "127.0.0.1:0"
 [origin]
@@ -60,7 +74,11 @@ admit_per_minute = 1
 "#
     );
     std::fs::write(dir.join("antre.toml"), config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_antre"))
+    let bin = std::env::var("ANTRE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_antre").to_owned());
+    let mut words = bin.split_whitespace();
+    let program = words.next().expect("ANTRE_BIN names a program");
+    let mut child = Command::new(program)
+        .args(words)
         .args(["run", "--config"])
         .arg(dir.join("antre.toml"))
         .env("ANTRE_LOG", "warn,antre=info")
@@ -124,17 +142,19 @@ admit_per_minute = 1
     .await;
     report("new arrivals (tickets)", &arrivals);
 
-    let before = peak_rss_kib(pid);
-    let pass = cookie_from(antre, "/open", "antre-pass-open").await;
-    let started = Instant::now();
-    let uploaded = upload(antre, &pass, 1024).await;
-    let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "1 GiB upload via antre: {uploaded} bytes in {seconds:.1} s ({:.0} MiB/s); antre peak RSS {} KiB before, {} KiB after",
-        1024.0 / seconds,
-        before,
-        peak_rss_kib(pid)
-    );
+    if upload_mib > 0 {
+        let before = peak_rss_kib(pid);
+        let pass = cookie_from(antre, "/open", "antre-pass-open").await;
+        let started = Instant::now();
+        let uploaded = upload(antre, &pass, upload_mib as usize).await;
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "{upload_mib} MiB upload via antre: {uploaded} bytes in {seconds:.1} s ({:.0} MiB/s); antre peak RSS {} KiB before, {} KiB after",
+            upload_mib as f64 / seconds,
+            before,
+            peak_rss_kib(pid)
+        );
+    }
 
     let _ = Command::new("kill")
         .arg("-TERM")

@@ -520,6 +520,46 @@ async fn a_body_antre_cannot_read_is_the_clients_fault() {
 }
 
 #[tokio::test]
+async fn an_origin_connection_is_not_reused_after_a_body_cut_short() {
+    let origin = Origin::start().await;
+    let rooms = ROOM.replace("admit_per_minute = 1", "admit_per_minute = 600000");
+    let antre = Antre::start("cut-body", &config(&origin.url(), &rooms));
+    let mut visitor = Visitor::new("a");
+    assert_eq!(
+        visitor.get(&antre.url("/x"), &[]).await.status,
+        StatusCode::OK
+    );
+    let pass = visitor.cookie("antre-pass-vaksin").unwrap().to_owned();
+    let connections = || {
+        origin
+            .state
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!(connections(), 1);
+
+    // A good chunk, then garbage where the next chunk size belongs: the
+    // origin has read part of a body when antre gives up on it.
+    let request = format!(
+        "POST /upload HTTP/1.1\r\nHost: antre.test\r\nCookie: antre-pass-vaksin={pass}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\nzz\r\nGET /smuggled HTTP/1.1\r\n\r\n"
+    );
+    let answer = raw(&antre, request.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    let before = connections();
+
+    assert_eq!(
+        visitor.get(&antre.url("/after"), &[]).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(origin.seen().last().unwrap().path, "/after");
+    assert!(
+        connections() > before,
+        "the next request went over a fresh origin connection"
+    );
+    assert!(origin.seen().iter().all(|s| s.path != "/smuggled"));
+}
+
+#[tokio::test]
 async fn every_request_is_counted_once_with_its_outcome() {
     let origin = Origin::start().await;
     let antre = Antre::start("counted", &config(&origin.url(), ROOM));

@@ -44,6 +44,8 @@ pub struct OriginState {
     pub visitors: Mutex<Vec<String>>,
     pub in_flight: AtomicU64,
     pub max_in_flight: AtomicU64,
+    /// Connections accepted so far.
+    pub connections: AtomicU64,
 }
 
 /// A small origin site: `/upload` counts a streamed body, `/download/N`
@@ -76,6 +78,7 @@ impl Origin {
                 tokio::select! {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
+                        serve_state.connections.fetch_add(1, Ordering::SeqCst);
                         let state = serve_state.clone();
                         connections.spawn(async move {
                             let service = service_fn(move |request| origin_handle(state.clone(), request));
