@@ -308,12 +308,21 @@ impl App {
                 None,
             ),
             Target::Unguarded => {
-                let outcome = Outcome::Unguarded;
-                self.forward(request, context, &[], None, outcome).await
+                let target = context.target.as_str();
+                self.forward(request, context, target, &[], None, Outcome::Unguarded)
+                    .await
             }
             Target::Preflight => {
-                let outcome = Outcome::Preflight;
-                self.forward(request, context, &[], None, outcome).await
+                // A browser's preflight carries no credentials and no data;
+                // one that does is someone using the preflight's pass
+                // through the line to reach a script that runs for any
+                // method. The origin gets the path and the CORS headers.
+                let mut request = request;
+                request.headers_mut().remove(header::COOKIE);
+                request.headers_mut().remove(header::AUTHORIZATION);
+                let target = context.path.as_str();
+                self.forward(request, context, target, &[], None, Outcome::Preflight)
+                    .await
             }
             Target::Room(index) => match self.admission(index, context).await {
                 Admission::Hello(response) => {
@@ -328,7 +337,8 @@ impl App {
                     } else {
                         Outcome::Forwarded
                     };
-                    self.forward(request, context, &set_cookies, Some(index), outcome)
+                    let target = context.target.as_str();
+                    self.forward(request, context, target, &set_cookies, Some(index), outcome)
                         .await
                 }
                 Admission::Decided(Decision::Hold {
@@ -407,13 +417,14 @@ impl App {
         &self,
         request: Request<Incoming>,
         context: &Context,
+        target: &str,
         set_cookies: &[String],
         room: Option<usize>,
         outcome: Outcome,
     ) -> Done {
         let started = Instant::now();
         let outgoing = Outgoing {
-            target: &context.target,
+            target,
             hop: Hop {
                 peer: context.peer.ip,
                 trusted: context.trusted,

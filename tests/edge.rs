@@ -395,15 +395,20 @@ async fn only_a_real_preflight_skips_the_line() {
     let origin = Origin::start().await;
     let antre = Antre::start("preflight", &config(&origin.url(), ROOM));
     full_line(&antre, &origin).await;
-    let preflight = "OPTIONS /daftar HTTP/1.1\r\nHost: antre.test\r\nOrigin: http://app.example\r\nAccess-Control-Request-Method: POST\r\nX-HTTP-Method-Override: POST\r\nConnection: close\r\n\r\n";
+    let preflight = "OPTIONS /daftar.php?nik=3171234567890123&kirim=1 HTTP/1.1\r\nHost: antre.test\r\nOrigin: http://app.example\r\nAccess-Control-Request-Method: POST\r\nX-HTTP-Method-Override: POST\r\nCookie: antre-hello=1; session=abc\r\nAuthorization: Basic YTpi\r\nConnection: close\r\n\r\n";
     let answer = raw(&antre, preflight.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     let seen = origin.seen().pop().unwrap();
     assert_eq!(seen.method, http::Method::OPTIONS);
-    assert!(
-        !seen.headers.contains_key("x-http-method-override"),
-        "a preflight cannot become a POST at the origin"
-    );
+    assert_eq!(seen.path, "/daftar.php");
+    assert_eq!(seen.query, None, "nor the query a script would read");
+    for header in ["x-http-method-override", "cookie", "authorization"] {
+        assert!(
+            !seen.headers.contains_key(header),
+            "a preflight carries no {header} to the origin"
+        );
+    }
+    assert_eq!(seen.headers["access-control-request-method"], "POST");
 
     let before = origin.seen().len();
     for request in [

@@ -33,6 +33,7 @@ pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
 pub struct Seen {
     pub method: http::Method,
     pub path: String,
+    pub query: Option<String>,
     pub version: http::Version,
     pub headers: HeaderMap,
 }
@@ -136,6 +137,7 @@ async fn origin_handle(
     state.seen.lock().unwrap().push(Seen {
         method: request.method().clone(),
         path: request.uri().path().to_owned(),
+        query: request.uri().query().map(str::to_owned),
         version: request.version(),
         headers: request.headers().clone(),
     });
