@@ -265,6 +265,50 @@ async fn ambiguous_paths_are_refused_before_any_room_and_counted() {
 }
 
 #[tokio::test]
+async fn http2_requests_take_the_same_door() {
+    let origin = Origin::start().await;
+    let antre = Antre::start("h2-door", &config(&origin.url(), ROOM));
+    full_line(&antre, &origin).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<common::Body>();
+    let send = |method: &str, path: &str, body: &'static str| {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", antre.addr))
+            .header("cookie", "antre-hello=1")
+            .body(
+                http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes()))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .unwrap();
+        client.request(request)
+    };
+    use http_body_util::BodyExt;
+    for (method, path, body, expected) in [
+        ("GET", "/daftar%00", "", StatusCode::BAD_REQUEST),
+        ("GET", "/static/..%2fdaftar", "", StatusCode::BAD_REQUEST),
+        ("GET", "/static/%2e%2e/daftar", "", StatusCode::BAD_REQUEST),
+        (
+            "GET",
+            "/static/x",
+            "GET /daftar HTTP/1.1\r\n\r\n",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("OPTIONS", "/daftar", "nik=1", StatusCode::BAD_REQUEST),
+        ("TRACE", "/static/x", "", StatusCode::METHOD_NOT_ALLOWED),
+        ("POST", "/daftar", "nik=1", StatusCode::SERVICE_UNAVAILABLE),
+        ("GET", "/DAFTAR;x=1", "", StatusCode::SERVICE_UNAVAILABLE),
+    ] {
+        let response = send(method, path, body).await.unwrap();
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        assert_eq!(response.status(), expected, "{method} {path}");
+    }
+    assert_eq!(origin.seen().len(), 1, "only the first visitor reached it");
+}
+
+#[tokio::test]
 async fn what_the_room_matched_is_what_the_origin_receives() {
     let origin = Origin::start().await;
     let rooms = "[[rooms]]\nid = \"vaksin\"\npaths = [\"/daftar\"]\nadmit_per_minute = 600000\n";
