@@ -193,6 +193,15 @@ async fn hundreds_of_visitors_use_the_quota_exactly_in_order() {
     assert!(tau >= 0.95, "admission follows ticket order: tau {tau}");
 }
 
+fn check(config: &std::path::Path) -> std::process::Output {
+    common::antre_command()
+        .arg("check")
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn check_names_a_misspelt_key_and_summarises_a_good_config() {
     let dir = common::temp_dir("check");
@@ -202,12 +211,7 @@ async fn check_names_a_misspelt_key_and_summarises_a_good_config() {
         config("http://127.0.0.1:9000", &VAKSIN.replace("quota", "qouta")),
     )
     .unwrap();
-    let output = common::antre_command()
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = check(&path);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -216,12 +220,7 @@ async fn check_names_a_misspelt_key_and_summarises_a_good_config() {
     );
 
     std::fs::write(&path, config("http://127.0.0.1:9000", VAKSIN)).unwrap();
-    let output = common::antre_command()
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = check(&path);
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -235,12 +234,7 @@ async fn check_names_a_misspelt_key_and_summarises_a_good_config() {
     let partial = VAKSIN.replacen("paths = [\"/\"]", "paths = [\"/daftar\"]", 1);
     assert_ne!(partial, VAKSIN);
     std::fs::write(&path, config("http://127.0.0.1:9000", &partial)).unwrap();
-    let output = common::antre_command()
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = check(&path);
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
