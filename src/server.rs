@@ -103,7 +103,7 @@ pub enum Refusal {
     Method,
     #[error("a {0} request may not carry a body")]
     Body(&'static str),
-    #[error("the request names two different hosts")]
+    #[error("the request does not name one plain host")]
     Host,
 }
 
@@ -120,7 +120,7 @@ impl Refusal {
             Refusal::Path(e) => e.code(),
             Refusal::Method => "method_not_allowed",
             Refusal::Body(_) => "body_not_allowed",
-            Refusal::Host => "conflicting_host",
+            Refusal::Host => "bad_host",
         }
     }
 }
@@ -185,16 +185,8 @@ pub fn parse<B: hyper::body::Body>(
             return Err(Refusal::Body(name));
         }
     }
+    check_host(request)?;
     let host = forwarded::request_host(request);
-    if let (Some(authority), Some(header)) = (
-        request.uri().authority(),
-        request.headers().get(header::HOST),
-    ) {
-        let header = header.to_str().map(route::normal_host).ok();
-        if header.as_deref() != Some(route::normal_host(authority.as_str()).as_str()) {
-            return Err(Refusal::Host);
-        }
-    }
     let target = match request.uri().query() {
         Some(query) => format!("{}?{query}", path.as_str()),
         None => path.as_str().to_owned(),
@@ -222,6 +214,36 @@ pub fn parse<B: hyper::body::Body>(
         json: wants_json(request),
         started,
     })
+}
+
+/// One host, spelt as a host: a single `Host` field that is a plain
+/// authority (no user info, no path), agreeing with the request target's
+/// authority when it has one. Origins build links and redirects from it.
+fn check_host<B>(request: &Request<B>) -> Result<(), Refusal> {
+    let mut fields = request.headers().get_all(header::HOST).iter();
+    let field = fields.next();
+    if fields.next().is_some() {
+        return Err(Refusal::Host);
+    }
+    let Some(field) = field else {
+        return Ok(());
+    };
+    let authority: http::uri::Authority = field
+        .to_str()
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or(Refusal::Host)?;
+    if authority.as_str().contains('@') || authority.host().is_empty() {
+        return Err(Refusal::Host);
+    }
+    match request.uri().authority() {
+        Some(target)
+            if route::normal_host(target.as_str()) != route::normal_host(authority.as_str()) =>
+        {
+            Err(Refusal::Host)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Whether a request has a body: a non-zero length or chunks to come.
