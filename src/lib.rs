@@ -16,8 +16,10 @@
 //! - [`status`]: what a visitor is told about their place.
 //! - [`page`]: the queue page and its siblings, in Indonesian and English.
 //! - [`proxy`]: forwarding to the origin, streaming, upgrades.
-//! - [`server`]: the listener and the request phases; errors become
+//! - [`server`]: the visitor listener's request phases; errors become
 //!   responses there and nowhere else.
+//! - [`listener`]: connections on both listeners: caps per listener and
+//!   per client address, the open-file limit, header and idle timeouts.
 //! - [`metrics`]: every exported metric, named in one place.
 //! - [`admin`]: the operators' listener: the dashboard (files in
 //!   `src/dashboard/`), room reports, live changes, the audit trail,
@@ -29,7 +31,7 @@
 //!
 //! # A request's path
 //!
-//! `server` accepts it and answers antre's own endpoints (`/_antre/...`).
+//! `listener` accepts the connection; `server` takes the request and answers antre's own endpoints (`/_antre/...`).
 //! Otherwise `config::route` finds the room guarding it; a request no room
 //! guards goes straight to `proxy`. For a guarded one, `engine` checks the
 //! visitor's pass (locally, no store call); failing that, their ticket
@@ -49,6 +51,7 @@ pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod engine;
+pub mod listener;
 pub mod live;
 pub mod metrics;
 pub mod page;
