@@ -1423,7 +1423,10 @@ pass_minutes = 20
         assert_eq!(config.admin.header_read_timeout, Duration::from_secs(10));
         assert_eq!(config.admin.idle_timeout, Duration::from_secs(120));
         assert_eq!(
-            (config.admin.max_connections, config.admin.max_connections_per_address),
+            (
+                config.admin.max_connections,
+                config.admin.max_connections_per_address
+            ),
             (256, 64)
         );
         let text = CONTRACT.replace(
