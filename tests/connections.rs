@@ -406,3 +406,48 @@ async fn out_of_file_descriptors_visitors_are_told_to_come_back() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn an_http2_connection_is_kept_for_the_idle_timeout_then_told_goodbye() {
+    let origin = Origin::start().await;
+    let text = listen_with(
+        &config(&origin.url(), OPEN),
+        "header_read_timeout_seconds = 1\nidle_timeout_seconds = 3",
+    );
+    let antre = Antre::start("h2-idle", &text);
+    let stream = TcpStream::connect(antre.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let driving = tokio::spawn(connection);
+    let ask = |sender: &mut hyper::client::conn::http2::SendRequest<common::Body>| {
+        sender.send_request(
+            http::Request::get(antre.url("/_antre/health"))
+                .body(common::empty())
+                .unwrap(),
+        )
+    };
+    let response = ask(&mut sender).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    drop(response);
+    // Frames with no stream open (settings, acks) are not a request head:
+    // the 1 s header timeout does not close the connection.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let response = ask(&mut sender).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    drop(response);
+    let answered = Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), driving)
+        .await
+        .expect("antre closed the idle HTTP/2 connection")
+        .unwrap()
+        .ok();
+    let idle = answered.elapsed();
+    assert!(
+        idle >= Duration::from_secs(2) && idle < Duration::from_secs(7),
+        "closed {idle:?} after the last answer, with an idle timeout of 3 s"
+    );
+}
