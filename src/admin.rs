@@ -11,16 +11,13 @@
 //! elsewhere cannot send without a CORS preflight this listener never
 //! grants.
 
-use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde::{Deserialize, Deserializer, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -28,6 +25,7 @@ use tokio::sync::watch;
 use crate::clock::MICROS_PER_SECOND;
 use crate::config::Config;
 use crate::engine::{Engine, Room};
+use crate::listener::{self, Limits, Side};
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::proxy::Body;
@@ -539,40 +537,24 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Serves the admin API until `shutdown` flips.
+/// Serves the admin API until `shutdown` flips. Connections take their
+/// limits (`[admin]` timeouts and caps) from the config current when they
+/// open.
 pub async fn serve(
     admin: Arc<Live<Admin>>,
     listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
+    let metrics = admin.load().metrics.clone();
+    let limits = {
         let admin = admin.clone();
-        let builder = builder.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let admin = admin.load();
-                async move { Ok::<_, Infallible>(admin.handle(request).await) }
-            });
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "admin connection ended with an error");
-            }
-        });
-    }
+        move || Limits::admin(&admin.load().config.admin)
+    };
+    let handle = move |request: Request<Incoming>, _: SocketAddr| {
+        let admin = admin.load();
+        async move { admin.handle(request).await }
+    };
+    listener::serve(Side::Admin, listener, limits, metrics, handle, shutdown).await;
 }
 
 #[cfg(test)]

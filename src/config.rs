@@ -40,6 +40,8 @@ struct RawListen {
     prefix: Option<String>,
     header_read_timeout_seconds: Option<u64>,
     idle_timeout_seconds: Option<u64>,
+    max_connections: Option<u64>,
+    max_connections_per_address: Option<u64>,
     secure_cookies: Option<bool>,
     trust_forwarded: Option<bool>,
     trusted_proxies: Option<Vec<String>>,
@@ -82,6 +84,10 @@ struct RawAdmin {
     token: Option<String>,
     token_env: Option<String>,
     token_file: Option<String>,
+    header_read_timeout_seconds: Option<u64>,
+    idle_timeout_seconds: Option<u64>,
+    max_connections: Option<u64>,
+    max_connections_per_address: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +128,8 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "prefix",
             "header_read_timeout_seconds",
             "idle_timeout_seconds",
+            "max_connections",
+            "max_connections_per_address",
             "secure_cookies",
             "trust_forwarded",
             "trusted_proxies",
@@ -152,7 +160,19 @@ const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("page", &["utc_offset"]),
-    ("admin", &["addr", "token", "token_env", "token_file"]),
+    (
+        "admin",
+        &[
+            "addr",
+            "token",
+            "token_env",
+            "token_file",
+            "header_read_timeout_seconds",
+            "idle_timeout_seconds",
+            "max_connections",
+            "max_connections_per_address",
+        ],
+    ),
     ("keys", &["id", "secret", "secret_env", "secret_file"]),
     (
         "rooms",
@@ -198,6 +218,16 @@ pub struct AdminConfig {
     /// Bearer token for every admin request; required unless `addr` is a
     /// loopback address.
     pub token: Option<String>,
+    /// The same timeouts as the visitor listener's, defaults 10 s and
+    /// 120 s: an operator's browser is no different from a visitor's, and a
+    /// listener without them is held open by anyone who connects.
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Default 256: operators, dashboards and scrapers, far fewer than
+    /// visitors; kept apart from the visitors' budget of open files.
+    pub max_connections: usize,
+    /// Default 64.
+    pub max_connections_per_address: usize,
 }
 
 impl std::fmt::Debug for AdminConfig {
@@ -219,6 +249,13 @@ pub struct Listen {
     pub header_read_timeout: Duration,
     /// A connection with no traffic this long is closed; default 120 s.
     pub idle_timeout: Duration,
+    /// Connections open at once; past it a new one is answered `503` and
+    /// closed. `None`: derived from the open-file limit at start (see
+    /// `listener::default_max_connections`).
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one client address; past it `429`.
+    /// Default 512: mobile carriers put many phones behind one address.
+    pub max_connections_per_address: usize,
     /// Mark cookies `Secure` even on plain HTTP, and tell the origin the
     /// visitor used https: TLS ends in front of antre. Default false.
     pub secure_cookies: bool,
@@ -651,6 +688,14 @@ impl Checker {
                 120,
                 (1, 86_400),
             ),
+            max_connections: raw
+                .max_connections
+                .map(|_| self.connections("listen.max_connections", raw.max_connections, 0)),
+            max_connections_per_address: self.connections(
+                "listen.max_connections_per_address",
+                raw.max_connections_per_address,
+                512,
+            ),
             secure_cookies: raw.secure_cookies.unwrap_or(false),
             trusted_proxies,
             hosts,
@@ -878,7 +923,34 @@ impl Checker {
                 format!("is required to serve the admin API on {addr}, beyond loopback"),
             );
         }
-        AdminConfig { addr, token }
+        AdminConfig {
+            addr,
+            token,
+            header_read_timeout: self.seconds(
+                "admin.header_read_timeout_seconds",
+                raw.header_read_timeout_seconds,
+                10,
+                (1, 3600),
+            ),
+            idle_timeout: self.seconds(
+                "admin.idle_timeout_seconds",
+                raw.idle_timeout_seconds,
+                120,
+                (1, 86_400),
+            ),
+            max_connections: self.connections("admin.max_connections", raw.max_connections, 256),
+            max_connections_per_address: self.connections(
+                "admin.max_connections_per_address",
+                raw.max_connections_per_address,
+                64,
+            ),
+        }
+    }
+
+    /// A cap on open connections: at least 1, at most ten million.
+    fn connections(&mut self, key: &str, value: Option<u64>, default: u64) -> usize {
+        let value = self.ranged(key, value, default, (1, 10_000_000));
+        usize::try_from(value).unwrap_or(usize::MAX)
     }
 
     fn page(&mut self, raw: RawPage) -> PageConfig {
@@ -1313,6 +1385,39 @@ pass_minutes = 20
             errors.iter().any(|e| e.starts_with("store.url")),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn connection_caps_and_admin_timeouts() {
+        let config = parse(CONTRACT).unwrap();
+        assert_eq!(config.listen.max_connections, None);
+        assert_eq!(config.listen.max_connections_per_address, 512);
+        assert_eq!(config.admin.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.admin.idle_timeout, Duration::from_secs(120));
+        assert_eq!(
+            (
+                config.admin.max_connections,
+                config.admin.max_connections_per_address
+            ),
+            (256, 64)
+        );
+        let text = CONTRACT.replace(
+            "addr = \"127.0.0.1:8080\"",
+            "addr = \"127.0.0.1:8080\"\nmax_connections = 0\n\n[admin]\nidle_timeout_seconds = 0\nmax_connections_per_address = 20000000",
+        );
+        assert_eq!(
+            messages(&text),
+            vec![
+                "listen.max_connections: must be between 1 and 10000000, got 0",
+                "admin.idle_timeout_seconds: must be between 1 and 86400, got 0",
+                "admin.max_connections_per_address: must be between 1 and 10000000, got 20000000",
+            ]
+        );
+        let text = CONTRACT.replace(
+            "addr = \"127.0.0.1:8080\"",
+            "addr = \"127.0.0.1:8080\"\nmax_connections = 100",
+        );
+        assert_eq!(parse(&text).unwrap().listen.max_connections, Some(100));
     }
 
     #[test]

@@ -23,6 +23,8 @@
 //! - [`proxy`]: forwarding to the origin, streaming, upgrades.
 //! - [`server`]: the request pipeline; errors become responses there and
 //!   nowhere else.
+//! - [`listener`]: connections on both listeners: caps per listener and
+//!   per client address, the open-file limit, header and idle timeouts.
 //! - [`metrics`]: every exported metric, named in one place.
 //! - [`admin`]: the operators' listener: the dashboard (files in
 //!   `src/dashboard/`), room reports, live changes, the audit trail,
@@ -71,6 +73,7 @@ pub mod cookie;
 pub mod ctl;
 pub mod engine;
 pub mod forwarded;
+pub mod listener;
 pub mod live;
 pub mod metrics;
 pub mod page;

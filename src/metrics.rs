@@ -25,6 +25,8 @@ pub const CONFIGURED_RATE: &str = "antre_configured_admit_per_minute";
 pub const QUOTA_LEFT: &str = "antre_quota_remaining";
 pub const PAUSED: &str = "antre_paused";
 pub const STORE_UP: &str = "antre_store_up";
+pub const CONNECTIONS_OPEN: &str = "antre_connections_open";
+pub const CONNECTIONS_REFUSED: &str = "antre_connections_refused_total";
 
 /// What became of a request, for [`REQUESTS`].
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +85,11 @@ pub struct Metrics {
     pub store_seconds: Histogram,
     pub store_errors: IntCounter,
     rooms: Vec<(&'static str, IntGaugeVec)>,
+    /// Open connections, by listener (`visitor`, `admin`).
+    pub connections_open: IntGaugeVec,
+    /// Connections answered and closed at once, by listener and reason
+    /// (`total`, `per_address`).
+    pub connections_refused: IntCounterVec,
     /// Held while the room gauges are rebuilt for a scrape. A std `Mutex`:
     /// nothing is awaited while it is held.
     rendering: std::sync::Mutex<()>,
@@ -124,6 +131,19 @@ impl Metrics {
         registry.register(Box::new(origin_errors.clone()))?;
         registry.register(Box::new(store_seconds.clone()))?;
         registry.register(Box::new(store_errors.clone()))?;
+        let connections_open = IntGaugeVec::new(
+            Opts::new(CONNECTIONS_OPEN, "Connections open, by listener."),
+            &["listener"],
+        )?;
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                CONNECTIONS_REFUSED,
+                "Connections refused at a connection cap or out of file descriptors, by listener and reason.",
+            ),
+            &["listener", "reason"],
+        )?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(connections_refused.clone()))?;
         let mut rooms = Vec::new();
         for (name, help) in [
             (WAITING, "Visitors holding a ticket beyond the frontier."),
@@ -154,6 +174,8 @@ impl Metrics {
             store_seconds,
             store_errors,
             rooms,
+            connections_open,
+            connections_refused,
             rendering: std::sync::Mutex::new(()),
         })
     }

@@ -16,6 +16,7 @@ use crate::admin::{self, Admin};
 use crate::clock::Clock;
 use crate::config::{Config, KeySpec, StoreKind};
 use crate::engine::Engine;
+use crate::listener;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::series::{self, Series};
@@ -215,6 +216,13 @@ fn build_app(config: &Arc<Config>, engine: &Arc<Engine<AnyStore>>, metrics: &Arc
 /// Builds everything from `config` and starts serving.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, StartError> {
     let config = Arc::new(config);
+    match listener::raise_open_file_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!("raised the open-file limit from {before} to {after}");
+        }
+        Ok((_, limit)) => tracing::info!("the open-file limit is {limit}"),
+        Err(e) => tracing::warn!(error = %e, "could not read the open-file limit"),
+    }
     let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Key(format!("metrics: {e}")))?);
     let (store, memory) = match &config.store.kind {
         StoreKind::Memory { state_file } => {

@@ -17,28 +17,22 @@
 //!    request, with its outcome.
 
 use std::net::{IpAddr, SocketAddr};
-use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::cookie::{self, Jar};
 use crate::engine::{CookieOptions, Decision, Engine, Mode};
 use crate::forwarded::{self, Hop};
+use crate::listener::{self, Limits, Side};
 use crate::live::Live;
 use crate::metrics::{Metrics, Outcome};
 use crate::page::{self, Lang, PageContext, PageKind};
@@ -47,9 +41,6 @@ use crate::proxy::{Body, Outgoing, Proxy, ProxyError};
 use crate::route::{self, Route, Router};
 use crate::status::{State, Status};
 use crate::store::AnyStore;
-
-/// Longest wait for in-flight requests once shutdown starts.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 /// The other end of a connection.
 #[derive(Debug, Clone, Copy)]
@@ -919,176 +910,26 @@ fn append_cookies(response: &mut Response<Body>, cookies: &[String]) {
 
 // === connections ===
 
-/// Wraps a connection to note when bytes last moved, so idle connections
-/// can be closed.
-struct IdleIo<T> {
-    inner: T,
-    last_active: Arc<AtomicU64>,
-    started: Instant,
-}
-
-impl<T> IdleIo<T> {
-    fn touch(&self) {
-        self.last_active
-            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.touch();
-        }
-        poll
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let poll = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        poll
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let poll = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        poll
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
-/// Accepts connections until `shutdown` flips, then waits up to
-/// [`DRAIN_GRACE`] for in-flight requests.
-pub async fn serve(
-    app: Arc<Live<App>>,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let active = Arc::new(());
-
-    loop {
-        let (stream, addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off briefly
-                    // rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(
-            app.clone(),
-            stream,
-            addr,
-            shutdown.clone(),
-            active.clone(),
-        ));
-    }
-
-    let deadline = Instant::now() + DRAIN_GRACE;
-    while Arc::strong_count(&active) > 1 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-async fn connection(
-    app: Arc<Live<App>>,
-    stream: TcpStream,
-    addr: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
-    _active: Arc<()>,
-) {
-    let peer = Peer {
-        ip: addr.ip(),
-        tls: false,
+/// Serves visitors on `listener` until `shutdown` flips, then waits up to
+/// [`listener::DRAIN_GRACE`] for in-flight requests. Each connection takes
+/// its limits from the config current when it opens; each request is
+/// handled by the config current when it arrives.
+pub async fn serve(app: Arc<Live<App>>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    let metrics = app.load().metrics.clone();
+    let open_files = listener::open_file_limit();
+    let limits = {
+        let app = app.clone();
+        move || Limits::visitor(&app.load().config.listen, open_files)
     };
-    let last_active = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let io = IdleIo {
-        inner: stream,
-        last_active: last_active.clone(),
-        started,
-    };
-    // Timeouts come from the config current when the connection opened;
-    // each request is handled by the config current when it arrives.
-    let listen = app.load().config.listen.clone();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(listen.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let service = service_fn(move |request: Request<Incoming>| {
+    let handle = move |request: Request<Incoming>, addr: SocketAddr| {
         let app = app.load();
-        async move { Ok::<_, std::convert::Infallible>(app.handle(request, peer).await) }
-    });
-    let idle_timeout = listen.idle_timeout.as_millis() as u64;
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    let mut connection = pin!(connection);
-    let mut closing = false;
-    let mut check = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, peer = %addr, "connection ended with an error");
-                }
-                return;
-            }
-            _ = shutdown.changed(), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
-            }
-            _ = check.tick(), if !closing => {
-                let idle = started.elapsed().as_millis() as u64 - last_active.load(Ordering::Relaxed);
-                if idle >= idle_timeout {
-                    closing = true;
-                    connection.as_mut().graceful_shutdown();
-                }
-            }
-        }
-    }
+        let peer = Peer {
+            ip: addr.ip(),
+            tls: false,
+        };
+        async move { app.handle(request, peer).await }
+    };
+    listener::serve(Side::Visitor, listener, limits, metrics, handle, shutdown).await;
 }
 
 #[cfg(test)]

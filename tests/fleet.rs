@@ -20,9 +20,12 @@ id = "fleet"
 secret = "a secret shared by every instance of the fleet"
 "#;
 
+/// Every visitor in these tests comes from 127.0.0.1, thousands at once.
+const ONE_ADDRESS: &str = "max_connections_per_address = 100000";
+
 fn fleet_config(origin: &str, store: &str, room: &str) -> String {
     format!(
-        "[listen]\naddr = \"127.0.0.1:0\"\n\n[admin]\naddr = \"127.0.0.1:0\"\n\n[origin]\nurl = \"{origin}\"\n\n[store]\n{store}\n{KEYS}\n{room}"
+        "[listen]\naddr = \"127.0.0.1:0\"\n{ONE_ADDRESS}\n\n[admin]\naddr = \"127.0.0.1:0\"\n\n[origin]\nurl = \"{origin}\"\n\n[store]\n{store}\n{KEYS}\n{room}"
     )
 }
 

@@ -281,6 +281,7 @@ async fn a_silent_connection_is_closed_after_the_header_timeout() {
         .replace("[admin]", "header_read_timeout_seconds = 1\n\n[admin]");
     let antre = Antre::start("header-timeout", &text);
     let mut stream = TcpStream::connect(antre.addr).await.unwrap();
+    let sent = std::time::Instant::now();
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
         .await
@@ -288,6 +289,12 @@ async fn a_silent_connection_is_closed_after_the_header_timeout() {
     let mut buffer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut buffer)).await;
     assert!(read.is_ok(), "the connection was closed by antre");
+    // A 1 s setting, not the 10 s default.
+    let after = sent.elapsed();
+    assert!(
+        after >= Duration::from_millis(800) && after < Duration::from_secs(4),
+        "closed after {after:?}"
+    );
 }
 
 #[tokio::test]

@@ -287,9 +287,26 @@ pub fn antre_command() -> Command {
 impl Antre {
     /// Writes `config` into `dir` and starts antre on it.
     pub fn start_in(dir: &Path, config: &str) -> Antre {
+        Antre::launch(dir, config, antre_command())
+    }
+
+    /// Starts antre in a fresh folder with at most `open_files` open files
+    /// (soft and hard limit), as a small machine or container would have.
+    pub fn start_with_open_files(name: &str, config: &str, open_files: u64) -> Antre {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {open_files} && exec \"$0\" \"$@\""));
+        command.arg(env!("CARGO_BIN_EXE_antre"));
+        Antre::launch(&temp_dir(name), config, command)
+    }
+
+    /// Runs `command` (antre, or something that execs it) with
+    /// `run --config` and `config` written into `dir`.
+    fn launch(dir: &Path, config: &str, mut command: Command) -> Antre {
         let path = dir.join("antre.toml");
         std::fs::write(&path, config).unwrap();
-        let mut child = antre_command()
+        let mut child = command
             .arg("run")
             .arg("--config")
             .arg(&path)
@@ -457,7 +474,7 @@ impl Drop for Antre {
 // === visitors ===
 
 /// A client that, like a browser, drops keep-alive connections it has not
-/// used for a few seconds (antre closes them after `header_read_timeout`).
+/// used for a few seconds (antre closes them after `idle_timeout`).
 pub fn client() -> Client<HttpConnector, Body> {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(4))

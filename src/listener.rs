@@ -1,0 +1,952 @@
+//! Connections on both listeners, from accept to close: how many may be
+//! open (in all and per client address), the process's open-file limit and
+//! what happens when it is reached, and the header and idle timeouts, which
+//! antre keeps itself instead of leaving them to hyper.
+//!
+//! # Timeouts
+//!
+//! Each connection shares one small [`Activity`] between its socket (which
+//! notes reads), its service (which counts requests in flight) and its
+//! response bodies (which end the count when they finish or are dropped).
+//! From it the driving task computes one deadline and sleeps on one timer:
+//!
+//! - a request head owed (a fresh connection, or the first byte of the next
+//!   head has arrived): `header_read_timeout` from when it began, then the
+//!   connection is dropped;
+//! - nothing in flight and no head begun: `idle_timeout` from the end of
+//!   the last response (for HTTP/2, from the last bytes read), then a
+//!   graceful shutdown (a GOAWAY for HTTP/2), dropped a second later if it
+//!   has not finished;
+//! - a request in flight (a streaming body, an upgrade): no deadline.
+//!
+//! hyper's own header timeout is turned off: it also runs between
+//! keep-alive requests, which would make any idle timeout longer than the
+//! header timeout meaningless.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::{poll_fn, Future};
+use std::io::{Read as _, Write as _};
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use prometheus::{IntCounter, IntGauge};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::{AdminConfig, Listen};
+use crate::forwarded::Cidr;
+use crate::metrics::Metrics;
+use crate::proxy::Body;
+
+/// Longest wait for in-flight requests once shutdown starts.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
+/// Open files kept back from visitor connections: the store (Redis
+/// connections or the state file and its journal), the admin listener's
+/// connections, logs, and room to spare. On a low limit, half of it.
+pub const RESERVED_FILES: u64 = 256;
+
+/// Default `listen.max_connections_per_address`. Generous, because mobile
+/// carriers put many phones behind one address (carrier-grade NAT), and a
+/// queue opening at 09:00 brings them all at once.
+pub const DEFAULT_PER_ADDRESS: usize = 512;
+
+/// Default `admin.max_connections`: operators and a few scrapers.
+pub const DEFAULT_ADMIN_CONNECTIONS: usize = 256;
+
+/// Default `admin.max_connections_per_address`.
+pub const DEFAULT_ADMIN_PER_ADDRESS: usize = 64;
+
+/// After an idle connection is asked to shut down gracefully, how long it
+/// has to finish before it is dropped.
+const GOODBYE_GRACE: Duration = Duration::from_secs(1);
+
+/// At most one log line per listener and reason this often, however many
+/// connections are refused.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Backoff when accepting fails even with the spare descriptor released.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+// === open files ===
+
+/// Raises the soft limit on open files (`RLIMIT_NOFILE`) to the hard
+/// limit, as far as the system allows, and returns it before and after.
+/// Each connection is a file: the usual soft limit of 1,024 would cap
+/// antre far below what the machine can hold.
+pub fn raise_open_file_limit() -> std::io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given, nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = limit.rlim_cur;
+    // An unlimited hard limit is still bounded by the kernel (`nr_open`,
+    // 1,048,576 by default): try the hard limit, then that.
+    for wanted in [limit.rlim_max, 1 << 20] {
+        if wanted <= before {
+            break;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Ok((before, wanted));
+        }
+    }
+    Ok((before, before))
+}
+
+/// The soft limit on open files now.
+pub fn open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    limit.rlim_cur
+}
+
+/// Default `listen.max_connections` under an open-file limit of
+/// `open_files`: what is left after [`RESERVED_FILES`], halved, because
+/// each admitted request in flight also holds a connection to the origin.
+/// At least 1.
+pub fn default_max_connections(open_files: u64) -> usize {
+    let reserve = RESERVED_FILES.min(open_files / 2);
+    usize::try_from(open_files.saturating_sub(reserve) / 2)
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
+// === limits ===
+
+/// Which listener, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Visitor,
+    Admin,
+}
+
+impl Side {
+    pub fn label(self) -> &'static str {
+        match self {
+            Side::Visitor => "visitor",
+            Side::Admin => "admin",
+        }
+    }
+}
+
+/// How one listener treats connections. Read again for each connection,
+/// so a reload applies to connections opened after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections open at once; past it a new one gets `503`.
+    pub max_connections: usize,
+    /// Connections open at once from one client address; past it `429`.
+    pub max_connections_per_address: usize,
+    /// Time to send a whole request head, from its first byte (from the
+    /// connection's opening for the first request).
+    pub header_read_timeout: Duration,
+    /// Time a connection with nothing in flight is kept.
+    pub idle_timeout: Duration,
+    /// Addresses the per-address cap does not apply to: the trusted
+    /// proxies in front of antre, whose one address carries everyone.
+    pub exempt: Vec<Cidr>,
+}
+
+impl Limits {
+    /// The visitor listener's, with caps not configured derived from an
+    /// open-file limit of `open_files`.
+    pub fn visitor(listen: &Listen, open_files: u64) -> Limits {
+        Limits {
+            max_connections: listen
+                .max_connections
+                .unwrap_or_else(|| default_max_connections(open_files)),
+            max_connections_per_address: listen.max_connections_per_address,
+            header_read_timeout: listen.header_read_timeout,
+            idle_timeout: listen.idle_timeout,
+            exempt: listen.trusted_proxies.clone(),
+        }
+    }
+
+    pub fn admin(admin: &AdminConfig) -> Limits {
+        Limits {
+            max_connections: admin.max_connections,
+            max_connections_per_address: admin.max_connections_per_address,
+            header_read_timeout: admin.header_read_timeout,
+            idle_timeout: admin.idle_timeout,
+            exempt: Vec::new(),
+        }
+    }
+}
+
+// === accepting ===
+
+/// Why a connection was turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// `max_connections` reached.
+    Total,
+    /// `max_connections_per_address` reached for the client's address.
+    PerAddress,
+    /// The process is out of file descriptors: counted as `total`, the
+    /// cap the system imposed.
+    OutOfFiles,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 3] = [Refusal::Total, Refusal::PerAddress, Refusal::OutOfFiles];
+
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::Total | Refusal::OutOfFiles => "total",
+            Refusal::PerAddress => "per_address",
+        }
+    }
+
+    /// Written whole, without waiting, on a socket just accepted: a few
+    /// hundred bytes always fit its empty send buffer.
+    fn answer(self) -> &'static [u8] {
+        match self {
+            Refusal::Total | Refusal::OutOfFiles => BUSY,
+            Refusal::PerAddress => TOO_MANY_FROM_ADDRESS,
+        }
+    }
+
+    fn why(self) -> &'static str {
+        match self {
+            Refusal::Total => "the connection cap (max_connections) is reached",
+            Refusal::PerAddress => "a client address reached its cap (max_connections_per_address)",
+            Refusal::OutOfFiles => "the process is out of file descriptors",
+        }
+    }
+}
+
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Retry-After: 5\r\n\
+Connection: close\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 66\r\n\
+\r\n\
+Server sibuk, coba lagi sebentar. Server busy, try again shortly.\n";
+
+const TOO_MANY_FROM_ADDRESS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\n\
+Retry-After: 5\r\n\
+Connection: close\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 82\r\n\
+\r\n\
+Terlalu banyak sambungan dari alamat ini. Too many connections from this address.\n";
+
+/// Open connections of one listener, in all and per client address.
+struct Counts {
+    total: AtomicUsize,
+    /// Only addresses with a connection open: an entry is removed when its
+    /// count drops to 0, so the map never outgrows the connections. A std
+    /// `Mutex`: nothing is awaited while it is held.
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+    open: IntGauge,
+}
+
+impl Counts {
+    /// Takes a place for a connection from `ip`, or says why not.
+    fn admit(self: &Arc<Self>, ip: IpAddr, limits: &Limits) -> Result<Slot, Refusal> {
+        // Only the accept loop adds, so the check and the add cannot race
+        // each other; closes only make room.
+        if self.total.load(Ordering::Acquire) >= limits.max_connections {
+            return Err(Refusal::Total);
+        }
+        let counted = !limits.exempt.iter().any(|block| block.contains(ip));
+        if counted {
+            let mut map = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
+            let count = map.entry(ip).or_insert(0);
+            if *count >= limits.max_connections_per_address {
+                if *count == 0 {
+                    map.remove(&ip);
+                }
+                return Err(Refusal::PerAddress);
+            }
+            *count += 1;
+        }
+        self.total.fetch_add(1, Ordering::AcqRel);
+        self.open.inc();
+        Ok(Slot {
+            counts: self.clone(),
+            ip,
+            counted,
+        })
+    }
+}
+
+/// One connection's place in its listener's [`Counts`], given back when
+/// the socket closes: it lives in the connection's [`Activity`], which the
+/// socket holds even after an upgrade has taken it out of hyper.
+struct Slot {
+    counts: Arc<Counts>,
+    ip: IpAddr,
+    /// Whether it holds a place in the per-address count.
+    counted: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.counted {
+            let mut map = self
+                .counts
+                .per_address
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(count) = map.get_mut(&self.ip) {
+                *count -= 1;
+                if *count == 0 {
+                    map.remove(&self.ip);
+                }
+            }
+        }
+        self.counts.total.fetch_sub(1, Ordering::AcqRel);
+        self.counts.open.dec();
+    }
+}
+
+/// Refusals of one kind since they were last logged.
+struct Tally {
+    refusal: Refusal,
+    counter: IntCounter,
+    unreported: u64,
+    last_report: Option<Instant>,
+}
+
+impl Tally {
+    fn note(&mut self, side: Side) {
+        self.counter.inc();
+        self.unreported += 1;
+        let now = Instant::now();
+        if self
+            .last_report
+            .is_some_and(|at| now.duration_since(at) < REPORT_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            listener = side.label(),
+            refused = self.unreported,
+            "refused {} connection(s) since the last report: {}",
+            self.unreported,
+            self.refusal.why()
+        );
+        self.unreported = 0;
+        self.last_report = Some(now);
+    }
+}
+
+/// Serves connections from `listener` until `shutdown` flips, each
+/// request answered by `handler` (given the client's address); then asks
+/// every connection to finish and waits up to [`DRAIN_GRACE`] for them.
+/// `limits` is read for each new connection.
+pub async fn serve<H, F>(
+    side: Side,
+    listener: TcpListener,
+    limits: impl Fn() -> Limits + Send + 'static,
+    metrics: Arc<Metrics>,
+    handler: H,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let counts = Arc::new(Counts {
+        total: AtomicUsize::new(0),
+        per_address: Mutex::new(HashMap::new()),
+        open: metrics.connections_open.with_label_values(&[side.label()]),
+    });
+    let mut tallies = Refusal::ALL.map(|refusal| Tally {
+        refusal,
+        counter: metrics
+            .connections_refused
+            .with_label_values(&[side.label(), refusal.label()]),
+        unreported: 0,
+        last_report: None,
+    });
+    let mut tally = |refusal: Refusal| {
+        if let Some(t) = tallies.iter_mut().find(|t| t.refusal == refusal) {
+            t.note(side);
+        }
+    };
+    let handler = Arc::new(handler);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Off: the timeouts are kept by `drive`, see the module's comment.
+    builder.http1().header_read_timeout(None);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    // Kept open so that, out of descriptors, one can be freed to accept a
+    // waiting client and tell it to come back, instead of leaving it
+    // hanging in the backlog.
+    let mut spare = spare_descriptor();
+    // One clone per connection task: the count of tasks still running.
+    let running = Arc::new(());
+
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        let (stream, addr) = match accepted {
+            Ok(pair) => pair,
+            Err(e) if out_of_descriptors(&e) => {
+                drop(spare.take());
+                match accept_now(&listener).await {
+                    Some(Ok((stream, _))) => refuse(stream, Refusal::OutOfFiles),
+                    _ => tokio::time::sleep(ACCEPT_BACKOFF).await,
+                }
+                spare = spare_descriptor();
+                tally(Refusal::OutOfFiles);
+                continue;
+            }
+            Err(e) => {
+                // A client gone before it was accepted, and the like.
+                tracing::debug!(listener = side.label(), error = %e, "accept failed");
+                continue;
+            }
+        };
+        let limits = limits();
+        let slot = match counts.admit(addr.ip().to_canonical(), &limits) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                refuse(stream, refusal);
+                tally(refusal);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(connection(
+            builder.clone(),
+            handler.clone(),
+            stream,
+            addr,
+            Activity::new(slot),
+            limits,
+            shutdown.clone(),
+            running.clone(),
+        ));
+    }
+
+    let deadline = Instant::now() + DRAIN_GRACE;
+    while Arc::strong_count(&running) > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+fn spare_descriptor() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+/// One accept attempt that does not wait: `None` when nobody is waiting.
+async fn accept_now(listener: &TcpListener) -> Option<std::io::Result<(TcpStream, SocketAddr)>> {
+    poll_fn(|cx| match listener.poll_accept(cx) {
+        Poll::Ready(result) => Poll::Ready(Some(result)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+/// Answers a connection that gets no place and closes it, all without
+/// waiting.
+fn refuse(stream: TcpStream, refusal: Refusal) {
+    // Out of the runtime's hands, so the write is tried at once rather
+    // than after the runtime has seen the socket writable.
+    let Ok(stream) = stream.into_std() else {
+        return;
+    };
+    let mut stream = &stream;
+    let _ = stream.write(refusal.answer());
+    let _ = stream.shutdown(Shutdown::Write);
+    // Whatever the client sent already is read, so the close is a plain
+    // FIN rather than a reset that could discard the answer on its side.
+    let mut sink = [0u8; 2048];
+    for _ in 0..4 {
+        match stream.read(&mut sink) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
+}
+
+// === one connection ===
+
+/// No time recorded.
+const NEVER: u64 = u64::MAX;
+
+/// The HTTP/2 client preface (RFC 9113, 3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What one connection is doing, shared by its socket, its service, its
+/// response bodies and the task that drives it. Atomics, because HTTP/2
+/// streams run on other tasks. Times are milliseconds since `opened`.
+struct Activity {
+    opened: Instant,
+    /// Requests whose response (body included) has not finished.
+    in_flight: AtomicU32,
+    /// When the first byte of a request head not yet complete arrived, or
+    /// [`NEVER`]. A new connection owes its first head from the start.
+    head_since: AtomicU64,
+    /// When the connection last had nothing in flight and nothing begun:
+    /// the end of the last response, or for HTTP/2 the last bytes read.
+    idle_since: AtomicU64,
+    http2: AtomicBool,
+    /// The driving task while a request is in flight, woken when the last
+    /// one finishes so it can set the idle deadline. A std `Mutex`: held
+    /// only to swap the waker.
+    waiter: Mutex<Option<Waker>>,
+    _slot: Slot,
+}
+
+/// What the connection's next deadline is for.
+enum Due {
+    /// A request head was begun and not finished: drop the connection.
+    Head(Instant),
+    /// Nothing in flight: close gracefully.
+    Idle(Instant),
+    /// A request is in flight: no deadline.
+    Never,
+}
+
+impl Activity {
+    fn new(slot: Slot) -> Arc<Activity> {
+        Arc::new(Activity {
+            opened: Instant::now(),
+            in_flight: AtomicU32::new(0),
+            head_since: AtomicU64::new(0),
+            idle_since: AtomicU64::new(0),
+            http2: AtomicBool::new(false),
+            waiter: Mutex::new(None),
+            _slot: slot,
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
+    }
+
+    fn at(&self, millis: u64) -> Instant {
+        self.opened + Duration::from_millis(millis)
+    }
+
+    fn due(&self, limits: &Limits) -> Due {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Due::Never;
+        }
+        let head = self.head_since.load(Ordering::Acquire);
+        if head != NEVER {
+            return Due::Head(self.at(head) + limits.header_read_timeout);
+        }
+        Due::Idle(self.at(self.idle_since.load(Ordering::Acquire)) + limits.idle_timeout)
+    }
+
+    /// Bytes arrived.
+    fn read(&self) {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        let now = self.now();
+        if self.http2.load(Ordering::Relaxed) {
+            // Frames with no stream open (pings, settings) keep an HTTP/2
+            // connection alive; a stream's own head ends that at once.
+            self.idle_since.store(now, Ordering::Release);
+        } else {
+            let _ =
+                self.head_since
+                    .compare_exchange(NEVER, now, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    /// The HTTP/2 preface is in: from now on reads are activity, not heads.
+    fn http2_began(&self) {
+        self.http2.store(true, Ordering::Relaxed);
+        self.idle_since.store(self.now(), Ordering::Release);
+        self.head_since.store(NEVER, Ordering::Release);
+    }
+
+    /// A whole request head arrived and goes to the service.
+    fn request_began(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_since.store(NEVER, Ordering::Release);
+        InFlight(self.clone())
+    }
+
+    /// Registers `waker` to hear when the last request in flight finishes;
+    /// false when none is in flight any more.
+    fn wait_while_in_flight(&self, waker: &Waker) -> bool {
+        {
+            let mut waiter = self.waiter.lock().unwrap_or_else(|p| p.into_inner());
+            if !waiter.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                *waiter = Some(waker.clone());
+            }
+        }
+        // Checked after registering, so a finish in between is not missed.
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+}
+
+/// One request in flight; dropped when its response body finishes or is
+/// dropped (or its handler is, when the client goes away first).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        if activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            activity.idle_since.store(activity.now(), Ordering::Release);
+            let waiter = activity
+                .waiter
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(waker) = waiter {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// A response body that ends its request's [`InFlight`] when it ends.
+struct Tracked {
+    body: Body,
+    in_flight: Option<InFlight>,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let poll = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(poll, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            self.in_flight = None;
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The socket, noting reads in the connection's [`Activity`].
+struct Io {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+    /// Bytes of the HTTP/2 preface seen so far; [`Io::SNIFFED`] once the
+    /// protocol is known.
+    preface: u8,
+}
+
+impl Io {
+    const SNIFFED: u8 = u8::MAX;
+
+    fn sniff(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            let seen = usize::from(self.preface);
+            if *byte != PREFACE[seen] {
+                self.preface = Io::SNIFFED;
+                return;
+            }
+            self.preface += 1;
+            if usize::from(self.preface) == PREFACE.len() {
+                self.preface = Io::SNIFFED;
+                self.activity.http2_began();
+                return;
+            }
+        }
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            if self.preface != Io::SNIFFED {
+                let bytes = &buf.filled()[before..];
+                self.sniff(bytes);
+            }
+            self.activity.read();
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Serves one connection until it ends, a deadline passes, or shutdown.
+#[allow(clippy::too_many_arguments)]
+async fn connection<H, F>(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    handler: Arc<H>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    activity: Arc<Activity>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+    _running: Arc<()>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let io = Io {
+        inner: stream,
+        activity: activity.clone(),
+        preface: 0,
+    };
+    let serving = activity.clone();
+    let service = service_fn(move |request: Request<Incoming>| {
+        let in_flight = serving.request_began();
+        let response = handler(request, addr);
+        async move {
+            let response = response.await;
+            Ok::<_, Infallible>(response.map(|body| Tracked {
+                body,
+                in_flight: Some(in_flight),
+            }))
+        }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let mut connection = pin!(connection);
+    let mut stopping = pin!(shutdown.wait_for(|stop| *stop));
+    let mut shutting_down = false;
+    // Set once an idle connection was asked to close: dropped then.
+    let mut give_up: Option<Instant> = None;
+    // One timer, moved to whatever the next deadline is.
+    let mut timer = pin!(tokio::time::sleep_until(
+        activity.opened + limits.header_read_timeout
+    ));
+
+    let ended = poll_fn(|cx| {
+        if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+            return Poll::Ready(Some(result));
+        }
+        if !shutting_down && stopping.as_mut().poll(cx).is_ready() {
+            shutting_down = true;
+            connection.as_mut().graceful_shutdown();
+            // Polled again so the connection acts on it.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        loop {
+            let (deadline, idle) = match give_up {
+                Some(at) => (at, false),
+                None => match activity.due(&limits) {
+                    Due::Head(at) => (at, false),
+                    Due::Idle(at) => (at, true),
+                    Due::Never => {
+                        if activity.wait_while_in_flight(cx.waker()) {
+                            return Poll::Pending;
+                        }
+                        continue;
+                    }
+                },
+            };
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if !idle {
+                // A head not finished in time, or a goodbye not finished.
+                return Poll::Ready(None);
+            }
+            connection.as_mut().graceful_shutdown();
+            give_up = Some(Instant::now() + GOODBYE_GRACE);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+    })
+    .await;
+    if let Some(Err(e)) = ended {
+        tracing::debug!(error = %e, peer = %addr, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_whole_http_responses() {
+        for answer in [BUSY, TOO_MANY_FROM_ADDRESS] {
+            let text = std::str::from_utf8(answer).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(length, body.len(), "{head}");
+            assert!(head.contains("Connection: close") && head.contains("Retry-After: "));
+        }
+    }
+
+    #[test]
+    fn default_caps_keep_files_for_the_rest() {
+        assert_eq!(default_max_connections(1024), 384);
+        assert_eq!(default_max_connections(1 << 20), (1 << 20) / 2 - 128);
+        // On a tiny limit, half is still kept back.
+        assert_eq!(default_max_connections(128), 32);
+        assert_eq!(default_max_connections(0), 1);
+    }
+
+    #[test]
+    fn the_preface_is_recognised_across_reads() {
+        let counts = Arc::new(Counts {
+            total: AtomicUsize::new(0),
+            per_address: Mutex::new(HashMap::new()),
+            open: IntGauge::new("test_open", "test").unwrap(),
+        });
+        let limits = Limits {
+            max_connections: 10,
+            max_connections_per_address: 10,
+            header_read_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            exempt: Vec::new(),
+        };
+        let ip = IpAddr::from([127, 0, 0, 2]);
+        let activity = Activity::new(counts.admit(ip, &limits).unwrap());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap());
+            let (client, accepted) = tokio::join!(client, listener.accept());
+            let mut io = Io {
+                inner: accepted.unwrap().0,
+                activity: activity.clone(),
+                preface: 0,
+            };
+            io.sniff(&PREFACE[..5]);
+            assert!(!activity.http2.load(Ordering::Relaxed));
+            io.sniff(&PREFACE[5..]);
+            assert!(activity.http2.load(Ordering::Relaxed));
+            assert_eq!(activity.head_since.load(Ordering::Relaxed), NEVER);
+            drop(client);
+        });
+        drop(activity);
+        assert_eq!(counts.total.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_per_address_map_forgets_closed_addresses() {
+        let counts = Arc::new(Counts {
+            total: AtomicUsize::new(0),
+            per_address: Mutex::new(HashMap::new()),
+            open: IntGauge::new("test_open", "test").unwrap(),
+        });
+        let limits = Limits {
+            max_connections: 3,
+            max_connections_per_address: 2,
+            header_read_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            exempt: Vec::new(),
+        };
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        let first = counts.admit(a, &limits).unwrap();
+        let second = counts.admit(a, &limits).unwrap();
+        assert_eq!(counts.admit(a, &limits).err(), Some(Refusal::PerAddress));
+        let third = counts.admit(b, &limits).unwrap();
+        assert_eq!(counts.admit(b, &limits).err(), Some(Refusal::Total));
+        assert_eq!(counts.open.get(), 3);
+        drop((first, second, third));
+        assert!(counts.per_address.lock().unwrap().is_empty());
+        assert_eq!(counts.open.get(), 0);
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_not_capped_per_address() {
+        let counts = Arc::new(Counts {
+            total: AtomicUsize::new(0),
+            per_address: Mutex::new(HashMap::new()),
+            open: IntGauge::new("test_open", "test").unwrap(),
+        });
+        let limits = Limits {
+            max_connections: 3,
+            max_connections_per_address: 1,
+            header_read_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            exempt: vec![Cidr::parse("10.0.0.0/24").unwrap()],
+        };
+        let proxy = IpAddr::from([10, 0, 0, 9]);
+        let slots: Vec<Slot> = (0..3)
+            .map(|_| counts.admit(proxy, &limits).unwrap())
+            .collect();
+        assert_eq!(counts.admit(proxy, &limits).err(), Some(Refusal::Total));
+        assert!(counts.per_address.lock().unwrap().is_empty());
+        drop(slots);
+        assert_eq!(counts.total.load(Ordering::Relaxed), 0);
+    }
+}

@@ -1,0 +1,453 @@
+//! Connections on both listeners, over real sockets: the caps (in all and
+//! per client address), the header and idle timeouts, the admin listener
+//! under a crowd of idle connections, and running out of file descriptors.
+//! Client addresses differ by binding the client socket to 127.0.0.x.
+//!
+//! Time bounds here are behaviour bounds (a 1 s setting must not act like
+//! the 10 s default), loose enough for a busy machine.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use common::{config, Antre, Origin};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+const OPEN: &str = r#"
+[[rooms]]
+id = "vaksin"
+paths = ["/"]
+admit_per_minute = 600000
+"#;
+
+const HEALTH: &[u8] = b"GET /_antre/health HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// A connection to `addr` from 127.0.0.`host`.
+async fn connect_from(host: u8, addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, host)), 0);
+    socket.bind(local).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// `text` with `keys` put into its `[listen]` table.
+fn listen_with(text: &str, keys: &str) -> String {
+    text.replace("[admin]", &format!("{keys}\n\n[admin]"))
+}
+
+/// Reads one response whose body has a `Content-Length`; returns its head
+/// and body.
+async fn read_response(stream: &mut TcpStream) -> (String, String) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = find(&buffer, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if buffer.len() >= end + 4 + length {
+                let body = String::from_utf8_lossy(&buffer[end + 4..end + 4 + length]);
+                return (head, body.into_owned());
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("a response in time")
+            .unwrap();
+        assert!(n > 0, "closed before a whole response: {buffer:?}");
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Waits up to `limit` for the peer to close; returns when it did, after
+/// reading and discarding whatever came first.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Instant> {
+    let mut sink = Vec::new();
+    match tokio::time::timeout(limit, stream.read_to_end(&mut sink)).await {
+        Ok(_) => Some(Instant::now()),
+        Err(_) => None,
+    }
+}
+
+/// Everything a refused connection is told, unprompted, and then EOF.
+async fn refusal(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("a refused connection is answered and closed, not left hanging")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The value of the metric line starting with `series` on `antre`'s admin
+/// listener.
+async fn metric(antre: &Antre, series: &str) -> Option<f64> {
+    let mut stream = TcpStream::connect(antre.admin_addr).await.unwrap();
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        antre.admin_addr
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (_, body) = read_response(&mut stream).await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_address_past_its_cap_gets_429_while_others_are_served() {
+    let origin = Origin::start().await;
+    let text = listen_with(
+        &config(&origin.url(), OPEN),
+        "max_connections_per_address = 3",
+    );
+    let antre = Antre::start("per-address", &text);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from(2, antre.addr).await);
+    }
+    let mut fourth = connect_from(2, antre.addr).await;
+    let answer = refusal(&mut fourth).await;
+    assert!(answer.starts_with("HTTP/1.1 429 "), "{answer}");
+    assert!(answer.contains("Retry-After: ") && answer.contains("Connection: close"));
+
+    let mut other = connect_from(3, antre.addr).await;
+    other.write_all(HEALTH).await.unwrap();
+    let (head, _) = read_response(&mut other).await;
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    // The held connections still work.
+    held[0].write_all(HEALTH).await.unwrap();
+    let (head, _) = read_response(&mut held[0]).await;
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+
+    let refused = metric(
+        &antre,
+        "antre_connections_refused_total{listener=\"visitor\",reason=\"per_address\"}",
+    )
+    .await;
+    assert_eq!(refused, Some(1.0));
+    assert_eq!(
+        metric(&antre, "antre_connections_open{listener=\"visitor\"}").await,
+        Some(4.0)
+    );
+    // Once one closes, the address has room again.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = connect_from(2, antre.addr).await;
+    again.write_all(HEALTH).await.unwrap();
+    let (head, _) = read_response(&mut again).await;
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+}
+
+#[tokio::test]
+async fn past_the_total_cap_a_connection_gets_503() {
+    let origin = Origin::start().await;
+    let text = listen_with(&config(&origin.url(), OPEN), "max_connections = 5");
+    let antre = Antre::start("total-cap", &text);
+    let mut held = Vec::new();
+    for host in 2..7 {
+        held.push(connect_from(host, antre.addr).await);
+    }
+    let mut sixth = connect_from(7, antre.addr).await;
+    let answer = refusal(&mut sixth).await;
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(answer.contains("Retry-After: ") && answer.contains("Connection: close"));
+    let line = antre
+        .wait_for_log(0, "refused 1 connection", Duration::from_secs(5))
+        .expect("the refusal is logged");
+    assert!(line.contains("max_connections"), "{line}");
+    assert_eq!(
+        metric(
+            &antre,
+            "antre_connections_refused_total{listener=\"visitor\",reason=\"total\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
+    let origin = Origin::start().await;
+    let text = listen_with(
+        &config(&origin.url(), OPEN),
+        "header_read_timeout_seconds = 1\nidle_timeout_seconds = 120",
+    );
+    let antre = Antre::start("silent", &text);
+    let opened = Instant::now();
+    let mut stream = TcpStream::connect(antre.addr).await.unwrap();
+    let closed = closed_within(&mut stream, Duration::from_secs(20))
+        .await
+        .expect("closed");
+    let after = closed - opened;
+    assert!(
+        after >= Duration::from_millis(800) && after < Duration::from_secs(4),
+        "closed after {after:?}, with a header timeout of 1 s"
+    );
+}
+
+/// Sends `head` one byte every 300 ms until antre closes the connection;
+/// returns how long after the first byte that was.
+async fn dribble(stream: TcpStream, head: &'static [u8]) -> Duration {
+    let (mut reader, mut writer) = stream.into_split();
+    let first = Instant::now();
+    let writing = tokio::spawn(async move {
+        for byte in head.iter().cycle() {
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut sink)).await;
+    writing.abort();
+    assert!(read.is_ok(), "antre kept a dribbling connection for 20 s");
+    first.elapsed()
+}
+
+#[tokio::test]
+async fn a_slowly_dribbled_head_is_cut_at_the_header_timeout() {
+    let origin = Origin::start().await;
+    let text = listen_with(
+        &config(&origin.url(), OPEN),
+        "header_read_timeout_seconds = 1\nidle_timeout_seconds = 120",
+    );
+    let antre = Antre::start("dribble", &text);
+
+    // The first head on a fresh connection.
+    let stream = TcpStream::connect(antre.addr).await.unwrap();
+    let after = dribble(
+        stream,
+        b"GET / HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaa",
+    )
+    .await;
+    assert!(
+        after >= Duration::from_millis(700) && after < Duration::from_secs(4),
+        "closed {after:?} after the first byte"
+    );
+
+    // The next head on a kept-alive connection: the idle time before it
+    // does not count, the header timeout runs from its first byte.
+    let mut stream = TcpStream::connect(antre.addr).await.unwrap();
+    stream.write_all(HEALTH).await.unwrap();
+    let (head, _) = read_response(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = dribble(
+        stream,
+        b"GET / HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaa",
+    )
+    .await;
+    assert!(
+        after >= Duration::from_millis(700) && after < Duration::from_secs(4),
+        "closed {after:?} after the first byte of the second head"
+    );
+}
+
+#[tokio::test]
+async fn the_idle_timeout_holds_past_the_header_timeout() {
+    let origin = Origin::start().await;
+    let text = listen_with(
+        &config(&origin.url(), OPEN),
+        "header_read_timeout_seconds = 1\nidle_timeout_seconds = 4",
+    );
+    let antre = Antre::start("idle-long", &text);
+    let mut stream = TcpStream::connect(antre.addr).await.unwrap();
+    stream.write_all(HEALTH).await.unwrap();
+    let (head, _) = read_response(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    let answered = Instant::now();
+
+    // Past the header timeout, the connection is still there.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stream.write_all(HEALTH).await.unwrap();
+    let (head, _) = read_response(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    let again = Instant::now();
+
+    let closed = closed_within(&mut stream, Duration::from_secs(20))
+        .await
+        .expect("closed");
+    let idle = closed - again;
+    assert!(
+        idle >= Duration::from_secs(3) && closed - answered < Duration::from_secs(9),
+        "closed {idle:?} after the second answer, with an idle timeout of 4 s"
+    );
+}
+
+#[tokio::test]
+async fn the_admin_listener_sheds_a_crowd_of_idle_connections() {
+    // The test holds 2,000 sockets itself.
+    let _ = antre::listener::raise_open_file_limit();
+    let origin = Origin::start().await;
+    let text = config(&origin.url(), OPEN).replace(
+        "[admin]\naddr = \"127.0.0.1:0\"",
+        "[admin]\naddr = \"127.0.0.1:0\"\nheader_read_timeout_seconds = 1\nmax_connections = 5000\nmax_connections_per_address = 1000",
+    );
+    let antre = Antre::start("admin-crowd", &text);
+    // One scrape first, so what a scrape allocates is in both figures.
+    assert!(metric(&antre, "antre_connections_open{listener=\"admin\"}")
+        .await
+        .is_some());
+    let before = rss_kib(antre.pid());
+
+    let mut waiting = tokio::task::JoinSet::new();
+    for i in 0..2000u32 {
+        let host = 2 + (i % 4) as u8;
+        let mut stream = connect_from(host, antre.admin_addr).await;
+        let opened = Instant::now();
+        waiting.spawn(async move {
+            let closed = closed_within(&mut stream, Duration::from_secs(30)).await;
+            closed.map(|at| at - opened)
+        });
+    }
+    let mut slowest = Duration::ZERO;
+    while let Some(held) = waiting.join_next().await {
+        let held = held.unwrap().expect("every idle connection is closed");
+        assert!(held >= Duration::from_millis(700), "closed after {held:?}");
+        slowest = slowest.max(held);
+    }
+    assert!(
+        slowest < Duration::from_secs(6),
+        "the last idle connection was held {slowest:?} with a header timeout of 1 s"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(antre.pid());
+    assert!(
+        after < before + 8 * 1024,
+        "RSS {before} KiB before 2,000 idle connections, {after} KiB after"
+    );
+    // Only the scrape itself is open.
+    assert_eq!(
+        metric(&antre, "antre_connections_open{listener=\"admin\"}").await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn out_of_file_descriptors_visitors_are_told_to_come_back() {
+    let origin = Origin::start().await;
+    // A cap far above what the files allow, so the limit is what refuses.
+    let text = listen_with(
+        &config(&origin.url(), OPEN),
+        "max_connections = 100000\nheader_read_timeout_seconds = 60",
+    );
+    let antre = Antre::start_with_open_files("nofile", &text, 128);
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for i in 0..400u32 {
+        let mut stream = connect_from(2 + (i % 8) as u8, antre.addr).await;
+        let mut first = [0u8; 16];
+        // A held connection says nothing; a refused one answers at once.
+        // After the first refusal every connection must be answered.
+        let wait = if refused == 0 { 100 } else { 3000 };
+        match tokio::time::timeout(Duration::from_millis(wait), stream.peek(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => {
+                let answer = refusal(&mut stream).await;
+                assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+                refused += 1;
+                if refused == 20 {
+                    break;
+                }
+            }
+            Ok(other) => panic!("connection {i}: {other:?}"),
+            Err(_) => {
+                assert!(refused == 0, "a connection was held after a refusal");
+                held.push(stream);
+            }
+        }
+    }
+    assert_eq!(refused, 20, "{} held, none refused", held.len());
+    assert!(held.len() > 50 && held.len() < 128, "{} held", held.len());
+    let lines = antre
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("refused"))
+        .count();
+    assert!((1..=3).contains(&lines), "{lines} log lines about refusals");
+    assert!(antre
+        .wait_for_log(0, "out of file descriptors", Duration::from_secs(1))
+        .is_some());
+
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut stream = TcpStream::connect(antre.addr).await.unwrap();
+        stream.write_all(HEALTH).await.unwrap();
+        let (head, _) = read_response(&mut stream).await;
+        if head.starts_with("HTTP/1.1 200 ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still refused: {head}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_http2_connection_is_kept_for_the_idle_timeout_then_told_goodbye() {
+    let origin = Origin::start().await;
+    let text = listen_with(
+        &config(&origin.url(), OPEN),
+        "header_read_timeout_seconds = 1\nidle_timeout_seconds = 3",
+    );
+    let antre = Antre::start("h2-idle", &text);
+    let stream = TcpStream::connect(antre.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let driving = tokio::spawn(connection);
+    let ask = |sender: &mut hyper::client::conn::http2::SendRequest<common::Body>| {
+        sender.send_request(
+            http::Request::get(antre.url("/_antre/health"))
+                .body(common::empty())
+                .unwrap(),
+        )
+    };
+    let response = ask(&mut sender).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    drop(response);
+    // Frames with no stream open (settings, acks) are not a request head:
+    // the 1 s header timeout does not close the connection.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let response = ask(&mut sender).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    drop(response);
+    let answered = Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), driving)
+        .await
+        .expect("antre closed the idle HTTP/2 connection")
+        .unwrap()
+        .ok();
+    let idle = answered.elapsed();
+    assert!(
+        idle >= Duration::from_secs(2) && idle < Duration::from_secs(7),
+        "closed {idle:?} after the last answer, with an idle timeout of 3 s"
+    );
+}
