@@ -133,21 +133,21 @@ pub fn rewrite(headers: &mut HeaderMap, hop: Hop<'_>) {
         headers.remove(name);
     }
     let proto = if hop.https { "https" } else { "http" };
-    if !hop.trusted {
-        let forged: Vec<HeaderName> = headers
-            .keys()
-            .filter(|name| {
-                IDENTITY.contains(&name.as_str()) || name.as_str().starts_with("x-forwarded-")
-            })
-            .cloned()
-            .collect();
+    let is_identity = |name: &HeaderName| {
+        IDENTITY.contains(&name.as_str()) || name.as_str().starts_with("x-forwarded-")
+    };
+    if !hop.trusted && headers.keys().any(is_identity) {
+        let forged: Vec<HeaderName> = headers.keys().filter(|n| is_identity(n)).cloned().collect();
         for name in forged {
             headers.remove(name);
         }
     }
 
-    let previous_for = joined(headers, &X_FORWARDED_FOR);
-    let value = match previous_for {
+    let value = match hop
+        .trusted
+        .then(|| joined(headers, &X_FORWARDED_FOR))
+        .flatten()
+    {
         Some(previous) => format!("{previous}, {}", hop.peer),
         None => hop.peer.to_string(),
     };
@@ -166,7 +166,7 @@ pub fn rewrite(headers: &mut HeaderMap, hop: Hop<'_>) {
         let _ = write!(element, ";host={}", quoted(host));
     }
     let _ = write!(element, ";proto={proto}");
-    let value = match joined(headers, &FORWARDED) {
+    let value = match hop.trusted.then(|| joined(headers, &FORWARDED)).flatten() {
         Some(previous) => format!("{previous}, {element}"),
         None => element,
     };

@@ -518,10 +518,13 @@ struct Activity {
     /// the end of the last response, or for HTTP/2 the last bytes read.
     idle_since: AtomicU64,
     http2: AtomicBool,
-    /// The driving task while a request is in flight, woken when the last
-    /// one finishes so it can set the idle deadline. A std `Mutex`: held
-    /// only to swap the waker.
+    /// The driving task, when its timer fired while a request was in
+    /// flight: woken when the last one finishes so it can set the idle
+    /// deadline. A std `Mutex`: held only to swap the waker.
     waiter: Mutex<Option<Waker>>,
+    /// Whether `waiter` holds a waker, so finishing a request takes the
+    /// lock only when someone waits.
+    waiting: AtomicBool,
     _slot: Slot,
 }
 
@@ -544,6 +547,7 @@ impl Activity {
             idle_since: AtomicU64::new(0),
             http2: AtomicBool::new(false),
             waiter: Mutex::new(None),
+            waiting: AtomicBool::new(false),
             _slot: slot,
         })
     }
@@ -606,9 +610,11 @@ impl Activity {
             if !waiter.as_ref().is_some_and(|w| w.will_wake(waker)) {
                 *waiter = Some(waker.clone());
             }
+            self.waiting.store(true, Ordering::SeqCst);
         }
-        // Checked after registering, so a finish in between is not missed.
-        self.in_flight.load(Ordering::Acquire) > 0
+        // Checked after registering, so a finish in between is not missed
+        // (sequentially consistent with the finish's decrement and swap).
+        self.in_flight.load(Ordering::SeqCst) > 0
     }
 }
 
@@ -619,15 +625,17 @@ struct InFlight(Arc<Activity>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         let activity = &self.0;
-        if activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if activity.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             activity.idle_since.store(activity.now(), Ordering::Release);
-            let waiter = activity
-                .waiter
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            if let Some(waker) = waiter {
-                waker.wake();
+            if activity.waiting.swap(false, Ordering::SeqCst) {
+                let waiter = activity
+                    .waiter
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                if let Some(waker) = waiter {
+                    waker.wake();
+                }
             }
         }
     }
@@ -795,34 +803,41 @@ async fn connection<H, F>(
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
+        // The timer only ever moves earlier here: a deadline that moved
+        // later (each finished request pushes the idle deadline on) is
+        // found when the timer fires, so a busy keep-alive connection does
+        // not touch the timer wheel once a request.
         loop {
-            let (deadline, idle) = match give_up {
-                Some(at) => (at, false),
-                None => match activity.due(&limits) {
-                    Due::Head(at) => (at, false),
-                    Due::Idle(at) => (at, true),
-                    Due::Never => {
-                        if activity.wait_while_in_flight(cx.waker()) {
-                            return Poll::Pending;
-                        }
-                        continue;
-                    }
-                },
+            let due = match give_up {
+                Some(at) => Due::Head(at),
+                None => activity.due(&limits),
             };
-            if timer.deadline() != deadline {
-                timer.as_mut().reset(deadline);
+            if let Due::Head(at) | Due::Idle(at) = due {
+                if at < timer.deadline() {
+                    timer.as_mut().reset(at);
+                }
             }
             if timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            if !idle {
+            let now = Instant::now();
+            match due {
+                Due::Never => {
+                    // A request outlived the timer: wait for it to finish.
+                    if activity.wait_while_in_flight(cx.waker()) {
+                        return Poll::Pending;
+                    }
+                }
+                Due::Head(at) | Due::Idle(at) if at > now => timer.as_mut().reset(at),
                 // A head not finished in time, or a goodbye not finished.
-                return Poll::Ready(None);
+                Due::Head(_) => return Poll::Ready(None),
+                Due::Idle(_) => {
+                    connection.as_mut().graceful_shutdown();
+                    give_up = Some(now + GOODBYE_GRACE);
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
             }
-            connection.as_mut().graceful_shutdown();
-            give_up = Some(Instant::now() + GOODBYE_GRACE);
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
         }
     })
     .await;

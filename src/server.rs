@@ -207,9 +207,10 @@ pub fn parse<B: hyper::body::Body>(
     })
 }
 
-/// One host, spelt as a host: a single `Host` field that is a plain
-/// authority (no user info, no path), agreeing with the request target's
-/// authority when it has one. Origins build links and redirects from it.
+/// One host, spelt as a host: a single `Host` field that is a host name,
+/// an IPv4 address or a bracketed IPv6 address, with an optional port (no
+/// user info, no path), agreeing with the request target's authority when
+/// it has one. Origins build links and redirects from it.
 fn check_host<B>(request: &Request<B>) -> Result<(), Refusal> {
     let mut fields = request.headers().get_all(header::HOST).iter();
     let field = fields.next();
@@ -219,22 +220,60 @@ fn check_host<B>(request: &Request<B>) -> Result<(), Refusal> {
     let Some(field) = field else {
         return Ok(());
     };
-    let authority: http::uri::Authority = field
-        .to_str()
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .ok_or(Refusal::Host)?;
-    if authority.as_str().contains('@') || authority.host().is_empty() {
+    if !is_plain_host(field.as_bytes()) {
         return Err(Refusal::Host);
     }
-    match request.uri().authority() {
-        Some(target)
-            if route::normal_host(target.as_str()) != route::normal_host(authority.as_str()) =>
+    match (request.uri().authority(), field.to_str()) {
+        (Some(target), Ok(field))
+            if route::normal_host(target.as_str()) != route::normal_host(field) =>
         {
             Err(Refusal::Host)
         }
         _ => Ok(()),
     }
+}
+
+/// `name[:port]` or `[v6][:port]`: letters, digits, `-`, `.` and `_` in a
+/// name, a port of one to five digits up to 65535.
+fn is_plain_host(host: &[u8]) -> bool {
+    let (name, port) = match host.first() {
+        Some(b'[') => match host.iter().position(|b| *b == b']') {
+            Some(end) => {
+                let inner = &host[1..end];
+                let ok = !inner.is_empty()
+                    && inner
+                        .iter()
+                        .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+                if !ok {
+                    return false;
+                }
+                match &host[end + 1..] {
+                    [] => (&host[..0], None),
+                    [b':', port @ ..] => (&host[..0], Some(port)),
+                    _ => return false,
+                }
+            }
+            None => return false,
+        },
+        _ => match host.iter().rposition(|b| *b == b':') {
+            Some(colon) => (&host[..colon], Some(&host[colon + 1..])),
+            None => (host, None),
+        },
+    };
+    let name_ok = name
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        && (host.first() == Some(&b'[') || !name.is_empty());
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(p)
+                .ok()
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|p| p <= 65_535)
+    });
+    name_ok && port_ok
 }
 
 /// Whether a request has a body: a non-zero length or chunks to come.
@@ -934,7 +973,39 @@ pub async fn serve(app: Arc<Live<App>>, listener: TcpListener, shutdown: watch::
 
 #[cfg(test)]
 mod tests {
-    use super::is_local_path;
+    use super::{is_local_path, is_plain_host};
+
+    #[test]
+    fn plain_hosts_only() {
+        for good in [
+            "kota.example",
+            "kota.example:8080",
+            "KOTA.example.",
+            "127.0.0.1:80",
+            "[::1]",
+            "[2001:db8::1]:443",
+            "under_score",
+        ] {
+            assert!(is_plain_host(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "",
+            ":80",
+            "kota.example/daftar",
+            "user@kota.example",
+            "kota.example:99999",
+            "kota.example:",
+            "kota.example:8o",
+            "a b",
+            "evil.example, kota.example",
+            "[::1",
+            "[::1]x",
+            "[]",
+            "\u{e9}vil.example",
+        ] {
+            assert!(!is_plain_host(bad.as_bytes()), "{bad:?}");
+        }
+    }
 
     #[test]
     fn only_paths_on_this_site_are_redirect_targets() {
