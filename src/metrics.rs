@@ -58,6 +58,23 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in declaration order (`outcome as usize` indexes it).
+    pub const ALL: [Outcome; 13] = [
+        Outcome::Forwarded,
+        Outcome::Admitted,
+        Outcome::Waiting,
+        Outcome::Paused,
+        Outcome::SoldOut,
+        Outcome::CookieCheck,
+        Outcome::Unguarded,
+        Outcome::Preflight,
+        Outcome::Status,
+        Outcome::Internal,
+        Outcome::Refused,
+        Outcome::ClientError,
+        Outcome::OriginError,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Forwarded => "forwarded",
@@ -74,6 +91,21 @@ impl Outcome {
             Outcome::ClientError => "client_error",
             Outcome::OriginError => "origin_error",
         }
+    }
+}
+
+/// [`REQUESTS`] for one config generation's rooms; see
+/// [`Metrics::request_counters`].
+pub struct RequestCounters {
+    rooms: Vec<[IntCounter; Outcome::ALL.len()]>,
+    none: [IntCounter; Outcome::ALL.len()],
+}
+
+impl RequestCounters {
+    /// Counts one request of room `room` (an index) with its outcome.
+    pub fn count(&self, room: Option<usize>, outcome: Outcome) {
+        let row = room.and_then(|i| self.rooms.get(i)).unwrap_or(&self.none);
+        row[outcome as usize].inc();
     }
 }
 
@@ -180,10 +212,19 @@ impl Metrics {
         })
     }
 
-    pub fn request(&self, room: &str, outcome: Outcome) {
-        self.requests
-            .with_label_values(&[room, outcome.label()])
-            .inc();
+    /// The request counters for these rooms (by index; requests no room
+    /// took count under `room="none"`), looked up once per config
+    /// generation so counting a request is one atomic add.
+    pub fn request_counters<'a>(
+        &self,
+        rooms: impl IntoIterator<Item = &'a str>,
+    ) -> RequestCounters {
+        let row =
+            |room: &str| Outcome::ALL.map(|o| self.requests.with_label_values(&[room, o.label()]));
+        RequestCounters {
+            rooms: rooms.into_iter().map(row).collect(),
+            none: row("none"),
+        }
     }
 
     pub fn origin_error(&self, kind: &str) {

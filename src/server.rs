@@ -34,7 +34,7 @@ use crate::engine::{CookieOptions, Decision, Engine, Mode};
 use crate::forwarded::{self, Hop};
 use crate::listener::{self, Limits, Side};
 use crate::live::Live;
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::{Metrics, Outcome, RequestCounters};
 use crate::page::{self, Lang, PageContext, PageKind};
 use crate::path::{self, CanonicalPath, PathError};
 use crate::proxy::{Body, Outgoing, Proxy, ProxyError};
@@ -58,6 +58,7 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub proxy: Proxy,
     router: Router,
+    requests: RequestCounters,
 }
 
 /// One request's context, built once by [`parse`]; every later phase
@@ -327,6 +328,7 @@ impl App {
     pub fn new(config: Arc<Config>, engine: Arc<Engine<AnyStore>>, metrics: Arc<Metrics>) -> App {
         App {
             router: Router::new(&config.rooms, &config.listen.hosts),
+            requests: metrics.request_counters(config.rooms.iter().map(|r| r.id.as_str())),
             proxy: Proxy::new(config.origin.clone()),
             config,
             engine,
@@ -519,14 +521,14 @@ impl App {
     /// Counts the request once, with its outcome, and writes its access-log
     /// line.
     fn log(&self, done: &Done, context: Option<&Context>, peer: Peer) {
+        self.requests.count(done.room, done.outcome);
+        if !self.config.listen.access_log {
+            return;
+        }
         let room = done
             .room
             .and_then(|i| self.config.rooms.get(i))
             .map_or("none", |r| r.id.as_str());
-        self.metrics.request(room, done.outcome);
-        if !self.config.listen.access_log {
-            return;
-        }
         let status = done.response.status().as_u16();
         match context {
             Some(context) => tracing::info!(
