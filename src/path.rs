@@ -213,14 +213,18 @@ fn decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {
         match decoded {
             b'/' | b'\\' => return Err(PathError::Slash),
             b if b < 0x20 || b == 0x7f => return Err(PathError::ControlByte),
-            b'%' if raw.get(i + 3).copied().and_then(hex).is_some()
-                && raw.get(i + 4).copied().and_then(hex).is_some() =>
-            {
-                return Err(PathError::DoubleEncoding)
-            }
             _ => out.push(decoded),
         }
         i += 3;
+    }
+    // A '%' in what was decoded came from `%25`; followed by two hex
+    // digits (written plainly or escaped themselves, `%25%36%34`), it is an
+    // escape that a second decoding would read.
+    let encoded_twice = out
+        .windows(3)
+        .any(|w| w[0] == b'%' && hex(w[1]).is_some() && hex(w[2]).is_some());
+    if encoded_twice {
+        return Err(PathError::DoubleEncoding);
     }
     Ok(out)
 }
@@ -343,6 +347,9 @@ mod tests {
             ("/x\\daftar", Slash),
             ("/x%ef%bc%8fdaftar", Slash),
             ("/%2564aftar", DoubleEncoding),
+            ("/%25%36%34aftar", DoubleEncoding),
+            ("/%256%424jtr", DoubleEncoding),
+            ("/100%25%34%31", DoubleEncoding),
         ] {
             assert_eq!(canonicalise(raw), Err(why), "{raw:?}");
         }
