@@ -90,12 +90,12 @@ fn split_pair(pair: &[u8]) -> Option<(&str, &str)> {
         return None;
     }
     let (name, value) = pair.split_once('=')?;
-    let value = value.trim();
+    let value = value.trim_ascii();
     let value = value
         .strip_prefix('"')
         .and_then(|v| v.strip_suffix('"'))
         .unwrap_or(value);
-    Some((name.trim_end(), value))
+    Some((name.trim_ascii_end(), value))
 }
 
 /// Whether a `Cookie` pair (`name=value`, trimmed) is one of antre's.
