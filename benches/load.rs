@@ -13,7 +13,8 @@
 //! instead of this build's (words split on spaces, so
 //! `ANTRE_BIN="taskset -c 1 /path/to/antre"` pins it), `ANTRE_LOAD_LISTEN`
 //! replaces the extra `[listen]` lines (default `access_log = false`: the
-//! access log is measured apart), and `ANTRE_LOAD_UPLOAD_MIB` sets the
+//! access log is measured apart), `ANTRE_LOAD_REQUESTS` the requests a
+//! scenario (default 60,000), and `ANTRE_LOAD_UPLOAD_MIB` the
 //! upload's size (0 skips it).
 
 use std::convert::Infallible;
@@ -35,7 +36,13 @@ use tokio::net::{TcpListener, TcpStream};
 type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Requests per scenario, split over the connections.
-const REQUESTS: usize = 60_000;
+/// (`ANTRE_LOAD_REQUESTS` sets another number.)
+fn requests() -> usize {
+    std::env::var("ANTRE_LOAD_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60_000)
+}
 const CONNECTIONS: usize = 32;
 /// No scenario runs longer than this.
 const TIME_LIMIT: Duration = Duration::from_secs(30);
@@ -107,7 +114,7 @@ admit_per_minute = 1
         .unwrap();
     let pid = child.id();
 
-    println!("antre load test: {REQUESTS} requests a scenario over {CONNECTIONS} connections, loopback, 2 cores shared by client, antre and origin");
+    println!("antre load test: {} requests a scenario over {CONNECTIONS} connections, loopback, 2 cores shared by client, antre and origin", requests());
     println!(
         "{:<28} {:>10} {:>10} {:>10} {:>10}",
         "scenario", "req/s", "p50 us", "p99 us", "errors"
@@ -186,29 +193,30 @@ fn report(name: &str, outcome: &Outcome) {
     );
 }
 
-/// Sends `REQUESTS` GETs for `path` over `CONNECTIONS` keep-alive
+/// Sends [`requests`] GETs for `path` over `CONNECTIONS` keep-alive
 /// connections.
 async fn run(addr: SocketAddr, path: &str, headers: Vec<(&'static str, String)>) -> Outcome {
     let started = Instant::now();
+    let per_connection = requests() / CONNECTIONS;
     let headers = Arc::new(headers);
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..CONNECTIONS {
         let path = path.to_owned();
         let headers = headers.clone();
         workers.spawn(async move {
-            let mut latencies = Vec::with_capacity(REQUESTS / CONNECTIONS);
+            let mut latencies = Vec::with_capacity(per_connection);
             let mut errors = 0;
             let Ok(stream) = TcpStream::connect(addr).await else {
-                return (latencies, REQUESTS / CONNECTIONS);
+                return (latencies, per_connection);
             };
             let _ = stream.set_nodelay(true);
             let Ok((mut sender, connection)) =
                 hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
             else {
-                return (latencies, REQUESTS / CONNECTIONS);
+                return (latencies, per_connection);
             };
             tokio::spawn(connection);
-            for _ in 0..REQUESTS / CONNECTIONS {
+            for _ in 0..per_connection {
                 if started.elapsed() > TIME_LIMIT {
                     break;
                 }

@@ -26,10 +26,15 @@ const VALUES_PER_NAME: usize = 4;
 /// antre's own pairs kept from one request.
 const OWN_PAIRS: usize = 32;
 
-/// antre's own cookies from one request, in the order they came.
+/// antre's own cookies from one request, in the order they came: their
+/// text in one buffer, so reading a request's cookies costs two
+/// allocations however many there are.
 #[derive(Debug, Default, Clone)]
 pub struct Jar {
-    pairs: Vec<(String, String)>,
+    text: String,
+    /// (name start, value start, value end) in `text`; the name ends where
+    /// the value starts.
+    pairs: Vec<(u32, u32, u32)>,
 }
 
 impl Jar {
@@ -46,30 +51,42 @@ impl Jar {
         I: IntoIterator<Item = T>,
         T: AsRef<[u8]>,
     {
-        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut jar = Jar::default();
         for field in fields {
             for pair in field.as_ref().split(|b| *b == b';') {
-                if pairs.len() == OWN_PAIRS {
-                    return Jar { pairs };
+                if jar.pairs.len() == OWN_PAIRS {
+                    return jar;
                 }
                 let Some((name, value)) = split_pair(pair) else {
                     continue;
                 };
-                if pairs.iter().filter(|(n, _)| n == name).count() == VALUES_PER_NAME {
+                if jar.values(name).count() == VALUES_PER_NAME {
                     continue;
                 }
-                pairs.push((name.to_owned(), value.to_owned()));
+                if jar.pairs.is_empty() {
+                    // Room for a ticket or pass and a little more, so one
+                    // such cookie is read without the buffer growing.
+                    jar.text.reserve(160);
+                    jar.pairs.reserve(2);
+                }
+                let start = jar.text.len() as u32;
+                jar.text.push_str(name);
+                let value_start = jar.text.len() as u32;
+                jar.text.push_str(value);
+                jar.pairs.push((start, value_start, jar.text.len() as u32));
             }
         }
-        Jar { pairs }
+        jar
     }
 
     /// Every value sent under `name`, first to last.
     pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
-        self.pairs
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().filter_map(move |&(start, value, end)| {
+            let text = |from: u32, to: u32| self.text.get(from as usize..to as usize);
+            (text(start, value)? == name)
+                .then(|| text(value, end))
+                .flatten()
+        })
     }
 
     /// Whether the request carried any cookie of antre's.

@@ -772,9 +772,11 @@ async fn connection<H, F>(
     let serving = activity.clone();
     let service = service_fn(move |request: Request<Incoming>| {
         let in_flight = serving.request_began();
-        let response = handler(request, addr);
+        // The handler's future is made inside this one, in place: made
+        // outside, its whole (large) state would be copied in once more.
+        let handler = handler.clone();
         async move {
-            let response = response.await;
+            let response = handler(request, addr).await;
             Ok::<_, Infallible>(response.map(|body| Tracked {
                 body,
                 in_flight: Some(in_flight),

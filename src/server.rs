@@ -339,11 +339,13 @@ impl App {
     /// Handles one request from `peer`. Never fails: every error becomes a
     /// page or JSON answer here.
     pub async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
-        let (done, context) = match parse(&request, peer, &self.config) {
-            Err(refusal) => (refused(refusal, &request), None),
-            Ok(context) => (self.run(request, &context).await, Some(context)),
+        // The context stays where parsing put it; phases borrow it.
+        let parsed = parse(&request, peer, &self.config);
+        let done = match &parsed {
+            Err(refusal) => refused(*refusal, &request),
+            Ok(context) => self.run(request, context).await,
         };
-        self.log(&done, context.as_ref(), peer);
+        self.log(&done, parsed.as_ref().ok(), peer);
         done.response
     }
 
