@@ -53,30 +53,44 @@ impl Jar {
     {
         let mut jar = Jar::default();
         for field in fields {
-            for pair in field.as_ref().split(|b| *b == b';') {
-                if jar.pairs.len() == OWN_PAIRS {
-                    return jar;
-                }
-                let Some((name, value)) = split_pair(pair) else {
-                    continue;
-                };
-                if jar.values(name).count() == VALUES_PER_NAME {
-                    continue;
-                }
-                if jar.pairs.is_empty() {
-                    // Room for a ticket or pass and a little more, so one
-                    // such cookie is read without the buffer growing.
-                    jar.text.reserve(160);
-                    jar.pairs.reserve(2);
-                }
-                let start = jar.text.len() as u32;
-                jar.text.push_str(name);
-                let value_start = jar.text.len() as u32;
-                jar.text.push_str(value);
-                jar.pairs.push((start, value_start, jar.text.len() as u32));
+            let field = field.as_ref();
+            // Valid UTF-8 (nearly always) is split with the fast `str`
+            // search; anything else byte by byte.
+            let full = match std::str::from_utf8(field) {
+                Ok(text) => text.split(';').any(|pair| !jar.take(pair.as_bytes())),
+                Err(_) => field.split(|b| *b == b';').any(|pair| !jar.take(pair)),
+            };
+            if full {
+                break;
             }
         }
         jar
+    }
+
+    /// Keeps `pair` if it is one of antre's; false once the jar is full.
+    fn take(&mut self, pair: &[u8]) -> bool {
+        if self.pairs.len() == OWN_PAIRS {
+            return false;
+        }
+        let Some((name, value)) = split_pair(pair) else {
+            return true;
+        };
+        if self.values(name).count() == VALUES_PER_NAME {
+            return true;
+        }
+        if self.pairs.is_empty() {
+            // Room for a ticket or pass and a little more, so one such
+            // cookie is read without the buffer growing.
+            self.text.reserve(160);
+            self.pairs.reserve(2);
+        }
+        let start = self.text.len() as u32;
+        self.text.push_str(name);
+        let value_start = self.text.len() as u32;
+        self.text.push_str(value);
+        self.pairs
+            .push((start, value_start, self.text.len() as u32));
+        true
     }
 
     /// Every value sent under `name`, first to last.

@@ -155,29 +155,37 @@ fn the_long_way(raw: &str) -> Result<CanonicalPath, PathError> {
 /// `None` sends anything else the long way.
 fn already_canonical(raw: &str) -> Option<Result<CanonicalPath, PathError>> {
     let bytes = raw.as_bytes();
-    let plain = bytes.first() == Some(&b'/')
-        && bytes
-            .iter()
-            .all(|b| *b == b'/' || (is_pchar(*b) && *b != b';'))
-        && !raw.contains("//");
-    if !plain {
+    if bytes.first() != Some(&b'/') {
         return None;
     }
-    for segment in raw.split('/').filter(|s| !s.is_empty()) {
-        if is_dots(segment) {
-            return Some(Err(PathError::DotSegment));
+    // One pass: every byte plain, no empty segment but a last one, and
+    // each segment's end checked as it closes.
+    let mut upper = false;
+    let mut segment_start = 1;
+    for i in 1..=bytes.len() {
+        let byte = bytes.get(i).copied().unwrap_or(b'/');
+        if byte != b'/' {
+            if !is_pchar(byte) || byte == b';' {
+                return None;
+            }
+            upper |= byte.is_ascii_uppercase();
+            continue;
         }
-        if segment.ends_with('.') {
-            return Some(Err(PathError::TrailingDotOrSpace));
+        let segment = &bytes[segment_start..i];
+        segment_start = i + 1;
+        match segment {
+            [] if i < bytes.len() => return None,
+            [] => {}
+            [.., b'.'] if segment.iter().all(|b| *b == b'.') => {
+                return Some(Err(PathError::DotSegment))
+            }
+            [.., b'.'] => return Some(Err(PathError::TrailingDotOrSpace)),
+            _ => {}
         }
     }
-    let key = bytes
-        .iter()
-        .any(u8::is_ascii_uppercase)
-        .then(|| raw.to_ascii_lowercase());
     Some(Ok(CanonicalPath {
         path: raw.to_owned(),
-        key,
+        key: upper.then(|| raw.to_ascii_lowercase()),
     }))
 }
 

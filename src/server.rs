@@ -277,16 +277,12 @@ fn is_plain_host(host: &[u8]) -> bool {
     name_ok && port_ok
 }
 
-/// Whether a request has a body: a non-zero length or chunks to come.
+/// Whether a request has a body. hyper has read the framing: an HTTP/1.1
+/// request without `Content-Length` or `Transfer-Encoding`, or with a
+/// length of 0, has an empty body; an HTTP/2 request has one unless its
+/// headers ended the stream.
 fn has_body<B: hyper::body::Body>(request: &Request<B>) -> bool {
-    let headers = request.headers();
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        return true;
-    }
-    match headers.get(header::CONTENT_LENGTH) {
-        Some(length) => length.as_bytes() != b"0",
-        None => !request.body().is_end_stream(),
-    }
+    !request.body().is_end_stream()
 }
 
 /// The nearest address in `X-Forwarded-For` that is not a trusted proxy,
