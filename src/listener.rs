@@ -877,20 +877,28 @@ mod tests {
         assert_eq!(default_max_connections(0), 1);
     }
 
-    #[test]
-    fn the_preface_is_recognised_across_reads() {
-        let counts = Arc::new(Counts {
+    fn test_counts() -> Arc<Counts> {
+        Arc::new(Counts {
             total: AtomicUsize::new(0),
             per_address: Mutex::new(HashMap::new()),
             open: IntGauge::new("test_open", "test").unwrap(),
-        });
-        let limits = Limits {
-            max_connections: 10,
-            max_connections_per_address: 10,
+        })
+    }
+
+    fn test_limits(total: usize, per_address: usize, exempt: Vec<Cidr>) -> Limits {
+        Limits {
+            max_connections: total,
+            max_connections_per_address: per_address,
             header_read_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
-            exempt: Vec::new(),
-        };
+            exempt,
+        }
+    }
+
+    #[test]
+    fn the_preface_is_recognised_across_reads() {
+        let counts = test_counts();
+        let limits = test_limits(10, 10, Vec::new());
         let ip = IpAddr::from([127, 0, 0, 2]);
         let activity = Activity::new(counts.admit(ip, &limits).unwrap());
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -919,18 +927,8 @@ mod tests {
 
     #[test]
     fn the_per_address_map_forgets_closed_addresses() {
-        let counts = Arc::new(Counts {
-            total: AtomicUsize::new(0),
-            per_address: Mutex::new(HashMap::new()),
-            open: IntGauge::new("test_open", "test").unwrap(),
-        });
-        let limits = Limits {
-            max_connections: 3,
-            max_connections_per_address: 2,
-            header_read_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(1),
-            exempt: Vec::new(),
-        };
+        let counts = test_counts();
+        let limits = test_limits(3, 2, Vec::new());
         let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
         let first = counts.admit(a, &limits).unwrap();
         let second = counts.admit(a, &limits).unwrap();
@@ -945,18 +943,8 @@ mod tests {
 
     #[test]
     fn a_trusted_proxy_is_not_capped_per_address() {
-        let counts = Arc::new(Counts {
-            total: AtomicUsize::new(0),
-            per_address: Mutex::new(HashMap::new()),
-            open: IntGauge::new("test_open", "test").unwrap(),
-        });
-        let limits = Limits {
-            max_connections: 3,
-            max_connections_per_address: 1,
-            header_read_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(1),
-            exempt: vec![Cidr::parse("10.0.0.0/24").unwrap()],
-        };
+        let counts = test_counts();
+        let limits = test_limits(3, 1, vec![Cidr::parse("10.0.0.0/24").unwrap()]);
         let proxy = IpAddr::from([10, 0, 0, 9]);
         let slots: Vec<Slot> = (0..3)
             .map(|_| counts.admit(proxy, &limits).unwrap())
