@@ -113,6 +113,7 @@ impl Proxy {
         outgoing: Outgoing<'_>,
     ) -> Result<Response<Body>, ProxyError> {
         let upgrade = wants_upgrade(request.headers()) && request.version() == Version::HTTP_11;
+        let websocket_key = request.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
         let body_failed = Arc::new(AtomicBool::new(false));
         let mut request = request.map(|body| ClientBody {
             inner: body,
@@ -155,6 +156,19 @@ impl Proxy {
         };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // A tunnel opens only on a real WebSocket handshake: an origin
+            // that answers 101 to anything would otherwise hand the client
+            // a raw connection on which to send requests antre never sees.
+            let accepted = websocket_key.as_ref().is_some_and(|key| {
+                response.headers().get(header::SEC_WEBSOCKET_ACCEPT)
+                    == Some(&websocket_accept(key.as_bytes()))
+            });
+            if !accepted {
+                return Err(ProxyError::Failed(
+                    "the origin switched protocols without completing a WebSocket handshake"
+                        .to_owned(),
+                ));
+            }
             if let Some(client_upgrade) = client_upgrade {
                 let origin_upgrade = hyper::upgrade::on(&mut response);
                 tokio::spawn(async move {
@@ -288,6 +302,17 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
         .get(header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
         && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+        && headers.contains_key(header::SEC_WEBSOCKET_KEY)
+}
+
+/// The `Sec-WebSocket-Accept` that answers `key` (RFC 6455 section 4.2.2).
+pub fn websocket_accept(key: &[u8]) -> HeaderValue {
+    use base64::Engine as _;
+    let mut context = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    context.update(key);
+    context.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let accept = base64::engine::general_purpose::STANDARD.encode(context.finish());
+    HeaderValue::from_str(&accept).unwrap_or(HeaderValue::from_static("-"))
 }
 
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
@@ -428,7 +453,7 @@ mod tests {
     }
 
     #[test]
-    fn upgrade_needs_both_headers() {
+    fn upgrade_needs_a_whole_websocket_handshake() {
         let mut headers = HeaderMap::new();
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         assert!(!wants_upgrade(&headers));
@@ -436,6 +461,16 @@ mod tests {
             header::CONNECTION,
             HeaderValue::from_static("keep-alive, Upgrade"),
         );
+        assert!(!wants_upgrade(&headers));
+        headers.insert(
+            header::SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
         assert!(wants_upgrade(&headers));
+        // RFC 6455's own example.
+        assert_eq!(
+            websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 }

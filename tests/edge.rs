@@ -609,6 +609,57 @@ async fn an_origin_connection_is_not_reused_after_a_body_cut_short() {
 }
 
 #[tokio::test]
+async fn a_careless_101_opens_no_tunnel() {
+    let origin = Origin::start().await;
+    let antre = Antre::start("bogus-101", &config(&origin.url(), ROOM));
+    // `/static` is open to all: an origin that answers 101 there without a
+    // real handshake must not give the client a raw connection to it.
+    for request in [
+        "GET /static/../ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        "GET /ws?bogus HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    ] {
+        let answer = raw(&antre, request.as_bytes()).await;
+        assert!(!answer.starts_with("HTTP/1.1 101"), "{request}: {answer}");
+    }
+    let unguarded = ROOM.replace(
+        "unguarded = [\"/static\"]",
+        "unguarded = [\"/static\", \"/ws\"]",
+    );
+    let antre = Antre::start("bogus-101-open", &config(&origin.url(), &unguarded));
+    let mut stream = TcpStream::connect(antre.addr).await.unwrap();
+    stream
+        .write_all(b"GET /ws?bogus HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\nGET /daftar HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        origin.seen().iter().all(|s| s.path != "/daftar"),
+        "nothing went through a tunnel"
+    );
+
+    // A real handshake still opens one.
+    let mut stream = TcpStream::connect(antre.addr).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buffer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 101 "), "{answer}");
+}
+
+#[tokio::test]
 async fn every_request_is_counted_once_with_its_outcome() {
     let origin = Origin::start().await;
     let antre = Antre::start("counted", &config(&origin.url(), ROOM));

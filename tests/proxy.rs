@@ -160,7 +160,7 @@ async fn an_admitted_visitor_can_upgrade_to_a_websocket() {
 
     let mut stream = TcpStream::connect(antre.addr).await.unwrap();
     let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nCookie: antre-pass-vaksin={pass}\r\n\r\n"
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nCookie: antre-pass-vaksin={pass}\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut head = Vec::new();
@@ -197,7 +197,7 @@ async fn an_admitted_visitor_can_upgrade_to_a_websocket() {
     let before = origin.seen().len();
     let mut stream = TcpStream::connect(closed.addr).await.unwrap();
     stream
-        .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nCookie: antre-hello=1\r\n\r\n")
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: antre-hello=1\r\n\r\n")
         .await
         .unwrap();
     let mut response = vec![0u8; 12];

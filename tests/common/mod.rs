@@ -190,6 +190,16 @@ async fn origin_handle(
         response
             .headers_mut()
             .insert("upgrade", "websocket".parse().unwrap());
+        // `/ws?bogus` answers 101 without a real handshake, as a careless
+        // origin might.
+        if request.uri().query() != Some("bogus") {
+            if let Some(key) = request.headers().get("sec-websocket-key") {
+                let accept = antre::proxy::websocket_accept(key.as_bytes());
+                response
+                    .headers_mut()
+                    .insert("sec-websocket-accept", accept);
+            }
+        }
         response
     } else {
         text(StatusCode::OK, "origin ok".into())
