@@ -32,6 +32,8 @@
 //! - [`series`]: recent history sampled for the dashboard's charts.
 //! - [`ctl`]: `antre ctl`, a client of the admin API.
 //! - [`live`]: the swap cell a config reload (`SIGHUP`) replaces.
+//! - [`logging`]: log lines written by a background thread, off the
+//!   request path.
 //! - [`run`]: wiring it all together for `antre run`.
 //!
 //! # A request's path
@@ -75,6 +77,7 @@ pub mod engine;
 pub mod forwarded;
 pub mod listener;
 pub mod live;
+pub mod logging;
 pub mod metrics;
 pub mod page;
 pub mod path;

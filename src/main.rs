@@ -97,7 +97,8 @@ fn main() -> ExitCode {
             config: path,
             log_format,
         } => {
-            init_logging(log_format);
+            // Lines still in memory are written when this goes out of scope.
+            let _logs = init_logging(log_format);
             let Some(config) = load(&path) else {
                 return ExitCode::FAILURE;
             };
@@ -297,19 +298,21 @@ fn load(path: &std::path::Path) -> Option<Config> {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat) -> antre::logging::FlushOnDrop {
     let level = std::env::var("ANTRE_LOG")
         .ok()
         .and_then(|l| l.parse::<tracing::Level>().ok())
         .unwrap_or(tracing::Level::INFO);
     use std::io::IsTerminal as _;
+    let (writer, flush) = antre::logging::buffered_stderr();
     let logs = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().init(),
     }
+    flush
 }
 
 /// A Redis URL without its password, for printing.

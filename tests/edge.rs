@@ -680,14 +680,23 @@ async fn every_request_is_counted_once_with_its_outcome() {
     ] {
         assert!(metrics.contains(line), "{line} not in {metrics}");
     }
-    let access: Vec<String> = antre
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains("antre::access"))
-        .cloned()
-        .collect();
+    // Log lines reach standard error a moment after the request.
+    let access_lines = || -> Vec<String> {
+        antre
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("antre::access"))
+            .cloned()
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while access_lines().len() < 8 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let access = access_lines();
     assert_eq!(access.len(), 8, "one access line per request: {access:#?}");
     assert!(access
         .iter()
@@ -706,4 +715,53 @@ async fn metrics(antre: &Antre) -> String {
     use http_body_util::BodyExt;
     let body = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8_lossy(&body).into_owned()
+}
+
+#[tokio::test]
+async fn the_access_log_speaks_json_when_asked() {
+    let origin = Origin::start().await;
+    let port = common::free_port();
+    let dir = common::temp_dir("json-log");
+    let path = dir.join("antre.toml");
+    let text = config(&origin.url(), ROOM).replace(
+        "addr = \"127.0.0.1:0\"\n\n[admin]",
+        &format!("addr = \"127.0.0.1:{port}\"\n\n[admin]"),
+    );
+    std::fs::write(&path, text).unwrap();
+    let mut child = common::antre_command()
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)).await {
+            stream
+                .write_all(
+                    b"GET /daftar%00 HTTP/1.1\r\nHost: antre.test\r\nConnection: close\r\n\r\n",
+                )
+                .await
+                .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            break answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "antre did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let access: serde_json::Value = stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["target"] == "antre::access")
+        .unwrap_or_else(|| panic!("no access line in {stderr}"));
+    assert_eq!(access["fields"]["outcome"], "refused", "{access}");
+    assert_eq!(access["fields"]["status"], 400, "{access}");
+    assert_eq!(access["fields"]["client"], "127.0.0.1", "{access}");
 }
