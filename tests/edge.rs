@@ -728,7 +728,7 @@ async fn the_access_log_speaks_json_when_asked() {
         &format!("addr = \"127.0.0.1:{port}\"\n\n[admin]"),
     );
     std::fs::write(&path, text).unwrap();
-    let mut child = common::antre_command()
+    let child = common::antre_command()
         .args(["run", "--log-format", "json", "--config"])
         .arg(&path)
         .stderr(std::process::Stdio::piped())
