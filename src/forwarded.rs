@@ -132,7 +132,11 @@ pub fn rewrite(headers: &mut HeaderMap, hop: Hop<'_>) {
     // something is there to remove, which is rare.
     let unwanted = |name: &HeaderName| {
         let name = name.as_str();
-        PATH_REWRITES.contains(&name)
+        // CGI-style origins (PHP, many FastCGI setups) read `X_Forwarded_For`
+        // as `X-Forwarded-For`: names with underscores are dropped, as
+        // nginx does by default.
+        name.contains('_')
+            || PATH_REWRITES.contains(&name)
             || (!hop.trusted && (IDENTITY.contains(&name) || name.starts_with("x-forwarded-")))
     };
     if headers.keys().any(unwanted) {
@@ -331,6 +335,8 @@ mod tests {
             ("cf-connecting-ip", "1.2.3.4"),
             ("x-original-url", "/daftar"),
             ("x-rewrite-url", "/daftar"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("x_original_url", "/daftar"),
             ("accept", "text/html"),
         ] {
             headers.insert(name, HeaderValue::from_static(value));

@@ -21,6 +21,7 @@
 //! | `%25` followed by two hex digits | double encoding: origins that decode twice read another path |
 //! | dot segments in any spelling (`.`, `..`, `%2e`, `.%2e`, `..;x`) | resolved by some origins, served literally by others |
 //! | a segment ending in a dot or a space (`/daftar.`, `/daftar%20`) | Windows file systems drop them |
+//! | full-width forms of ASCII characters (`%EF%BD%84aftar`, `ｄaftar`) | Windows' best-fit mapping and Unicode (NFKC) normalisation read them as ASCII |
 //!
 //! What remains has one reading, so antre can spell it one way: escapes of
 //! characters that need none are decoded (`/%64aftar` is `/daftar`), the
@@ -52,6 +53,8 @@ pub enum PathError {
     DoubleEncoding,
     #[error("the path holds a dot segment")]
     DotSegment,
+    #[error("the path holds a full-width form of an ASCII character")]
+    FullWidth,
     #[error("a path segment ends in a dot or a space")]
     TrailingDotOrSpace,
 }
@@ -68,6 +71,7 @@ impl PathError {
             PathError::Slash => "slash",
             PathError::DoubleEncoding => "double_encoding",
             PathError::DotSegment => "dot_segment",
+            PathError::FullWidth => "full_width",
             PathError::TrailingDotOrSpace => "trailing_dot_or_space",
         }
     }
@@ -116,6 +120,13 @@ fn the_long_way(raw: &str) -> Result<CanonicalPath, PathError> {
     let decoded = String::from_utf8(decoded).map_err(|_| PathError::InvalidUtf8)?;
     if decoded.contains(SLASH_LOOKALIKES) {
         return Err(PathError::Slash);
+    }
+    // Full-width forms of the other ASCII characters (`ｄａｆｔａｒ`) are
+    // read as plain ASCII by Windows' best-fit mapping and by origins that
+    // normalise Unicode (NFKC); dots among them are dot segments.
+    if decoded.contains(|c| ('\u{FF01}'..='\u{FF5E}').contains(&c) && !DOT_LOOKALIKES.contains(&c))
+    {
+        return Err(PathError::FullWidth);
     }
 
     let mut path = String::with_capacity(decoded.len() + 1);
@@ -355,6 +366,8 @@ mod tests {
             ("/x\\daftar", Slash),
             ("/x%ef%bc%8fdaftar", Slash),
             ("/%2564aftar", DoubleEncoding),
+            ("/%EF%BD%84aftar", FullWidth),
+            ("/\u{FF24}AFTAR", FullWidth),
             ("/%25%36%34aftar", DoubleEncoding),
             ("/%256%424jtr", DoubleEncoding),
             ("/100%25%34%31", DoubleEncoding),
