@@ -1109,8 +1109,9 @@ fn unknown_placeholder(name: &str, line: usize) -> String {
     message
 }
 
-/// Levenshtein distance, for typo suggestions on short names.
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Levenshtein distance, for typo suggestions on short names (template
+/// placeholders here, config keys in `config`).
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
