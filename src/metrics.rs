@@ -272,3 +272,54 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_has_its_counter() {
+        for (index, outcome) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, index, "{}", outcome.label());
+        }
+        // A new outcome stops this match from compiling: add it to `ALL`
+        // (in declaration order) as well as here.
+        let listed = |outcome: Outcome| match outcome {
+            Outcome::Forwarded
+            | Outcome::Admitted
+            | Outcome::Waiting
+            | Outcome::Paused
+            | Outcome::SoldOut
+            | Outcome::CookieCheck
+            | Outcome::Unguarded
+            | Outcome::Preflight
+            | Outcome::Status
+            | Outcome::Internal
+            | Outcome::Refused
+            | Outcome::ClientError
+            | Outcome::OriginError => true,
+        };
+        assert!(Outcome::ALL.iter().all(|o| listed(*o)));
+
+        let metrics = Metrics::new().unwrap();
+        let counters = metrics.request_counters(["vaksin"]);
+        counters.count(Some(0), Outcome::Status);
+        counters.count(None, Outcome::Refused);
+        counters.count(Some(7), Outcome::Refused);
+        let text = metrics
+            .requests
+            .with_label_values(&["none", "refused"])
+            .get();
+        assert_eq!(
+            text, 2,
+            "a room the generation does not know counts as none"
+        );
+        assert_eq!(
+            metrics
+                .requests
+                .with_label_values(&["vaksin", "status"])
+                .get(),
+            1
+        );
+    }
+}
