@@ -306,12 +306,12 @@ mod tests {
         counters.count(Some(0), Outcome::Status);
         counters.count(None, Outcome::Refused);
         counters.count(Some(7), Outcome::Refused);
-        let text = metrics
+        let none = metrics
             .requests
             .with_label_values(&["none", "refused"])
             .get();
         assert_eq!(
-            text, 2,
+            none, 2,
             "a room the generation does not know counts as none"
         );
         assert_eq!(
