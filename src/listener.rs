@@ -149,6 +149,16 @@ pub enum Side {
 }
 
 impl Side {
+    /// The largest request head a connection may send (`431` beyond it),
+    /// and so what a half-sent head can hold in memory. A visitor's head
+    /// holds the site's own cookies too; an operator's is small.
+    pub fn max_head(self) -> usize {
+        match self {
+            Side::Visitor => 64 * 1024,
+            Side::Admin => 16 * 1024,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Side::Visitor => "visitor",
@@ -396,8 +406,14 @@ pub async fn serve<H, F>(
     let handler = Arc::new(handler);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Off: the timeouts are kept by `drive`, see the module's comment.
-    builder.http1().header_read_timeout(None);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http1()
+        .header_read_timeout(None)
+        .max_buf_size(side.max_head());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(side.max_head() as u32);
     let builder = Arc::new(builder);
     // Kept open so that, out of descriptors, one can be freed to accept a
     // waiting client and tell it to come back, instead of leaving it

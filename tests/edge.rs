@@ -777,3 +777,43 @@ async fn the_access_log_speaks_json_when_asked() {
     assert_eq!(access["fields"]["status"], 400, "{access}");
     assert_eq!(access["fields"]["client"], "127.0.0.1", "{access}");
 }
+
+#[tokio::test]
+async fn request_heads_are_bounded_on_both_listeners() {
+    let origin = Origin::start().await;
+    let antre = Antre::start("big-heads", &config(&origin.url(), ROOM));
+    let cookie = format!("site={}", "x".repeat(100 * 1024));
+    let answer = raw(
+        &antre,
+        format!("GET /static/x HTTP/1.1\r\nHost: antre.test\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 431 "),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    // A head of a few site cookies is fine.
+    let cookie = format!("site={}", "x".repeat(8 * 1024));
+    let answer = raw(
+        &antre,
+        format!("GET /static/x HTTP/1.1\r\nHost: antre.test\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200 "),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+
+    let mut stream = TcpStream::connect(antre.admin_addr).await.unwrap();
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: {}\r\nConnection: close\r\n\r\n",
+        "x".repeat(20 * 1024)
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+}
