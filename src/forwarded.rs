@@ -12,7 +12,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// An address block, `10.0.0.0/8` or `2001:db8::/32`; a bare address is
 /// a block of one.
@@ -121,6 +121,10 @@ pub struct Hop<'a> {
     pub https: bool,
     /// The host the visitor asked for.
     pub host: Option<&'a HeaderValue>,
+    /// Whether the visitor went through the line; a request that did not
+    /// (a CORS preflight, an unguarded route) loses its method-override
+    /// headers.
+    pub admitted: bool,
 }
 
 /// Rewrites the identity headers of a request about to go to the origin:
@@ -137,6 +141,7 @@ pub fn rewrite(headers: &mut HeaderMap, hop: Hop<'_>) {
         // nginx does by default.
         name.contains('_')
             || PATH_REWRITES.contains(&name)
+            || (!hop.admitted && METHOD_OVERRIDES.contains(&name))
             || (!hop.trusted && (IDENTITY.contains(&name) || name.starts_with("x-forwarded-")))
     };
     if headers.keys().any(unwanted) {
@@ -188,13 +193,6 @@ pub fn rewrite(headers: &mut HeaderMap, hop: Hop<'_>) {
     value.push_str(";proto=");
     value.push_str(proto);
     insert(headers, FORWARDED, &value);
-}
-
-/// Removes the method-override headers (see [`METHOD_OVERRIDES`]).
-pub fn remove_method_overrides(headers: &mut HeaderMap) {
-    for name in METHOD_OVERRIDES {
-        headers.remove(name);
-    }
 }
 
 /// Every field of `name` joined with commas, when there is any text.
@@ -261,17 +259,6 @@ fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
 }
 
-/// The `Host` a request names: its `Host` header, else the authority of
-/// an absolute or HTTP/2 target.
-pub fn request_host<B>(request: &http::Request<B>) -> Option<HeaderValue> {
-    request.headers().get(header::HOST).cloned().or_else(|| {
-        request
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +269,7 @@ mod tests {
             trusted,
             https: false,
             host: None,
+            admitted: true,
         }
     }
 
@@ -366,6 +354,27 @@ mod tests {
             headers["forwarded"],
             "for=\"[::1]\";host=\"kota.example:8080\";proto=http"
         );
+    }
+
+    #[test]
+    fn method_overrides_reach_the_origin_only_from_admitted_visitors() {
+        let overridden = || {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-http-method-override", HeaderValue::from_static("POST"));
+            headers
+        };
+        let mut admitted = overridden();
+        rewrite(&mut admitted, hop("10.0.0.2", false));
+        assert!(admitted.contains_key("x-http-method-override"));
+        let mut preflight = overridden();
+        rewrite(
+            &mut preflight,
+            Hop {
+                admitted: false,
+                ..hop("10.0.0.2", false)
+            },
+        );
+        assert!(!preflight.contains_key("x-http-method-override"));
     }
 
     #[test]

@@ -83,9 +83,6 @@ pub struct Outgoing<'a> {
     /// Cookies antre sets on the response (a pass): the response is then
     /// made private to the visitor.
     pub set_cookies: &'a [String],
-    /// Whether the visitor went through the line; requests that did not
-    /// lose their method-override headers.
-    pub admitted: bool,
 }
 
 pub struct Proxy {
@@ -131,9 +128,6 @@ impl Proxy {
         }
         rewrite_cookies(headers);
         forwarded::rewrite(headers, outgoing.hop);
-        if !outgoing.admitted {
-            forwarded::remove_method_overrides(headers);
-        }
         if let Some(host) = self.origin.host.clone().or(outgoing.hop.host.cloned()) {
             headers.insert(header::HOST, host);
         }

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::cookie::{self, Jar};
 use crate::engine::{CookieOptions, Decision, Engine, Mode};
-use crate::forwarded::{self, Hop};
+use crate::forwarded::Hop;
 use crate::listener::{self, Limits, Side};
 use crate::live::Live;
 use crate::metrics::{Metrics, Outcome, RequestCounters};
@@ -120,8 +120,8 @@ impl Refusal {
 /// Where the route phase sends a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
-    /// antre's own endpoint, the path after the prefix.
-    Internal(String),
+    /// antre's own endpoint (the path starts with the prefix and a `/`).
+    Internal,
     Room(usize),
     Unguarded,
     /// A CORS preflight to a guarded route: it needs no place in line.
@@ -177,8 +177,7 @@ pub fn parse<B: hyper::body::Body>(
             return Err(Refusal::Body(name));
         }
     }
-    check_host(request)?;
-    let host = forwarded::request_host(request);
+    let host = checked_host(request)?;
     let target = match request.uri().query() {
         Some(query) => format!("{}?{query}", path.as_str()),
         None => path.as_str().to_owned(),
@@ -212,14 +211,17 @@ pub fn parse<B: hyper::body::Body>(
 /// an IPv4 address or a bracketed IPv6 address, with an optional port (no
 /// user info, no path), agreeing with the request target's authority when
 /// it has one. Origins build links and redirects from it.
-fn check_host<B>(request: &Request<B>) -> Result<(), Refusal> {
+/// Returns the host the request names: its `Host` field, else the
+/// authority of an absolute or HTTP/2 target.
+fn checked_host<B>(request: &Request<B>) -> Result<Option<HeaderValue>, Refusal> {
     let mut fields = request.headers().get_all(header::HOST).iter();
     let field = fields.next();
     if fields.next().is_some() {
         return Err(Refusal::Host);
     }
     let Some(field) = field else {
-        return Ok(());
+        let authority = request.uri().authority();
+        return Ok(authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     };
     if !is_plain_host(field.as_bytes()) {
         return Err(Refusal::Host);
@@ -230,7 +232,7 @@ fn check_host<B>(request: &Request<B>) -> Result<(), Refusal> {
         {
             Err(Refusal::Host)
         }
-        _ => Ok(()),
+        _ => Ok(Some(field.clone())),
     }
 }
 
@@ -348,7 +350,7 @@ impl App {
     /// The phases after parsing.
     async fn run(&self, request: Request<Incoming>, context: &Context) -> Done {
         match self.route(context, &request) {
-            Target::Internal(rest) => self.internal(&rest, context).await,
+            Target::Internal => self.internal(context).await,
             Target::UnknownHost => Done::new(
                 error_response(
                     StatusCode::MISDIRECTED_REQUEST,
@@ -421,7 +423,7 @@ impl App {
         let prefix = &self.config.listen.prefix;
         if let Some(rest) = context.path.as_str().strip_prefix(prefix.as_str()) {
             if rest.starts_with('/') {
-                return Target::Internal(rest.to_owned());
+                return Target::Internal;
             }
         }
         let host = context.host.as_ref().and_then(|h| h.to_str().ok());
@@ -482,11 +484,11 @@ impl App {
                 trusted: context.trusted,
                 https: context.https,
                 host: context.host.as_ref(),
+                // Only a visitor who went through the line may ask the
+                // origin to treat their request as another method.
+                admitted: room.is_some(),
             },
             set_cookies,
-            // Only a visitor who went through the line may ask the origin to
-            // treat their request as another method.
-            admitted: room.is_some(),
         };
         match self.proxy.forward(request, outgoing).await {
             Ok(response) => {
@@ -552,7 +554,7 @@ impl App {
 
     // === antre's own endpoints ===
 
-    async fn internal(&self, rest: &str, context: &Context) -> Done {
+    async fn internal(&self, context: &Context) -> Done {
         if context.method != Method::GET && context.method != Method::HEAD {
             let response = error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -563,7 +565,8 @@ impl App {
             return Done::new(response, Outcome::Refused, None);
         }
         let query = context.target.split_once('?').map(|(_, q)| q);
-        match rest {
+        let prefix = self.config.listen.prefix.as_str();
+        match context.path.as_str().strip_prefix(prefix).unwrap_or("") {
             "/health" => Done::new(self.health(), Outcome::Internal, None),
             "/lang" => Done::new(switch_lang(query, context), Outcome::Internal, None),
             "/status" => self.status(query, context).await,
