@@ -3,6 +3,7 @@
 //! queue page. Run with `cargo bench --bench engine`.
 
 use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 const START: u64 = 1_800_000_000 * MICROS_PER_SECOND;
 const OPTIONS: CookieOptions = CookieOptions { secure: false };
+const HOME: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 fn keyring() -> Keyring {
     Keyring::new(vec![Key::new("k1", &[7; 32]).unwrap()]).unwrap()
@@ -68,7 +70,7 @@ fn engine(rate: u32) -> (Engine<AnyStore>, Arc<ManualClock>) {
 fn cookie_of(decision: &Decision, name: &str) -> String {
     let set_cookies = match decision {
         Decision::Forward { set_cookies, .. } | Decision::Hold { set_cookies, .. } => set_cookies,
-        Decision::NoTicket => panic!("no cookies"),
+        other => panic!("no cookies: {other:?}"),
     };
     let header = set_cookies.iter().find(|c| c.starts_with(name)).unwrap();
     header.split(';').next().unwrap().to_owned()
@@ -80,27 +82,37 @@ fn decisions(c: &mut Criterion) {
         .unwrap();
     let (engine, _clock) = engine(1);
     let empty = Jar::default();
-    let first = runtime.block_on(engine.decide(0, &empty, Mode::Request, OPTIONS));
+    let first = runtime.block_on(engine.decide(0, &empty, HOME, Mode::Request, OPTIONS));
     let pass = cookie_of(&first, "antre-pass-vaksin");
-    let second = runtime.block_on(engine.decide(0, &empty, Mode::Request, OPTIONS));
+    let second = runtime.block_on(engine.decide(0, &empty, HOME, Mode::Request, OPTIONS));
     let ticket = cookie_of(&second, "antre-ticket-vaksin");
 
     let pass_header = format!("_ga=GA1.2.3; {pass}; theme=dark");
     c.bench_function("decide/admitted_request", |b| {
         b.iter(|| {
             let jar = Jar::parse([pass_header.as_str()]);
-            runtime.block_on(engine.decide(0, &jar, Mode::Request, OPTIONS))
+            runtime.block_on(engine.decide(0, &jar, HOME, Mode::Request, OPTIONS))
         })
     });
     let ticket_header = format!("_ga=GA1.2.3; {ticket}");
     c.bench_function("decide/waiting_poll", |b| {
         b.iter(|| {
             let jar = Jar::parse([ticket_header.as_str()]);
-            runtime.block_on(engine.decide(0, &jar, Mode::Status, OPTIONS))
+            runtime.block_on(engine.decide(0, &jar, HOME, Mode::Status, OPTIONS))
         })
     });
+    // Each from an address of its own, within its budget of free tickets.
+    let mut next = 0x0a00_0000u32;
     c.bench_function("decide/new_arrival", |b| {
-        b.iter(|| runtime.block_on(engine.decide(0, &empty, Mode::Request, OPTIONS)))
+        b.iter(|| {
+            next += 1;
+            let from = IpAddr::V4(Ipv4Addr::from(next));
+            runtime.block_on(engine.decide(0, &empty, from, Mode::Request, OPTIONS))
+        })
+    });
+    // One address far past its budget: a challenge instead of a ticket.
+    c.bench_function("decide/challenge", |b| {
+        b.iter(|| runtime.block_on(engine.decide(0, &empty, HOME, Mode::Request, OPTIONS)))
     });
 }
 
@@ -141,9 +153,10 @@ fn pages(c: &mut Criterion) {
         .unwrap();
     let empty = Jar::default();
     let mut status = None;
-    for _ in 0..1000 {
+    for i in 0..1000u32 {
+        let from = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
         if let Decision::Hold { status: s, .. } =
-            runtime.block_on(engine.decide(0, &empty, Mode::Request, OPTIONS))
+            runtime.block_on(engine.decide(0, &empty, from, Mode::Request, OPTIONS))
         {
             status = Some(s);
         }

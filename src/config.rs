@@ -116,6 +116,14 @@ struct RawRoom {
     paused: Option<bool>,
     refresh_seconds: Option<u32>,
     template: Option<String>,
+    tickets_per_address_per_minute: Option<u64>,
+    tickets_per_address_burst: Option<u64>,
+    challenge_bits: Option<u64>,
+    challenge_bits_max: Option<u64>,
+    max_networks_per_pass: Option<u64>,
+    pass_requests_per_second: Option<u64>,
+    pass_request_burst: Option<u64>,
+    pass_max_minutes: Option<u64>,
 }
 
 /// Keys each table may hold; anything else is reported as unknown. Kept
@@ -191,6 +199,14 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "paused",
             "refresh_seconds",
             "template",
+            "tickets_per_address_per_minute",
+            "tickets_per_address_burst",
+            "challenge_bits",
+            "challenge_bits_max",
+            "max_networks_per_pass",
+            "pass_requests_per_second",
+            "pass_request_burst",
+            "pass_max_minutes",
         ],
     ),
 ];
@@ -370,6 +386,27 @@ pub struct RoomConfig {
     /// Longest pause between a waiting page's refreshes.
     pub refresh_seconds: u32,
     pub template: Option<Arc<Template>>,
+    pub protection: Protection,
+}
+
+/// How a room prices arrivals and keeps each pass to one person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protection {
+    /// Free tickets per client network (an IPv4 address, an IPv6 /64):
+    /// the steady rate a minute, and how many may come at once.
+    pub tickets_per_minute: u32,
+    pub ticket_burst: u32,
+    /// Proof-of-work difficulty past the free tickets: from `challenge_bits`
+    /// with no excess, rising with it, at most `challenge_bits_max`.
+    pub challenge_bits: u32,
+    pub challenge_bits_max: u32,
+    /// Distinct networks one pass may be used from in its life.
+    pub max_networks_per_pass: u32,
+    /// Requests one pass may make: a steady rate a second, and a burst.
+    pub pass_requests_per_second: u32,
+    pub pass_request_burst: u32,
+    /// A pass is never renewed beyond this long after it was first issued.
+    pub pass_max_seconds: u64,
 }
 
 impl Config {
@@ -1098,6 +1135,69 @@ impl Checker {
             20,
             (2, 600),
         );
+        let challenge_bits =
+            self.ranged(&key("challenge_bits"), raw.challenge_bits, 16, (1, 32)) as u32;
+        let challenge_bits_max = self.ranged(
+            &key("challenge_bits_max"),
+            raw.challenge_bits_max,
+            19,
+            (1, 32),
+        ) as u32;
+        if challenge_bits_max < challenge_bits {
+            self.error(
+                key("challenge_bits_max"),
+                format!(
+                    "must be at least challenge_bits ({challenge_bits}), got {challenge_bits_max}"
+                ),
+            );
+        }
+        let pass_max_minutes = self.ranged(
+            &key("pass_max_minutes"),
+            raw.pass_max_minutes,
+            120.max(pass_minutes),
+            (1, 30 * 24 * 60),
+        );
+        if pass_max_minutes < pass_minutes {
+            self.error(
+                key("pass_max_minutes"),
+                format!("must be at least pass_minutes ({pass_minutes}), got {pass_max_minutes}"),
+            );
+        }
+        let protection = Protection {
+            tickets_per_minute: self.ranged(
+                &key("tickets_per_address_per_minute"),
+                raw.tickets_per_address_per_minute,
+                60,
+                (1, 1_000_000),
+            ) as u32,
+            ticket_burst: self.ranged(
+                &key("tickets_per_address_burst"),
+                raw.tickets_per_address_burst,
+                30,
+                (1, 1_000_000),
+            ) as u32,
+            challenge_bits,
+            challenge_bits_max,
+            max_networks_per_pass: self.ranged(
+                &key("max_networks_per_pass"),
+                raw.max_networks_per_pass,
+                3,
+                (1, MAX_NETWORKS_PER_PASS as u64),
+            ) as u32,
+            pass_requests_per_second: self.ranged(
+                &key("pass_requests_per_second"),
+                raw.pass_requests_per_second,
+                20,
+                (1, 100_000),
+            ) as u32,
+            pass_request_burst: self.ranged(
+                &key("pass_request_burst"),
+                raw.pass_request_burst,
+                40,
+                (1, 1_000_000),
+            ) as u32,
+            pass_max_seconds: pass_max_minutes * 60,
+        };
         let template = raw.template.and_then(|file| {
             let path = self.path(&file);
             match std::fs::read_to_string(&path) {
@@ -1137,9 +1237,13 @@ impl Checker {
             ticket_seconds: ticket_hours * 3600,
             refresh_seconds: refresh_seconds as u32,
             template,
+            protection,
         })
     }
 }
+
+/// The most networks `max_networks_per_pass` may allow.
+pub const MAX_NETWORKS_PER_PASS: usize = 8;
 
 /// Room ids appear in cookie names and store keys: 1 to 32 of `a-z 0-9 _ -`.
 pub fn valid_room_id(id: &str) -> bool {

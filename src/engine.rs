@@ -1,19 +1,41 @@
-//! The admission engine: given a room and a visitor's cookies, decides
-//! whether the request goes to the origin or the visitor waits, and what they
-//! are told. It reads a cached view of each room's counters; the store is
-//! asked only to hand out a ticket, to exchange one for a pass, and (in the
-//! background) to refresh the cache.
+//! The admission engine: given a room, a visitor's cookies and address,
+//! decides whether the request goes to the origin or the visitor waits, and
+//! what they are told. It reads a cached view of each room's counters; the
+//! store is asked only to hand out a ticket, to exchange one for a pass, to
+//! hear of a pass used from a new network, and (in the background) to
+//! refresh the cache.
+//!
+//! One person, one place: each client network (an IPv4 address, an IPv6
+//! /64) has a budget of free tickets per room; past it a ticket costs a
+//! proof of work ([`crate::work`]). A pass is used from at most
+//! `max_networks_per_pass` networks, at a bounded request rate, and renewed
+//! only up to its hard cap; a ticket gives a pass once (again only within
+//! [`crate::store::EXCHANGE_GRACE`]).
 
 use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::clock::{Clock, Micros, MICROS_PER_SECOND};
 use crate::config::{OnError, RoomConfig};
 use crate::cookie::{self, Jar};
-use crate::status::{State, Status};
+use crate::limit::{Network, Rate, Verdict};
+use crate::shield::{Seen, Shields};
+use crate::status::{Notice, State, Status};
 use crate::store::{Arrival, Claim, RoomView, Store, StoreError};
-use crate::token::{Claims, Keyring, Kind};
+use crate::token::{Claims, Keyring, Kind, PassClaims};
+use crate::work::{self, Challenge};
+
+/// A network that paid for tickets with work is remembered this far
+/// ahead at most: its next challenges stay harder for up to an hour.
+const WORK_MEMORY: Micros = 3600 * MICROS_PER_SECOND;
+
+/// A line takes this many times more arrivals a minute than it admits
+/// (and at least [`PRESSURE_FLOOR`]): challenges get one bit harder.
+const PRESSURE_FACTOR: u64 = 10;
+const PRESSURE_FLOOR: u64 = 100;
 
 /// Within this wait of their turn, a visitor is told exactly when to ask.
 const NEAR_FRONT_MILLIS: u64 = 6_000;
@@ -32,15 +54,53 @@ pub enum Decision {
     Forward {
         set_cookies: Vec<String>,
         admitted_now: bool,
+        /// The pass the request goes in on, for the origin's admission
+        /// header.
+        pass: Option<PassClaims>,
     },
     /// Keep the visitor out and tell them where they stand.
     Hold {
         status: Status,
         set_cookies: Vec<String>,
     },
+    /// The visitor's network has used its free tickets: a ticket costs
+    /// this proof of work, sent back in the cookie `cookie`.
+    Challenge {
+        challenge: Challenge,
+        cookie: String,
+        /// When a page without JavaScript should ask again.
+        refresh_seconds: u32,
+        /// Why the solution offered was refused, if one was.
+        failed: Option<String>,
+        set_cookies: Vec<String>,
+    },
+    /// The pass is asking faster than a person does: try again later.
+    Slow { retry_after_seconds: u32 },
     /// The visitor holds no valid cookie for this room (status requests only;
     /// a guarded request gets a ticket instead).
     NoTicket,
+}
+
+impl Decision {
+    fn add_cookie(&mut self, cookie: String) {
+        match self {
+            Decision::Forward { set_cookies, .. }
+            | Decision::Hold { set_cookies, .. }
+            | Decision::Challenge { set_cookies, .. } => set_cookies.push(cookie),
+            Decision::Slow { .. } | Decision::NoTicket => {}
+        }
+    }
+}
+
+/// One request's view of its room, built once by [`Engine::decide`].
+struct Visit<'a> {
+    room: &'a Room,
+    view: Arc<RoomView>,
+    now: Micros,
+    now_s: u64,
+    network: Network,
+    jar: &'a Jar,
+    cookies: CookieOptions,
 }
 
 /// Whether the engine may hand out a ticket.
@@ -57,6 +117,10 @@ pub struct Room {
     pub config: RoomConfig,
     pass_cookie: String,
     ticket_cookie: String,
+    work_cookie: String,
+    /// The room's id as a number, for the shields' keys: the same in
+    /// every config generation.
+    key: u64,
     /// The freshest counters this instance has seen. A std `RwLock` holding
     /// an `Arc`: readers clone the pointer and let go at once; nothing is
     /// awaited while it is held.
@@ -64,10 +128,10 @@ pub struct Room {
     /// False from a failed store call until the next answer: meanwhile the
     /// cached counters cannot be trusted, so nobody new is admitted.
     healthy: AtomicBool,
-    /// (time, admitted) at each background sync over the last minute and a
-    /// bit, for "admitted in the last minute". A std `Mutex`: nothing is
-    /// awaited while it is held.
-    history: Mutex<VecDeque<(Micros, u64)>>,
+    /// (time, admitted, tail) at each background sync over the last minute
+    /// and a bit, for "admitted in the last minute" and the arrival rate. A
+    /// std `Mutex`: nothing is awaited while it is held.
+    history: Mutex<VecDeque<(Micros, u64, u64)>>,
     /// Whether the store has taken this config's settings for the room;
     /// until then the background sync configures instead of syncing.
     configured: AtomicBool,
@@ -83,9 +147,13 @@ impl Room {
 
     /// A room starting from the last view this process had of it.
     fn new(config: RoomConfig, view: RoomView, healthy: bool) -> Room {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        config.id.hash(&mut hasher);
         Room {
             pass_cookie: format!("antre-pass-{}", config.id),
             ticket_cookie: format!("antre-ticket-{}", config.id),
+            work_cookie: work::cookie_name(&config.id),
+            key: hasher.finish(),
             view: RwLock::new(Arc::new(view)),
             config,
             healthy: AtomicBool::new(healthy),
@@ -100,23 +168,38 @@ impl Room {
 
     /// Admissions in the last minute, from the background syncs' samples.
     pub fn admitted_last_minute(&self) -> u64 {
-        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(&(latest_at, latest)) = history.back() else {
-            return 0;
-        };
-        let since = latest_at.saturating_sub(60 * MICROS_PER_SECOND);
-        let start = history
-            .iter()
-            .find(|(at, _)| *at >= since)
-            .map_or(latest, |(_, admitted)| *admitted);
-        latest.saturating_sub(start)
+        self.last_minute().0
     }
 
-    fn sample(&self, at: Micros, admitted: u64) {
+    /// Admissions and arrivals in the last minute.
+    fn last_minute(&self) -> (u64, u64) {
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(&(latest_at, admitted, tail)) = history.back() else {
+            return (0, 0);
+        };
+        let since = latest_at.saturating_sub(60 * MICROS_PER_SECOND);
+        let (admitted_then, tail_then) = history
+            .iter()
+            .find(|(at, _, _)| *at >= since)
+            .map_or((admitted, tail), |(_, a, t)| (*a, *t));
+        (
+            admitted.saturating_sub(admitted_then),
+            tail.saturating_sub(tail_then),
+        )
+    }
+
+    /// Whether the line takes far more arrivals than it admits.
+    fn under_pressure(&self, view: &RoomView) -> bool {
+        let arrivals = self.last_minute().1;
+        let admits = u64::from(view.settings.admit_per_minute);
+        arrivals >= PRESSURE_FLOOR && arrivals > admits.saturating_mul(PRESSURE_FACTOR)
+    }
+
+    fn sample(&self, at: Micros, admitted: u64, tail: u64) {
         let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
-        history.push_back((at, admitted));
+        history.push_back((at, admitted, tail));
         let keep_from = at.saturating_sub(70 * MICROS_PER_SECOND);
-        while history.front().is_some_and(|(t, _)| *t < keep_from) {
+        while history.front().is_some_and(|(t, _, _)| *t < keep_from) {
             history.pop_front();
         }
     }
@@ -165,6 +248,9 @@ pub struct Engine<S> {
     keys: Keyring,
     rooms: Vec<Room>,
     on_error: OnError,
+    /// Budgets per network and passes' rates and networks: shared with
+    /// the generations before and after this one.
+    shields: Arc<Shields>,
 }
 
 impl<S: Store> Engine<S> {
@@ -182,6 +268,7 @@ impl<S: Store> Engine<S> {
             keys,
             rooms: Vec::with_capacity(rooms.len()),
             on_error: OnError::Hold,
+            shields: Arc::new(Shields::default()),
         };
         for config in rooms {
             let room = Room::new_placeholder(config);
@@ -206,6 +293,7 @@ impl<S: Store> Engine<S> {
             keys,
             rooms: Vec::with_capacity(rooms.len()),
             on_error: self.on_error,
+            shields: self.shields.clone(),
         };
         for config in rooms {
             let room = match self.rooms.iter().find(|r| r.config.id == config.id) {
@@ -258,6 +346,17 @@ impl<S: Store> Engine<S> {
         self
     }
 
+    /// Uses `shields` (budgets, passes' rates and networks, their metrics)
+    /// instead of a fresh set.
+    pub fn with_shields(mut self, shields: Arc<Shields>) -> Self {
+        self.shields = shields;
+        self
+    }
+
+    pub fn shields(&self) -> &Shields {
+        &self.shields
+    }
+
     /// Takes a view the store returned to someone else (the admin API).
     pub fn offer(&self, room: &Room, view: RoomView) {
         room.offer(view);
@@ -292,7 +391,7 @@ impl<S: Store> Engine<S> {
             };
             match answer {
                 Ok(view) => {
-                    room.sample(view.at, view.admitted);
+                    room.sample(view.at, view.admitted, view.tail);
                     room.offer(view);
                 }
                 Err(e) => room.store_failed(&e),
@@ -300,11 +399,13 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Decides what happens to a visitor of `room` carrying `jar`.
+    /// Decides what happens to a visitor of `room` from `client` carrying
+    /// `jar`.
     pub async fn decide(
         &self,
         room_index: usize,
         jar: &Jar,
+        client: IpAddr,
         mode: Mode,
         cookies: CookieOptions,
     ) -> Decision {
@@ -312,32 +413,26 @@ impl<S: Store> Engine<S> {
             return Decision::NoTicket;
         };
         let now = self.clock.now_micros();
-        let now_s = now / MICROS_PER_SECOND;
-        let view = room.view();
+        let v = Visit {
+            room,
+            view: room.view(),
+            now,
+            now_s: now / MICROS_PER_SECOND,
+            network: Network::of(client),
+            jar,
+            cookies,
+        };
 
-        if let Some(pass) = self.valid_pass(room, jar, &view, now_s) {
-            let mut set_cookies = Vec::new();
-            // Renewed once it is a minute old (a quarter of its life for
-            // short passes): a pass then always lasts nearly `pass_minutes`
-            // after the visitor's last request, without a new cookie on
-            // every response.
-            let pass_seconds = view.settings.pass_seconds;
-            let step = (pass_seconds / 4).min(60);
-            if pass.time.saturating_sub(now_s) + step < pass_seconds {
-                set_cookies.push(self.pass_cookie(room, pass.epoch, pass.number, now_s, cookies));
-            }
-            return Decision::Forward {
-                set_cookies,
-                admitted_now: false,
-            };
+        if let Some(pass) = self.valid_pass(&v) {
+            return self.with_pass(&v, pass).await;
         }
 
-        if let Some(ticket) = self.valid_ticket(room, jar, &view, now_s) {
-            return self.with_ticket(room, ticket, &view, now, cookies).await;
+        if let Some(ticket) = self.valid_ticket(&v) {
+            return self.with_ticket(&v, ticket).await;
         }
 
-        if let Some(promise) = self.valid_promise(room, jar, now_s) {
-            return self.keep_promise(room, promise, &view, now, cookies).await;
+        if let Some(promise) = self.valid_promise(&v) {
+            return self.keep_promise(&v, promise).await;
         }
 
         match mode {
@@ -350,7 +445,7 @@ impl<S: Store> Engine<S> {
                         .verify(Kind::Ticket, &room.config.id, value)
                         .is_some()
                 });
-                self.arrive(room, &view, now, lapsed, cookies).await
+                self.arrive(&v, &v.view, lapsed).await
             }
         }
     }
@@ -364,53 +459,189 @@ impl<S: Store> Engine<S> {
         Some(status)
     }
 
+    /// Sweeps quiet budgets and passes (at most every few seconds).
+    pub fn sweep(&self) {
+        self.shields.sweep(self.clock.now_micros());
+    }
+
     /// The first cookie under `name` that is a genuine token of `kind` for
     /// this room and passes `current`.
     fn first_valid(
         &self,
-        room: &Room,
-        jar: &Jar,
+        v: &Visit<'_>,
         name: &str,
         kind: Kind,
         current: impl Fn(&Claims) -> bool,
     ) -> Option<Claims> {
-        jar.values(name)
-            .filter_map(|value| self.keys.verify(kind, &room.config.id, value))
+        v.jar
+            .values(name)
+            .filter_map(|value| self.keys.verify(kind, &v.room.config.id, value))
             .find(|claims| current(claims))
     }
 
-    fn valid_pass(&self, room: &Room, jar: &Jar, view: &RoomView, now_s: u64) -> Option<Claims> {
-        let longest = view.settings.pass_seconds.max(room.config.pass_seconds);
-        self.first_valid(room, jar, &room.pass_cookie, Kind::Pass, |c| {
-            c.time > now_s
-                && c.time <= now_s + longest + CLOCK_SKEW_SECONDS
-                && c.epoch == view.epoch
+    /// A genuine pass of this epoch, unexpired and within its hard cap.
+    fn valid_pass(&self, v: &Visit<'_>) -> Option<PassClaims> {
+        let room = v.room;
+        let longest = v.view.settings.pass_seconds.max(room.config.pass_seconds);
+        let cap = room.config.protection.pass_max_seconds;
+        v.jar
+            .values(&room.pass_cookie)
+            .filter_map(|value| self.keys.verify_pass(&room.config.id, value))
+            .map(|pass| self.complete(v, pass))
+            .find(|p| {
+                p.expires > v.now_s
+                    && p.expires <= v.now_s + longest + CLOCK_SKEW_SECONDS
+                    && p.epoch == v.view.epoch
+                    && v.now_s < p.issued.saturating_add(cap)
+            })
+    }
+
+    /// A pass from before passes carried an id and an issue time: its id
+    /// is its ticket's, its issue time as early as its expiry allows.
+    fn complete(&self, v: &Visit<'_>, mut pass: PassClaims) -> PassClaims {
+        if pass.id == 0 {
+            pass.id = self
+                .keys
+                .pass_id(&v.room.config.id, pass.epoch, pass.number);
+        }
+        if pass.issued == 0 {
+            pass.issued = pass.expires.saturating_sub(v.view.settings.pass_seconds);
+        }
+        pass
+    }
+
+    fn valid_ticket(&self, v: &Visit<'_>) -> Option<Claims> {
+        let room = v.room;
+        self.first_valid(v, &room.ticket_cookie, Kind::Ticket, |c| {
+            c.time <= v.now_s + CLOCK_SKEW_SECONDS
+                && v.now_s < c.time.saturating_add(room.config.ticket_seconds)
+                && c.epoch == v.view.epoch
         })
     }
 
-    fn valid_ticket(&self, room: &Room, jar: &Jar, view: &RoomView, now_s: u64) -> Option<Claims> {
-        self.first_valid(room, jar, &room.ticket_cookie, Kind::Ticket, |c| {
-            c.time <= now_s + CLOCK_SKEW_SECONDS
-                && now_s < c.time.saturating_add(room.config.ticket_seconds)
-                && c.epoch == view.epoch
-        })
+    /// A pass holder's request: within the pass's rate, from a network the
+    /// pass may be used from, it goes to the origin (the pass renewed
+    /// while used, up to its hard cap).
+    async fn with_pass(&self, v: &Visit<'_>, pass: PassClaims) -> Decision {
+        let room = v.room;
+        let protection = &room.config.protection;
+        let network = v.network.as_u64();
+        let rate = Rate::per_second(
+            f64::from(protection.pass_requests_per_second),
+            protection.pass_request_burst,
+        );
+        let mut forgotten = Vec::new();
+        let (verdict, seen) =
+            self.shields
+                .passes
+                .with((room.key, pass.id), v.now, &mut forgotten, |slot| {
+                    let seen = if network == pass.network {
+                        Seen::Allowed
+                    } else {
+                        slot.extra.seen(network)
+                    };
+                    match seen {
+                        Seen::Refused => (Verdict::Conforms, seen),
+                        _ => (slot.check(rate, v.now), seen),
+                    }
+                });
+        let allowed = match seen {
+            Seen::Allowed => true,
+            Seen::Refused => false,
+            Seen::Unknown => self.bind(v, &pass, &[pass.network, network]).await,
+        };
+        if !allowed {
+            return self.shared_pass(v);
+        }
+        if let Verdict::Exceeds { wait, .. } = verdict {
+            self.shields.refusal(&room.config.id, "rate");
+            return Decision::Slow {
+                retry_after_seconds: wait.div_ceil(MICROS_PER_SECOND).clamp(1, 60) as u32,
+            };
+        }
+        // Renewed once it is a minute old (a quarter of its life for short
+        // passes): a pass then always lasts nearly `pass_minutes` after the
+        // visitor's last request, without a new cookie on every response;
+        // never beyond its hard cap.
+        let pass_seconds = v.view.settings.pass_seconds;
+        let step = (pass_seconds / 4).min(60);
+        let renewed = (v.now_s + pass_seconds).min(pass.issued + protection.pass_max_seconds);
+        let mut set_cookies = Vec::new();
+        let mut pass = pass;
+        if renewed > pass.expires + step {
+            pass.expires = renewed;
+            set_cookies.push(self.pass_cookie(v, &pass));
+        }
+        Decision::Forward {
+            set_cookies,
+            admitted_now: false,
+            pass: Some(pass),
+        }
     }
 
-    async fn with_ticket(
-        &self,
-        room: &Room,
-        ticket: Claims,
-        view: &RoomView,
-        now: Micros,
-        cookies: CookieOptions,
-    ) -> Decision {
+    /// Asks the store whether `pass` may be used from the last of
+    /// `networks` (0s, unknown networks, are left out); remembers the
+    /// answer here. While the store cannot answer, pass holders carry on.
+    async fn bind(&self, v: &Visit<'_>, pass: &PassClaims, networks: &[u64]) -> bool {
+        let room = v.room;
+        let protection = &room.config.protection;
+        let mut wanted: Vec<u64> = networks.iter().copied().filter(|n| *n != 0).collect();
+        wanted.dedup();
+        let Some(&network) = wanted.last() else {
+            return true;
+        };
+        let until = (pass.issued + protection.pass_max_seconds) * MICROS_PER_SECOND;
+        let answer = self
+            .store
+            .bind_pass(
+                &room.config.id,
+                pass.id,
+                &wanted,
+                protection.max_networks_per_pass,
+                until,
+                v.now,
+            )
+            .await;
+        let allowed = match answer {
+            Ok(allowed) => allowed,
+            Err(e) => {
+                room.store_failed(&e);
+                return true;
+            }
+        };
+        let mut forgotten = Vec::new();
+        self.shields
+            .passes
+            .with((room.key, pass.id), v.now, &mut forgotten, |slot| {
+                if allowed {
+                    slot.extra.allow(network);
+                } else {
+                    slot.extra.refuse(network);
+                }
+            });
+        allowed
+    }
+
+    /// A pass used from one network too many: refused here, the visitor
+    /// told so and sent to the back of the line on their next request.
+    fn shared_pass(&self, v: &Visit<'_>) -> Decision {
+        self.shields.refusal(&v.room.config.id, "networks");
+        let mut status = base_status(v.room, &v.view, State::Waiting);
+        status.notice = Some(Notice::PassShared);
+        status.refresh_seconds = 5;
+        hold(status, vec![clear_cookie(&v.room.pass_cookie, v.cookies)])
+    }
+
+    async fn with_ticket(&self, v: &Visit<'_>, ticket: Claims) -> Decision {
+        let room = v.room;
+        let view = &v.view;
         if !room.store_healthy() {
-            return self.store_trouble(room, view, Some(ticket.number), now, cookies);
+            return self.store_trouble(v, view, Some(ticket.number));
         }
         if ticket.number <= view.floor {
-            return self.arrive(room, view, now, true, cookies).await;
+            return self.arrive(v, view, true).await;
         }
-        if ticket.number > view.projected_frontier(now) {
+        if ticket.number > view.projected_frontier(v.now) {
             let state = if view.sold_out() {
                 State::SoldOut
             } else if view.settings.paused {
@@ -419,88 +650,177 @@ impl<S: Store> Engine<S> {
                 State::Waiting
             };
             return hold(
-                waiting_status(room, view, state, ticket.number, now),
+                waiting_status(room, view, state, ticket.number, v.now),
                 Vec::new(),
             );
         }
         match self
             .store
-            .claim(&room.config.id, ticket.epoch, ticket.number, now)
+            .claim(&room.config.id, ticket.epoch, ticket.number, v.now)
             .await
         {
             Ok((claim, fresh_view)) => {
                 room.offer(fresh_view.clone());
-                let now_s = now / MICROS_PER_SECOND;
                 match claim {
-                    Claim::Admitted { fresh } => Decision::Forward {
-                        set_cookies: vec![
-                            self.pass_cookie(room, ticket.epoch, ticket.number, now_s, cookies),
-                            clear_cookie(&room.ticket_cookie, cookies),
-                        ],
-                        admitted_now: fresh,
-                    },
+                    Claim::Admitted { fresh } => {
+                        let pass = self.new_pass(v, ticket.epoch, ticket.number);
+                        // The same ticket again (a retry, a second tab)
+                        // gets the same pass, but counts as using it from
+                        // this network.
+                        if !fresh && !self.bind(v, &pass, &[v.network.as_u64()]).await {
+                            return self.shared_pass(v);
+                        }
+                        Decision::Forward {
+                            set_cookies: vec![
+                                self.pass_cookie(v, &pass),
+                                clear_cookie(&room.ticket_cookie, v.cookies),
+                            ],
+                            admitted_now: fresh,
+                            pass: Some(pass),
+                        }
+                    }
                     Claim::NotYet => hold(
-                        waiting_status(room, &fresh_view, State::Waiting, ticket.number, now),
+                        waiting_status(room, &fresh_view, State::Waiting, ticket.number, v.now),
                         Vec::new(),
                     ),
                     Claim::SoldOut => {
                         hold(base_status(room, &fresh_view, State::SoldOut), Vec::new())
                     }
-                    Claim::Lapsed | Claim::Stale => {
-                        self.arrive(room, &fresh_view, now, true, cookies).await
+                    Claim::Spent => {
+                        self.shields.refusal(&room.config.id, "ticket_spent");
+                        let mut status = base_status(room, &fresh_view, State::Waiting);
+                        status.notice = Some(Notice::TicketSpent);
+                        status.refresh_seconds = 5;
+                        hold(status, vec![clear_cookie(&room.ticket_cookie, v.cookies)])
                     }
+                    Claim::Lapsed | Claim::Stale => self.arrive(v, &fresh_view, true).await,
                 }
             }
             Err(e) => {
                 room.store_failed(&e);
-                self.store_trouble(room, view, Some(ticket.number), now, cookies)
+                self.store_trouble(v, view, Some(ticket.number))
             }
         }
     }
 
     /// Hands the visitor a ticket, admitting them at once when the store
-    /// says nobody is ahead.
-    async fn arrive(
-        &self,
-        room: &Room,
-        view: &RoomView,
-        now: Micros,
-        requeued: bool,
-        cookies: CookieOptions,
-    ) -> Decision {
+    /// says nobody is ahead. Within their network's budget the ticket is
+    /// free; past it, it costs a proof of work.
+    async fn arrive(&self, v: &Visit<'_>, view: &RoomView, requeued: bool) -> Decision {
+        let room = v.room;
         if view.sold_out() {
             return hold(base_status(room, view, State::SoldOut), Vec::new());
         }
-        if !room.store_healthy() {
-            return self.promise(room, view, now, cookies);
+        let protection = &room.config.protection;
+        let rate = Rate::per_minute(protection.tickets_per_minute, protection.ticket_burst);
+        let key = (room.key, v.network);
+        let mut forgotten = Vec::new();
+        let verdict = self
+            .shields
+            .budget
+            .with(key, v.now, &mut forgotten, |slot| slot.check(rate, v.now));
+        self.shields.forgotten(&forgotten);
+        let mut paid = None;
+        if let Verdict::Exceeds { wait, excess } = verdict {
+            let Some(solution) = v.jar.values(&room.work_cookie).next() else {
+                return self.challenge(v, view, excess, wait, None);
+            };
+            match work::verify(&self.keys, &room.config.id, v.network, solution, v.now_s) {
+                Ok(solved) => paid = Some(solved),
+                Err(e) => return self.challenge(v, view, excess, wait, Some(e.to_string())),
+            }
         }
-        match self.store.arrive(&room.config.id, now).await {
-            Ok(arrival) => self.arrival(room, arrival, now, requeued, cookies),
-            Err(StoreError::Settling) => self.promise(room, view, now, cookies),
+        if !room.store_healthy() {
+            return self.promise(v, view);
+        }
+        let answer = match paid {
+            Some(solved) => {
+                let expires = solved.expires * MICROS_PER_SECOND;
+                self.store
+                    .arrive_paid(&room.config.id, v.now, solved.nonce, expires)
+                    .await
+            }
+            None => self.store.arrive(&room.config.id, v.now).await,
+        };
+        match answer {
+            Ok(arrival) => {
+                let mut decision = self.arrival(v, arrival, requeued);
+                if paid.is_some() {
+                    // Paid for: counted, so the next one costs more.
+                    self.shields.challenge(&room.config.id, "solved");
+                    self.shields
+                        .budget
+                        .with(key, v.now, &mut forgotten, |slot| {
+                            slot.force(rate, v.now, WORK_MEMORY)
+                        });
+                    decision.add_cookie(clear_cookie(&room.work_cookie, v.cookies));
+                }
+                decision
+            }
+            Err(StoreError::Spent) => {
+                let excess = self
+                    .shields
+                    .budget
+                    .peek(&key, |slot| slot.map_or(0, |s| s.excess(rate, v.now)));
+                self.challenge(v, view, excess, 0, Some(StoreError::Spent.to_string()))
+            }
+            Err(StoreError::Settling) => self.promise(v, view),
             Err(e) => {
                 room.store_failed(&e);
-                self.promise(room, view, now, cookies)
+                self.promise(v, view)
             }
+        }
+    }
+
+    /// A proof-of-work challenge instead of a ticket: harder the further
+    /// the network has run past its budget and while the line is under
+    /// pressure. `failed` says why the solution offered was refused.
+    fn challenge(
+        &self,
+        v: &Visit<'_>,
+        view: &RoomView,
+        excess: u64,
+        wait: Micros,
+        failed: Option<String>,
+    ) -> Decision {
+        let room = v.room;
+        let protection = &room.config.protection;
+        let bits = work::difficulty(
+            protection.challenge_bits,
+            protection.challenge_bits_max,
+            excess,
+            room.under_pressure(view),
+        );
+        let challenge = work::issue(&self.keys, &room.config.id, v.network, bits, v.now_s);
+        self.shields.challenge(&room.config.id, "issued");
+        let mut set_cookies = Vec::new();
+        if failed.is_some() {
+            self.shields.challenge(&room.config.id, "failed");
+            set_cookies.push(clear_cookie(&room.work_cookie, v.cookies));
+        }
+        Decision::Challenge {
+            challenge,
+            cookie: room.work_cookie.clone(),
+            // Without JavaScript, the page asks again once the network's
+            // budget has a free ticket again.
+            refresh_seconds: wait.div_ceil(MICROS_PER_SECOND).clamp(5, 60) as u32,
+            failed,
+            set_cookies,
         }
     }
 
     /// Tells a visitor about the ticket the store just handed them (or the
     /// pass, when they were admitted at once).
-    fn arrival(
-        &self,
-        room: &Room,
-        arrival: Arrival,
-        now: Micros,
-        requeued: bool,
-        cookies: CookieOptions,
-    ) -> Decision {
+    fn arrival(&self, v: &Visit<'_>, arrival: Arrival, requeued: bool) -> Decision {
+        let room = v.room;
         room.offer(arrival.view.clone());
-        let now_s = now / MICROS_PER_SECOND;
         let epoch = arrival.view.epoch;
         if arrival.admitted {
+            let pass = self.new_pass(v, epoch, arrival.ticket);
             return Decision::Forward {
-                set_cookies: vec![self.pass_cookie(room, epoch, arrival.ticket, now_s, cookies)],
+                set_cookies: vec![self.pass_cookie(v, &pass)],
                 admitted_now: true,
+                pass: Some(pass),
             };
         }
         let ticket = self.keys.sign(
@@ -509,21 +829,21 @@ impl<S: Store> Engine<S> {
             Claims {
                 epoch,
                 number: arrival.ticket,
-                time: now_s,
+                time: v.now_s,
             },
         );
         let set_cookies = vec![cookie(
             &room.ticket_cookie,
             &ticket,
             room.config.ticket_seconds,
-            cookies,
+            v.cookies,
         )];
         let state = if arrival.view.settings.paused {
             State::Paused
         } else {
             State::Waiting
         };
-        let mut status = waiting_status(room, &arrival.view, state, arrival.ticket, now);
+        let mut status = waiting_status(room, &arrival.view, state, arrival.ticket, v.now);
         status.requeued = requeued;
         hold(status, set_cookies)
     }
@@ -532,69 +852,57 @@ impl<S: Store> Engine<S> {
     /// promise of a place that records when they came, so that once the
     /// store is back they are numbered in arrival order behind everyone
     /// already waiting.
-    fn promise(
-        &self,
-        room: &Room,
-        view: &RoomView,
-        now: Micros,
-        cookies: CookieOptions,
-    ) -> Decision {
+    fn promise(&self, v: &Visit<'_>, view: &RoomView) -> Decision {
+        let room = v.room;
         if self.on_error == OnError::Admit {
-            return self.store_trouble(room, view, None, now, cookies);
+            return self.store_trouble(v, view, None);
         }
-        let mut nonce = [0u8; 8];
-        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
         let promise = self.keys.sign(
             Kind::Pending,
             &room.config.id,
             Claims {
-                epoch: u64::from_le_bytes(nonce) >> 1,
+                epoch: random_u64() >> 1,
                 number: 0,
-                time: now / 1000,
+                time: v.now / 1000,
             },
         );
         let set_cookies = vec![cookie(
             &room.ticket_cookie,
             &promise,
             room.config.ticket_seconds,
-            cookies,
+            v.cookies,
         )];
         hold(promise_status(room, view), set_cookies)
     }
 
-    fn valid_promise(&self, room: &Room, jar: &Jar, now_s: u64) -> Option<Claims> {
-        self.first_valid(room, jar, &room.ticket_cookie, Kind::Pending, |c| {
+    fn valid_promise(&self, v: &Visit<'_>) -> Option<Claims> {
+        let room = v.room;
+        self.first_valid(v, &room.ticket_cookie, Kind::Pending, |c| {
             let arrived_s = c.time / 1000;
-            arrived_s <= now_s + CLOCK_SKEW_SECONDS
-                && now_s < arrived_s.saturating_add(room.config.ticket_seconds)
+            arrived_s <= v.now_s + CLOCK_SKEW_SECONDS
+                && v.now_s < arrived_s.saturating_add(room.config.ticket_seconds)
         })
     }
 
     /// Turns a promise into a ticket once the store is back and the
     /// promises of the outage have come in; until then the visitor waits
     /// on the paused page.
-    async fn keep_promise(
-        &self,
-        room: &Room,
-        promise: Claims,
-        view: &RoomView,
-        now: Micros,
-        cookies: CookieOptions,
-    ) -> Decision {
+    async fn keep_promise(&self, v: &Visit<'_>, promise: Claims) -> Decision {
+        let room = v.room;
         if !room.store_healthy() {
-            return self.store_trouble(room, view, None, now, cookies);
+            return self.store_trouble(v, &v.view, None);
         }
         let member = format!("{}:{}", promise.time, promise.epoch);
         match self
             .store
-            .arrive_pending(&room.config.id, &member, promise.time, now)
+            .arrive_pending(&room.config.id, &member, promise.time, v.now)
             .await
         {
-            Ok(Some(arrival)) => self.arrival(room, arrival, now, false, cookies),
-            Ok(None) => hold(promise_status(room, view), Vec::new()),
+            Ok(Some(arrival)) => self.arrival(v, arrival, false),
+            Ok(None) => hold(promise_status(room, &v.view), Vec::new()),
             Err(e) => {
                 room.store_failed(&e);
-                self.store_trouble(room, view, None, now, cookies)
+                self.store_trouble(v, &v.view, None)
             }
         }
     }
@@ -603,54 +911,42 @@ impl<S: Store> Engine<S> {
     /// whatever they hold and is told the line is paused, their place kept;
     /// under `admit` they are let in with a pass that counts against nothing
     /// (ticket number 0).
-    fn store_trouble(
-        &self,
-        room: &Room,
-        view: &RoomView,
-        ticket: Option<u64>,
-        now: Micros,
-        cookies: CookieOptions,
-    ) -> Decision {
+    fn store_trouble(&self, v: &Visit<'_>, view: &RoomView, ticket: Option<u64>) -> Decision {
+        let room = v.room;
         if self.on_error == OnError::Admit {
+            let mut pass = self.new_pass(v, view.epoch, 0);
+            pass.id = random_u64().max(1);
             return Decision::Forward {
-                set_cookies: vec![self.pass_cookie(
-                    room,
-                    view.epoch,
-                    0,
-                    now / MICROS_PER_SECOND,
-                    cookies,
-                )],
+                set_cookies: vec![self.pass_cookie(v, &pass)],
                 admitted_now: false,
+                pass: Some(pass),
             };
         }
         let status = match ticket {
-            Some(number) => waiting_status(room, view, State::Paused, number, now),
+            Some(number) => waiting_status(room, view, State::Paused, number, v.now),
             None => base_status(room, view, State::Paused),
         };
         hold(status, Vec::new())
     }
 
-    fn pass_cookie(
-        &self,
-        room: &Room,
-        epoch: u64,
-        number: u64,
-        now_s: u64,
-        cookies: CookieOptions,
-    ) -> String {
+    /// A pass for ticket `number`, issued now to the visitor's network.
+    fn new_pass(&self, v: &Visit<'_>, epoch: u64, number: u64) -> PassClaims {
         // Live settings: an operator may have changed the session length.
-        let pass_seconds = room.view().settings.pass_seconds;
-        let expires = now_s + pass_seconds;
-        let token = self.keys.sign(
-            Kind::Pass,
-            &room.config.id,
-            Claims {
-                epoch,
-                number,
-                time: expires,
-            },
-        );
-        cookie(&room.pass_cookie, &token, pass_seconds, cookies)
+        let pass_seconds = v.room.view().settings.pass_seconds;
+        PassClaims {
+            epoch,
+            number,
+            expires: v.now_s + pass_seconds,
+            issued: v.now_s,
+            id: self.keys.pass_id(&v.room.config.id, epoch, number),
+            network: v.network.as_u64(),
+        }
+    }
+
+    fn pass_cookie(&self, v: &Visit<'_>, pass: &PassClaims) -> String {
+        let token = self.keys.sign_pass(&v.room.config.id, pass);
+        let max_age = pass.expires.saturating_sub(v.now_s);
+        cookie(&v.room.pass_cookie, &token, max_age, v.cookies)
     }
 }
 
@@ -677,6 +973,12 @@ fn hold(status: Status, set_cookies: Vec<String>) -> Decision {
         status,
         set_cookies,
     }
+}
+
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    u64::from_le_bytes(bytes)
 }
 
 fn cookie(name: &str, value: &str, max_age: u64, options: CookieOptions) -> String {
@@ -709,6 +1011,7 @@ fn base_status(room: &Room, view: &RoomView, state: State) -> Status {
         quota_left: view.quota_left(),
         beyond_quota: false,
         requeued: false,
+        notice: None,
         refresh_seconds: room.config.refresh_seconds,
         poll_after_millis: None,
         updated_at: view.at / MICROS_PER_SECOND,

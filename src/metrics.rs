@@ -9,6 +9,7 @@ use prometheus::{
 };
 
 use crate::engine::Engine;
+use crate::shield::ShieldMetrics;
 use crate::store::AnyStore;
 
 pub const REQUESTS: &str = "antre_requests_total";
@@ -27,6 +28,9 @@ pub const PAUSED: &str = "antre_paused";
 pub const STORE_UP: &str = "antre_store_up";
 pub const CONNECTIONS_OPEN: &str = "antre_connections_open";
 pub const CONNECTIONS_REFUSED: &str = "antre_connections_refused_total";
+pub const CHALLENGES: &str = "antre_challenges_total";
+pub const PASS_REFUSALS: &str = "antre_refusals_total";
+pub const TICKETS_PER_ADDRESS: &str = "antre_tickets_per_address";
 
 /// What became of a request, for [`REQUESTS`].
 #[derive(Debug, Clone, Copy)]
@@ -55,11 +59,16 @@ pub enum Outcome {
     ClientError,
     /// Forwarded, but the origin could not answer.
     OriginError,
+    /// A new arrival past its network's free tickets, asked for a proof
+    /// of work.
+    Challenge,
+    /// A pass asking faster than its rate: `429`.
+    Limited,
 }
 
 impl Outcome {
     /// Every outcome, in declaration order (`outcome as usize` indexes it).
-    pub const ALL: [Outcome; 13] = [
+    pub const ALL: [Outcome; 15] = [
         Outcome::Forwarded,
         Outcome::Admitted,
         Outcome::Waiting,
@@ -73,6 +82,8 @@ impl Outcome {
         Outcome::Refused,
         Outcome::ClientError,
         Outcome::OriginError,
+        Outcome::Challenge,
+        Outcome::Limited,
     ];
 
     pub fn label(self) -> &'static str {
@@ -90,6 +101,8 @@ impl Outcome {
             Outcome::Refused => "refused",
             Outcome::ClientError => "client_error",
             Outcome::OriginError => "origin_error",
+            Outcome::Challenge => "challenge",
+            Outcome::Limited => "limited",
         }
     }
 }
@@ -122,6 +135,9 @@ pub struct Metrics {
     /// Connections answered and closed at once, by listener and reason
     /// (`total`, `per_address`).
     pub connections_refused: IntCounterVec,
+    /// The engine's counters of challenges, refusals and tickets per
+    /// network.
+    pub shields: ShieldMetrics,
     /// Held while the room gauges are rebuilt for a scrape. A std `Mutex`:
     /// nothing is awaited while it is held.
     rendering: std::sync::Mutex<()>,
@@ -176,6 +192,35 @@ impl Metrics {
         )?;
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
+        let shields = ShieldMetrics {
+            challenges: IntCounterVec::new(
+                Opts::new(
+                    CHALLENGES,
+                    "Proof-of-work challenges, by room and result (issued, solved, failed).",
+                ),
+                &["room", "result"],
+            )?,
+            refusals: IntCounterVec::new(
+                Opts::new(
+                    PASS_REFUSALS,
+                    "Cookies refused, by room and reason: a pass used from too many networks \
+                     (networks) or too fast (rate), a ticket exchanged already (ticket_spent).",
+                ),
+                &["room", "reason"],
+            )?,
+            tickets_per_address: Histogram::with_opts(
+                HistogramOpts::new(
+                    TICKETS_PER_ADDRESS,
+                    "Tickets one client network took while it was active, observed when it goes quiet.",
+                )
+                .buckets(vec![
+                    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 10000.0,
+                ]),
+            )?,
+        };
+        registry.register(Box::new(shields.challenges.clone()))?;
+        registry.register(Box::new(shields.refusals.clone()))?;
+        registry.register(Box::new(shields.tickets_per_address.clone()))?;
         let mut rooms = Vec::new();
         for (name, help) in [
             (WAITING, "Visitors holding a ticket beyond the frontier."),
@@ -208,6 +253,7 @@ impl Metrics {
             rooms,
             connections_open,
             connections_refused,
+            shields,
             rendering: std::sync::Mutex::new(()),
         })
     }
@@ -297,7 +343,9 @@ mod tests {
             | Outcome::Internal
             | Outcome::Refused
             | Outcome::ClientError
-            | Outcome::OriginError => true,
+            | Outcome::OriginError
+            | Outcome::Challenge
+            | Outcome::Limited => true,
         };
         assert!(Outcome::ALL.iter().all(|o| listed(*o)));
 

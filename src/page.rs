@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
-use crate::status::{State, Status};
+use crate::status::{Notice, State, Status};
 
 /// The page's stylesheet, inlined into the built-in page.
 const STYLE: &str = include_str!("page/style.css");
@@ -232,6 +232,8 @@ struct Texts {
     eta_none: &'static str,
     beyond_quota: &'static str,
     requeued: &'static str,
+    pass_shared: &'static str,
+    ticket_spent: &'static str,
     offline: &'static str,
     eta_phrases: EtaTexts,
 }
@@ -300,6 +302,11 @@ static ID: Texts = Texts {
                    meninggalkan antrean.",
     requeued: "Giliran Anda sebelumnya sudah lewat ketika Anda tidak membuka halaman \
                ini, sehingga Anda mendapat posisi baru dalam antrean.",
+    pass_shared: "Izin masuk Anda dipakai dari terlalu banyak jaringan sekaligus, jadi \
+                  izin itu tidak berlaku di sini. Izin masuk hanya untuk satu orang. Anda \
+                  akan mendapat posisi baru di belakang antrean.",
+    ticket_spent: "Nomor antrean ini sudah dipakai untuk masuk dan tidak bisa dipakai lagi. \
+                   Anda akan mendapat posisi baru di belakang antrean.",
     offline: "Koneksi terputus. Mencoba lagi… Posisi Anda tetap tersimpan.",
     eta_phrases: EtaTexts {
         under_minute: "kurang dari 1 menit",
@@ -360,6 +367,11 @@ static EN: Texts = Texts {
                    in unless some of them leave the line.",
     requeued: "Your earlier turn came and went while you were away, so you have been \
                given a new place in line.",
+    pass_shared: "Your pass has been used from too many networks at once, so it does not \
+                  work here. A pass is for one person. You will get a new place at the \
+                  back of the line.",
+    ticket_spent: "This ticket has already been used to get in and cannot be used again. \
+                   You will get a new place at the back of the line.",
     offline: "Connection lost. Retrying… your place is kept.",
     eta_phrases: EtaTexts {
         under_minute: "less than a minute",
@@ -579,7 +591,12 @@ impl Live {
             } else {
                 ""
             },
-            requeued: if status.requeued { texts.requeued } else { "" },
+            requeued: match status.notice {
+                Some(Notice::PassShared) => texts.pass_shared,
+                Some(Notice::TicketSpent) => texts.ticket_spent,
+                None if status.requeued => texts.requeued,
+                None => "",
+            },
         }
     }
 
@@ -1149,6 +1166,7 @@ mod tests {
             quota_left: Some(1_376),
             beyond_quota: false,
             requeued: false,
+            notice: None,
             refresh_seconds: 7,
             poll_after_millis: None,
             updated_at: 1_700_000_000,

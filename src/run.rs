@@ -21,6 +21,7 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::series::{self, Series};
 use crate::server::{self, App};
+use crate::shield::Shields;
 use crate::store::memory::StoredKey;
 use crate::store::{AnyStore, MemoryStore, RedisStore, StoreError};
 use crate::token::{Key, Keyring};
@@ -246,7 +247,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     let engine = Arc::new(
         Engine::start(store, clock, keys, config.rooms.clone())
             .await?
-            .with_on_error(config.store.on_error),
+            .with_on_error(config.store.on_error)
+            .with_shields(Arc::new(Shields::new(Some(metrics.shields.clone())))),
     );
 
     let listener = bind(config.listen.addr).await?;
@@ -323,6 +325,7 @@ async fn sync(app: Arc<Live<App>>, mut shutdown: watch::Receiver<bool>) {
         let current = app.load();
         let next = tokio::time::Instant::now() + current.config.store.sync_interval;
         current.engine.sync_all().await;
+        current.engine.sweep();
         drop(current);
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}

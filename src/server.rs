@@ -41,6 +41,7 @@ use crate::proxy::{Body, Outgoing, Proxy, ProxyError};
 use crate::route::{self, Route, Router};
 use crate::status::{State, Status};
 use crate::store::AnyStore;
+use crate::work;
 
 /// The other end of a connection.
 #[derive(Debug, Clone, Copy)]
@@ -385,6 +386,7 @@ impl App {
                 Admission::Decided(Decision::Forward {
                     set_cookies,
                     admitted_now,
+                    pass: _,
                 }) => {
                     let outcome = if admitted_now {
                         Outcome::Admitted
@@ -407,6 +409,55 @@ impl App {
                     let mut response = self.hold_page(index, &status, context);
                     append_cookies(&mut response, &set_cookies);
                     Done::new(response, outcome, Some(index))
+                }
+                Admission::Decided(Decision::Challenge {
+                    challenge,
+                    cookie,
+                    refresh_seconds,
+                    failed,
+                    set_cookies,
+                }) => {
+                    let mut response = if context.json {
+                        let mut body = serde_json::json!({
+                            "error": "challenge",
+                            "room": self.config.rooms.get(index).map(|r| r.id.as_str()),
+                            "challenge": challenge.challenge,
+                            "bits": challenge.bits,
+                            "expires": challenge.expires,
+                            "cookie": cookie,
+                            "recipe": work::RECIPE,
+                        });
+                        if let Some(failed) = failed {
+                            body["refused"] = failed.into();
+                        }
+                        json_response(StatusCode::TOO_MANY_REQUESTS, &body)
+                    } else {
+                        html_response(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            work::page(
+                                &challenge,
+                                &cookie,
+                                context.https,
+                                context.lang,
+                                refresh_seconds,
+                            ),
+                        )
+                    };
+                    set_retry_after(&mut response, refresh_seconds);
+                    append_cookies(&mut response, &set_cookies);
+                    Done::new(response, Outcome::Challenge, Some(index))
+                }
+                Admission::Decided(Decision::Slow {
+                    retry_after_seconds,
+                }) => {
+                    let mut response = error_response(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_requests",
+                        "This pass is making requests faster than a person does; please slow down.",
+                        context.json,
+                    );
+                    set_retry_after(&mut response, retry_after_seconds);
+                    Done::new(response, Outcome::Limited, Some(index))
                 }
                 Admission::Decided(Decision::NoTicket) => Done::new(
                     plain(StatusCode::INTERNAL_SERVER_ERROR, "no ticket"),
@@ -443,7 +494,13 @@ impl App {
         }
         let decision = self
             .engine
-            .decide(room, &context.jar, Mode::Request, cookie_options(context))
+            .decide(
+                room,
+                &context.jar,
+                context.client,
+                Mode::Request,
+                cookie_options(context),
+            )
             .await;
         Admission::Decided(decision)
     }
@@ -638,7 +695,13 @@ impl App {
         for index in candidates {
             let decision = self
                 .engine
-                .decide(index, &context.jar, Mode::Status, cookie_options(context))
+                .decide(
+                    index,
+                    &context.jar,
+                    context.client,
+                    Mode::Status,
+                    cookie_options(context),
+                )
                 .await;
             let (status, set_cookies) = match decision {
                 Decision::Forward { set_cookies, .. } => match self.engine.admitted_status(index) {
@@ -650,6 +713,7 @@ impl App {
                     set_cookies,
                 } => (status, set_cookies),
                 Decision::NoTicket => continue,
+                Decision::Challenge { .. } | Decision::Slow { .. } => continue,
             };
             let mut response = json_response(StatusCode::OK, &status);
             append_cookies(&mut response, &set_cookies);
@@ -829,6 +893,7 @@ fn unknown_status(refresh: u32) -> Status {
         quota_left: None,
         beyond_quota: false,
         requeued: false,
+        notice: None,
         refresh_seconds: refresh,
         poll_after_millis: None,
         updated_at: 0,

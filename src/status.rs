@@ -28,6 +28,17 @@ impl State {
     }
 }
 
+/// Why a visitor's cookie was refused, shown beside their status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Notice {
+    /// Their pass was used from more networks than a pass may be: it is
+    /// refused here, and they get a new place at the back of the line.
+    PassShared,
+    /// Their ticket was exchanged for a pass already; it buys no other.
+    TicketSpent,
+}
+
 /// A visitor's own status in one room, as served by `GET /_antre/status`.
 ///
 /// Numbers that do not apply to the state are `None` (JSON `null`).
@@ -54,6 +65,8 @@ pub struct Status {
     /// True when the visitor's earlier ticket lapsed (their turn came and
     /// went unclaimed for `claim_minutes`) and they were given a new one.
     pub requeued: bool,
+    /// Why the cookie the visitor came with was refused, if it was.
+    pub notice: Option<Notice>,
     /// How long a client should wait before asking again.
     pub refresh_seconds: u32,
     /// Near the front of the line, the exact wait until the visitor's turn

@@ -3,15 +3,21 @@
 //! Wire form, all ASCII so it needs no cookie quoting:
 //!
 //! ```text
-//! 1.<key id>.<epoch>.<number>.<time>.<mac>
+//! 1.<key id>.<epoch>.<number>.<time>.<mac>                      ticket
+//! 1.<key id>.<epoch>.<number>.<expires>.<issued>.<id>.<network>.<mac>  pass
+//! 1.<key id>.<bits>.<expires>.<nonce>.<network>.<mac>           challenge
 //! ```
 //!
-//! `1` is the format version; `time` is the issue time (tickets) or the
-//! expiry (passes) in Unix seconds; `mac` is HMAC-SHA256, base64url without
-//! padding, over the version, the kind (ticket or pass), the room, the key id
-//! and the numbers. The room is bound by the MAC rather than carried, so a
-//! cookie from another room never verifies. Several keys may verify (for
-//! rotation); the first one signs.
+//! `1` is the format version; times are Unix seconds; `mac` is
+//! HMAC-SHA256, base64url without padding, over the version, the kind, the
+//! room, the key id and the numbers. The kind and the room are bound by the
+//! MAC rather than carried, so a cookie of another kind or room never
+//! verifies, and each kind has its own count of numbers. Several keys may
+//! verify (for rotation); the first one signs.
+//!
+//! Passes issued before they carried an issue time and an id (three
+//! numbers, like a ticket) still verify, so an upgrade sends nobody back
+//! to the line.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -82,6 +88,8 @@ pub enum Kind {
     /// holds a random nonce, `number` is 0 and `time` is the arrival in
     /// milliseconds, so places can be handed out in arrival order later.
     Pending,
+    /// A proof-of-work challenge: see [`crate::work`].
+    Challenge,
 }
 
 impl Kind {
@@ -90,6 +98,7 @@ impl Kind {
             Kind::Ticket => "ticket",
             Kind::Pass => "pass",
             Kind::Pending => "pending",
+            Kind::Challenge => "challenge",
         }
     }
 }
@@ -102,6 +111,27 @@ pub struct Claims {
     pub number: u64,
     /// Issue time (ticket) or expiry (pass), Unix seconds.
     pub time: u64,
+}
+
+/// What a pass carries, once verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassClaims {
+    pub epoch: u64,
+    /// The ticket number it was exchanged for; 0 when it was not.
+    pub number: u64,
+    /// Unix seconds.
+    pub expires: u64,
+    /// When the first pass of this id was issued, Unix seconds: renewals
+    /// never take a pass beyond its room's hard cap from here. 0 in a pass
+    /// from before passes carried it.
+    pub issued: u64,
+    /// Names the pass for rate limits and network binding; the same ticket
+    /// always gives the same id ([`Keyring::pass_id`]). 0 in a pass from
+    /// before passes carried it.
+    pub id: u64,
+    /// The client network it was issued to ([`crate::limit::Network`]):
+    /// its use from there needs no question to the store. 0 when unknown.
+    pub network: u64,
 }
 
 /// The keys that sign and verify tokens; the first signs.
@@ -141,44 +171,118 @@ impl Keyring {
     }
 
     pub fn sign(&self, kind: Kind, room: &str, claims: Claims) -> String {
-        let key = &self.keys[0];
-        let body = format!(
-            "{VERSION}.{}.{}.{}.{}",
-            key.id, claims.epoch, claims.number, claims.time
-        );
-        let tag = hmac::sign(&key.key, mac_input(kind, room, &body).as_bytes());
-        format!("{body}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+        self.sign_numbers(kind, room, &[claims.epoch, claims.number, claims.time])
     }
 
     /// The claims of a token of `kind` for `room`, or `None` when it is
     /// malformed, signed by an unknown key, for another room or kind, or
     /// altered in any byte. Expiry is the caller's check.
     pub fn verify(&self, kind: Kind, room: &str, token: &str) -> Option<Claims> {
+        let [epoch, number, time] = self.verify_numbers(kind, room, token)?;
+        Some(Claims {
+            epoch,
+            number,
+            time,
+        })
+    }
+
+    pub fn sign_pass(&self, room: &str, pass: &PassClaims) -> String {
+        self.sign_numbers(
+            Kind::Pass,
+            room,
+            &[
+                pass.epoch,
+                pass.number,
+                pass.expires,
+                pass.issued,
+                pass.id,
+                pass.network,
+            ],
+        )
+    }
+
+    /// A pass for `room`, in its current form or the older one without an
+    /// issue time and id (those read as 0).
+    pub fn verify_pass(&self, room: &str, token: &str) -> Option<PassClaims> {
+        if let Some([epoch, number, expires, issued, id, network]) =
+            self.verify_numbers(Kind::Pass, room, token)
+        {
+            return Some(PassClaims {
+                epoch,
+                number,
+                expires,
+                issued,
+                id,
+                network,
+            });
+        }
+        let [epoch, number, expires] = self.verify_numbers(Kind::Pass, room, token)?;
+        Some(PassClaims {
+            epoch,
+            number,
+            expires,
+            issued: 0,
+            id: 0,
+            network: 0,
+        })
+    }
+
+    /// The id of the pass that ticket `number` of `room`'s `epoch` is
+    /// exchanged for: the same ticket always gives the same id, so a retry
+    /// within the exchange's grace gets the same pass; nobody without the
+    /// key can guess another ticket's. Never 0.
+    pub fn pass_id(&self, room: &str, epoch: u64, number: u64) -> u64 {
+        let tag = hmac::sign(
+            &self.keys[0].key,
+            format!("antre|pass-id|{room}|{epoch}|{number}").as_bytes(),
+        );
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&tag.as_ref()[..8]);
+        u64::from_le_bytes(id).max(1)
+    }
+
+    /// `numbers` signed as a token of `kind` for `room`.
+    pub fn sign_numbers(&self, kind: Kind, room: &str, numbers: &[u64]) -> String {
+        use std::fmt::Write as _;
+        let key = &self.keys[0];
+        let mut body = format!("{VERSION}.{}", key.id);
+        for n in numbers {
+            let _ = write!(body, ".{n}");
+        }
+        let tag = hmac::sign(&key.key, mac_input(kind, room, &body).as_bytes());
+        body.push('.');
+        body.push_str(&URL_SAFE_NO_PAD.encode(tag.as_ref()));
+        body
+    }
+
+    /// The `N` numbers of a genuine token of `kind` for `room`.
+    pub fn verify_numbers<const N: usize>(
+        &self,
+        kind: Kind,
+        room: &str,
+        token: &str,
+    ) -> Option<[u64; N]> {
         if token.len() > MAX_TOKEN_LEN {
             return None;
         }
         let (body, mac) = token.rsplit_once('.')?;
         let mut parts = body.split('.');
-        let (version, key_id, epoch, number, time) = (
-            parts.next()?,
-            parts.next()?,
-            parts.next()?,
-            parts.next()?,
-            parts.next()?,
-        );
-        if parts.next().is_some() || version != VERSION {
+        if parts.next()? != VERSION {
+            return None;
+        }
+        let key_id = parts.next()?;
+        let mut numbers = [0u64; N];
+        for slot in &mut numbers {
+            *slot = parse_decimal(parts.next()?)?;
+        }
+        if parts.next().is_some() {
             return None;
         }
         let key = self.keys.iter().find(|k| k.id == key_id)?;
-        let claims = Claims {
-            epoch: parse_decimal(epoch)?,
-            number: parse_decimal(number)?,
-            time: parse_decimal(time)?,
-        };
         let mac = URL_SAFE_NO_PAD.decode(mac).ok()?;
         // ring compares in constant time.
         hmac::verify(&key.key, mac_input(kind, room, body).as_bytes(), &mac).ok()?;
-        Some(claims)
+        Some(numbers)
     }
 }
 
@@ -276,6 +380,37 @@ mod tests {
         ] {
             assert_eq!(ring.verify(Kind::Ticket, "r", &bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn passes_carry_issue_time_and_id_and_old_ones_still_verify() {
+        let ring = keyring(&[("k1", 7)]);
+        let pass = PassClaims {
+            epoch: 3,
+            number: 1234,
+            expires: 1_790_001_200,
+            issued: 1_790_000_000,
+            id: ring.pass_id("vaksin", 3, 1234),
+            network: 0x7f00_0002,
+        };
+        let token = ring.sign_pass("vaksin", &pass);
+        assert_eq!(ring.verify_pass("vaksin", &token), Some(pass));
+        assert_eq!(ring.verify_pass("tiket", &token), None);
+        // Not a ticket, and a ticket is not a pass.
+        assert_eq!(ring.verify(Kind::Ticket, "vaksin", &token), None);
+        let ticket = ring.sign(Kind::Ticket, "vaksin", CLAIMS);
+        assert_eq!(ring.verify_pass("vaksin", &ticket), None);
+        // A pass from before: three numbers.
+        let old = ring.sign(Kind::Pass, "vaksin", CLAIMS);
+        let read = ring.verify_pass("vaksin", &old).unwrap();
+        assert_eq!(
+            (read.number, read.expires, read.issued, read.id),
+            (1234, CLAIMS.time, 0, 0)
+        );
+        // The same ticket gives the same id; another ticket another one.
+        assert_eq!(ring.pass_id("vaksin", 3, 1234), pass.id);
+        assert_ne!(ring.pass_id("vaksin", 3, 1235), pass.id);
+        assert_ne!(ring.pass_id("tiket", 3, 1234), pass.id);
     }
 
     proptest! {

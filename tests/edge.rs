@@ -516,7 +516,7 @@ async fn forged_identity_headers_are_replaced() {
     let origin = Origin::start().await;
     let rooms = ROOM.replace("admit_per_minute = 1", "admit_per_minute = 600000");
     let antre = Antre::start("identity", &config(&origin.url(), &rooms));
-    let mut visitor = Visitor::new("a");
+    let mut visitor = Visitor::from_address("a", [127, 0, 0, 1].into());
     let forged = [
         ("forwarded", "for=10.9.9.9;proto=https"),
         ("x-forwarded-for", "10.9.9.9"),

@@ -2,6 +2,7 @@
 //! and without cookies are told, and that no cookie but a genuine, current
 //! one for this room ever lets anyone in.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -48,6 +49,18 @@ async fn engine(rooms: &str) -> (Engine<AnyStore>, Arc<ManualClock>) {
 #[derive(Default, Clone)]
 struct Visitor {
     cookies: Vec<(String, String)>,
+    /// Where the visitor comes from: an address of their own, given on
+    /// their first visit, unless a test sets one.
+    from: Option<IpAddr>,
+}
+
+const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// A new address for each visitor: separate people, separate networks.
+fn new_address() -> IpAddr {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0x0a00_0001);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    IpAddr::V4(std::net::Ipv4Addr::from(n))
 }
 
 impl Visitor {
@@ -80,12 +93,13 @@ impl Visitor {
     async fn visit(&mut self, engine: &Engine<AnyStore>, mode: Mode) -> Decision {
         let header = self.header();
         let jar = Jar::parse([header.as_str()]);
-        let decision = engine.decide(0, &jar, mode, OPTIONS).await;
+        let from = *self.from.get_or_insert_with(new_address);
+        let decision = engine.decide(0, &jar, from, mode, OPTIONS).await;
         match &decision {
-            Decision::Forward { set_cookies, .. } | Decision::Hold { set_cookies, .. } => {
-                self.take(set_cookies)
-            }
-            Decision::NoTicket => {}
+            Decision::Forward { set_cookies, .. }
+            | Decision::Hold { set_cookies, .. }
+            | Decision::Challenge { set_cookies, .. } => self.take(set_cookies),
+            Decision::NoTicket | Decision::Slow { .. } => {}
         }
         decision
     }
@@ -95,7 +109,7 @@ fn state(decision: &Decision) -> Option<State> {
     match decision {
         Decision::Forward { .. } => Some(State::Admitted),
         Decision::Hold { status, .. } => Some(status.state),
-        Decision::NoTicket => None,
+        Decision::NoTicket | Decision::Challenge { .. } | Decision::Slow { .. } => None,
     }
 }
 
@@ -180,6 +194,7 @@ async fn a_pass_is_checked_locally_and_renewed_past_half_its_life() {
         Decision::Forward {
             set_cookies,
             admitted_now,
+            ..
         } => {
             assert!(!admitted_now);
             assert!(
@@ -233,7 +248,7 @@ async fn altered_forged_and_foreign_cookies_count_as_none() {
         let engine = &engine;
         async move {
             let jar = Jar::parse([cookie.as_str()]);
-            engine.decide(0, &jar, Mode::Status, OPTIONS).await
+            engine.decide(0, &jar, HOME, Mode::Status, OPTIONS).await
         }
     };
     assert!(matches!(
@@ -269,7 +284,7 @@ async fn altered_forged_and_foreign_cookies_count_as_none() {
     let jar_header = String::new();
     let jar = Jar::parse([jar_header.as_str()]);
     if let Decision::Forward { set_cookies, .. } =
-        engine.decide(1, &jar, Mode::Request, OPTIONS).await
+        engine.decide(1, &jar, HOME, Mode::Request, OPTIONS).await
     {
         other.take(&set_cookies);
     }

@@ -25,7 +25,7 @@ pass_minutes = 20
 async fn forwarding_sets_forwarded_headers_and_drops_hop_by_hop_ones() {
     let origin = Origin::start().await;
     let antre = Antre::start("headers", &config(&origin.url(), OPEN));
-    let mut visitor = Visitor::new("a");
+    let mut visitor = Visitor::from_address("a", [127, 0, 0, 1].into());
     let answer = visitor
         .get(
             &antre.url("/daftar?x=1"),
@@ -568,7 +568,7 @@ async fn behind_a_trusted_proxy_its_forwarded_headers_are_kept() {
         "trusted_proxies = [\"127.0.0.0/8\"]\nsecure_cookies = true\n\n[admin]",
     );
     let antre = Antre::start("trusted", &text);
-    let mut visitor = Visitor::new("a");
+    let mut visitor = Visitor::from_address("a", [127, 0, 0, 1].into());
     let answer = visitor
         .get(
             &antre.url("/"),

@@ -2,7 +2,7 @@
 //! with random arrivals, claims and gaps in time.
 
 use antre::clock::MICROS_PER_SECOND;
-use antre::store::queue::{Claim, Counters, RoomSettings};
+use antre::store::queue::{Claim, Counters, RoomSettings, EXCHANGE_GRACE};
 use proptest::prelude::*;
 
 const START: u64 = 1_800_000_000 * MICROS_PER_SECOND;
@@ -53,6 +53,7 @@ fn run(
     let mut tickets: Vec<u64> = Vec::new();
     let mut admitted_tickets: Vec<u64> = Vec::new();
     let mut trace = vec![(now, 0)];
+    let mut exchanged_at = std::collections::HashMap::new();
     for step in steps {
         match step {
             Step::Wait(ms) => now += ms * 1000,
@@ -66,6 +67,7 @@ fn run(
                 tickets.push(ticket);
                 if admitted {
                     admitted_tickets.push(ticket);
+                    exchanged_at.insert(ticket, now);
                 }
             }
             Step::Claim(k) if !tickets.is_empty() => {
@@ -82,10 +84,17 @@ fn run(
                         // FIFO: everyone ahead has been let in before.
                         prop_assert!(ticket <= counters.frontier);
                         admitted_tickets.push(ticket);
+                        exchanged_at.insert(ticket, now);
                     }
                     Claim::Admitted { fresh: false } => {
                         prop_assert_eq!(counters.admitted, before);
                         prop_assert!(admitted_tickets.contains(&ticket));
+                        // Again only within the grace of the exchange.
+                        prop_assert!(now - exchanged_at[&ticket] <= EXCHANGE_GRACE);
+                    }
+                    Claim::Spent => {
+                        prop_assert_eq!(counters.admitted, before);
+                        prop_assert!(now - exchanged_at[&ticket] > EXCHANGE_GRACE);
                     }
                     Claim::NotYet => prop_assert!(ticket > counters.frontier),
                     Claim::Lapsed => prop_assert!(ticket <= counters.floor),

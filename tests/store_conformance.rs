@@ -9,7 +9,7 @@ use std::sync::Arc;
 use antre::clock::MICROS_PER_SECOND;
 use antre::store::{
     AnyStore, AuditEntry, Claim, MemoryStore, RedisStore, RoomSettings, RoomView, SettingsChange,
-    Store, AUDIT_KEEP,
+    Store, StoreError, AUDIT_KEEP,
 };
 use common::{RedisCluster, RedisServer};
 
@@ -36,6 +36,9 @@ enum Answer {
     View(RoomView),
     Arrival(u64, bool, RoomView),
     Claim(Claim, RoomView),
+    /// A paid arrival: the ticket, or `None` when its nonce was spent.
+    Paid(Option<(u64, bool)>),
+    Bound(bool),
 }
 
 /// Drives `store` through a random but seeded sequence and records every
@@ -60,7 +63,7 @@ async fn script<S: Store>(store: &S, room: &str, seed: u64, steps: usize) -> Vec
     )];
     let mut tail = 0;
     for _ in 0..steps {
-        match rng.below(10) {
+        match rng.below(12) {
             0..=2 => now += rng.below(3_000_000),
             3..=5 => {
                 let arrival = store.arrive(room, now).await.unwrap();
@@ -112,6 +115,30 @@ async fn script<S: Store>(store: &S, room: &str, seed: u64, steps: usize) -> Vec
                 answers.push(Answer::View(
                     store.configure(room, &settings, now).await.unwrap(),
                 ));
+            }
+            10 => {
+                // A proof of work buys one ticket: nonces repeat here.
+                let nonce = rng.below(8);
+                let expires = now + rng.below(20_000_000);
+                match store.arrive_paid(room, now, nonce, expires).await {
+                    Ok(arrival) => {
+                        tail = arrival.ticket;
+                        answers.push(Answer::Paid(Some((arrival.ticket, arrival.admitted))));
+                    }
+                    Err(StoreError::Spent) => answers.push(Answer::Paid(None)),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            11 => {
+                // A pass used from a few networks; at most three count.
+                let pass = rng.below(4);
+                let networks = [1 + rng.below(6), 1 + rng.below(6)];
+                let until = now + 3600 * MICROS_PER_SECOND;
+                let bound = store
+                    .bind_pass(room, pass, &networks, 3, until, now)
+                    .await
+                    .unwrap();
+                answers.push(Answer::Bound(bound));
             }
             _ => {}
         }
@@ -217,6 +244,7 @@ async fn audit_trail<S: Store>(store: &S, label: &str) {
 async fn conforms<S: Store>(store: &S, label: &str) {
     live_changes_survive_a_restart(store, label).await;
     audit_trail(store, label).await;
+    let mut seen = [false; 3];
     for seed in 1..=12u64 {
         let room = format!("room-{seed}");
         let reference = script(&MemoryStore::ephemeral(), &room, seed * 7919, 150).await;
@@ -228,7 +256,18 @@ async fn conforms<S: Store>(store: &S, label: &str) {
             );
         }
         assert_eq!(answers.len(), reference.len());
+        for answer in &answers {
+            match answer {
+                Answer::Claim(Claim::Spent, _) => seen[0] = true,
+                Answer::Paid(None) => seen[1] = true,
+                Answer::Bound(false) => seen[2] = true,
+                _ => {}
+            }
+        }
     }
+    // The steps reach a ticket spent after its grace, a nonce offered
+    // twice and a pass past its networks.
+    assert_eq!(seen, [true; 3], "{label}");
 }
 
 #[tokio::test]

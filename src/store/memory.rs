@@ -12,7 +12,7 @@
 //! crash between writing a snapshot and emptying the journal replays nothing
 //! twice.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -153,11 +153,40 @@ struct Inner {
     file: Option<StateFile>,
 }
 
+/// Spent nonces and pass networks, keyed by room and nonce or pass id.
+/// After a restart they are forgotten: a solution may then buy one more
+/// ticket within its expiry, a pass gets its networks afresh.
+#[derive(Default)]
+struct Passing {
+    /// Expiry of each spent nonce.
+    spent: HashMap<(String, u64), Micros>,
+    /// Until when, and from which networks, each pass has been used.
+    bound: HashMap<(String, u64), (Micros, Vec<u64>)>,
+    /// Expired entries are swept no more than once a second.
+    next_sweep: Micros,
+}
+
+impl Passing {
+    fn sweep(&mut self, now: Micros) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + crate::clock::MICROS_PER_SECOND;
+        self.spent.retain(|_, expires| *expires >= now);
+        self.bound.retain(|_, (until, _)| *until > now);
+    }
+}
+
 /// Rooms' counters in this process. A std `Mutex`, not a Tokio one: nothing
 /// is awaited while it is held, and each operation is a few arithmetic steps
 /// plus one small append.
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// What need not outlive the process: proof-of-work nonces spent and
+    /// the networks passes were used from. Apart from `inner` so it is
+    /// never journalled. A std `Mutex`: nothing is awaited while it is
+    /// held.
+    passing: Mutex<Passing>,
     /// An exclusive lock on `<state file>.lock`, held while the store lives,
     /// so two processes never share one state file.
     _lock: Option<File>,
@@ -174,6 +203,7 @@ impl MemoryStore {
                 seq: 0,
                 file: None,
             }),
+            passing: Mutex::default(),
             _lock: None,
         }
     }
@@ -250,8 +280,13 @@ impl MemoryStore {
         inner.write_snapshot()?;
         Ok(MemoryStore {
             inner: Mutex::new(inner),
+            passing: Mutex::default(),
             _lock: Some(lock),
         })
+    }
+
+    fn passing(&self) -> MutexGuard<'_, Passing> {
+        self.passing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -584,6 +619,55 @@ impl Store for MemoryStore {
             }),
             _ => unreachable!("arrive always yields an arrival"),
         }
+    }
+
+    async fn arrive_paid(
+        &self,
+        room: &str,
+        now: Micros,
+        nonce: u64,
+        expires: Micros,
+    ) -> Result<Arrival, StoreError> {
+        {
+            let mut passing = self.passing();
+            passing.sweep(now);
+            let key = (room.to_owned(), nonce);
+            if passing.spent.get(&key).is_some_and(|e| *e >= now) {
+                return Err(StoreError::Spent);
+            }
+            passing.spent.insert(key, expires);
+        }
+        self.arrive(room, now).await
+    }
+
+    async fn bind_pass(
+        &self,
+        room: &str,
+        pass: u64,
+        networks: &[u64],
+        max: u32,
+        until: Micros,
+        now: Micros,
+    ) -> Result<bool, StoreError> {
+        let mut passing = self.passing();
+        passing.sweep(now);
+        let (kept_until, known) = passing
+            .bound
+            .entry((room.to_owned(), pass))
+            .or_insert_with(|| (until, Vec::new()));
+        if *kept_until <= now {
+            known.clear();
+        }
+        for network in networks {
+            if !known.contains(network) {
+                if known.len() >= max as usize {
+                    return Ok(false);
+                }
+                known.push(*network);
+            }
+        }
+        *kept_until = until;
+        Ok(true)
     }
 
     async fn claim(

@@ -10,7 +10,7 @@ use std::future::Future;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
-pub use queue::{Claim, Overrides, RoomSettings, RoomView, SettingsChange};
+pub use queue::{Claim, Overrides, RoomSettings, RoomView, SettingsChange, EXCHANGE_GRACE};
 
 use crate::clock::Micros;
 
@@ -43,6 +43,9 @@ pub enum StoreError {
     /// promised one too rather than jump ahead of them.
     #[error("places promised during an outage are being numbered")]
     Settling,
+    /// The proof of work offered for a ticket has bought one already.
+    #[error("this proof of work has been used")]
+    Spent,
 }
 
 /// A new ticket, and whether it was admitted on the spot.
@@ -82,8 +85,34 @@ pub trait Store: Send + Sync + 'static {
         now: Micros,
     ) -> impl Future<Output = Result<Arrival, StoreError>> + Send;
 
+    /// [`Store::arrive`], paid for with a proof of work: `nonce` (valid
+    /// until `expires`) buys one ticket, on whichever instance it is
+    /// offered; offered again it fails with [`StoreError::Spent`].
+    fn arrive_paid(
+        &self,
+        room: &str,
+        now: Micros,
+        nonce: u64,
+        expires: Micros,
+    ) -> impl Future<Output = Result<Arrival, StoreError>> + Send;
+
+    /// Notes that pass `pass` was used from each of `networks` (the one it
+    /// was issued to first) and remembers them until `until`. False when
+    /// that would make more than `max` networks: the last of `networks` is
+    /// then refused.
+    fn bind_pass(
+        &self,
+        room: &str,
+        pass: u64,
+        networks: &[u64],
+        max: u32,
+        until: Micros,
+        now: Micros,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Exchanges a ticket for a pass, atomically with the quota check; the
-    /// same ticket is never counted twice.
+    /// same ticket is never counted twice, and gives a pass again only
+    /// within [`queue::EXCHANGE_GRACE`] of its exchange.
     fn claim(
         &self,
         room: &str,
@@ -190,6 +219,34 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(store) => store.arrive(room, now).await,
             AnyStore::Redis(store) => store.arrive(room, now).await,
+        }
+    }
+
+    async fn arrive_paid(
+        &self,
+        room: &str,
+        now: Micros,
+        nonce: u64,
+        expires: Micros,
+    ) -> Result<Arrival, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.arrive_paid(room, now, nonce, expires).await,
+            AnyStore::Redis(store) => store.arrive_paid(room, now, nonce, expires).await,
+        }
+    }
+
+    async fn bind_pass(
+        &self,
+        room: &str,
+        pass: u64,
+        networks: &[u64],
+        max: u32,
+        until: Micros,
+        now: Micros,
+    ) -> Result<bool, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.bind_pass(room, pass, networks, max, until, now).await,
+            AnyStore::Redis(store) => store.bind_pass(room, pass, networks, max, until, now).await,
         }
     }
 

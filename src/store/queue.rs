@@ -158,7 +158,15 @@ pub enum Claim {
     SoldOut,
     /// The ticket belongs to an earlier epoch of the room.
     Stale,
+    /// The ticket was exchanged more than [`EXCHANGE_GRACE`] ago: a pass
+    /// has been given for it, and it buys nothing more.
+    Spent,
 }
+
+/// How long after a ticket's exchange it still gives the same pass again
+/// (a retried request whose answer was lost, a second tab opened at the
+/// same moment). Later it buys nothing: a ticket is exchanged once.
+pub const EXCHANGE_GRACE: Micros = 30 * MICROS_PER_SECOND;
 
 /// One checkpoint of the frontier: every number up to `frontier` was
 /// released at or before `last`. `opened` is when the checkpoint was begun;
@@ -262,6 +270,11 @@ pub struct Counters {
     pub running: bool,
     pub checkpoints: VecDeque<Checkpoint>,
     pub claimed: ClaimedSet,
+    /// (time, ticket) of the exchanges of the last [`EXCHANGE_GRACE`],
+    /// oldest first: a claimed ticket found here gets its pass again, one
+    /// not found is spent. Bounded by what the rate admits in the grace.
+    #[serde(default)]
+    pub exchanged: VecDeque<(Micros, u64)>,
 }
 
 impl Default for Counters {
@@ -277,6 +290,7 @@ impl Default for Counters {
             running: false,
             checkpoints: VecDeque::new(),
             claimed: ClaimedSet::default(),
+            exchanged: VecDeque::new(),
         }
     }
 }
@@ -397,14 +411,22 @@ impl Counters {
         if ticket <= self.floor {
             return Claim::Lapsed;
         }
+        let since = now.saturating_sub(EXCHANGE_GRACE);
+        while self.exchanged.front().is_some_and(|(at, _)| *at < since) {
+            self.exchanged.pop_front();
+        }
         if self.claimed.contains(ticket) {
-            return Claim::Admitted { fresh: false };
+            if self.exchanged.iter().any(|(_, number)| *number == ticket) {
+                return Claim::Admitted { fresh: false };
+            }
+            return Claim::Spent;
         }
         if self.sold_out(settings) {
             return Claim::SoldOut;
         }
         self.claimed.insert(ticket);
         self.admitted += 1;
+        self.exchanged.push_back((now, ticket));
         Claim::Admitted { fresh: true }
     }
 
@@ -420,6 +442,7 @@ impl Counters {
         self.floor = self.tail;
         self.tat = now;
         self.checkpoints.clear();
+        self.exchanged.clear();
         self.claimed = ClaimedSet {
             start: (self.tail + 1) / 64 * 64,
             words: VecDeque::new(),

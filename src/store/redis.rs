@@ -29,6 +29,25 @@ use crate::clock::Micros;
 
 const SCRIPT: &str = include_str!("room.lua");
 
+/// Records the networks a pass is used from. KEYS[1] the pass's set;
+/// ARGV[1] the most networks allowed, ARGV[2] how long to remember them
+/// (milliseconds), ARGV[3..] the networks, the one the pass was issued to
+/// first. Returns 1 when every one of them fits, else 0 (the set keeps
+/// those that fitted).
+const BIND_SCRIPT: &str = r"
+local max = tonumber(ARGV[1])
+for i = 3, #ARGV do
+  if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 0 then
+    if redis.call('SCARD', KEYS[1]) >= max then
+      return 0
+    end
+    redis.call('SADD', KEYS[1], ARGV[i])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
 /// After a failed call, calls fail at once for this long (the background
 /// sync keeps probing), so visitors are not kept waiting on a dead Redis.
 const BACKOFF: Duration = Duration::from_millis(500);
@@ -144,6 +163,7 @@ pub struct RedisStore {
     timers: Option<(prometheus::Histogram, prometheus::IntCounter)>,
     connection: Connection,
     script: redis::Script,
+    bind_script: redis::Script,
     prefix: String,
     known: Mutex<HashMap<String, Known>>,
     started: Instant,
@@ -189,6 +209,7 @@ impl RedisStore {
             timers: None,
             connection,
             script: redis::Script::new(SCRIPT),
+            bind_script: redis::Script::new(BIND_SCRIPT),
             prefix: prefix.to_owned(),
             known: Mutex::new(HashMap::new()),
             started: Instant::now(),
@@ -214,7 +235,7 @@ impl RedisStore {
         self
     }
 
-    fn keys(&self, room: &str) -> [String; 5] {
+    fn keys(&self, room: &str) -> [String; 7] {
         let base = format!("{}:{{{room}}}", self.prefix);
         [
             format!("{base}:state"),
@@ -222,7 +243,14 @@ impl RedisStore {
             format!("{base}:checkpoints"),
             format!("{base}:pending"),
             format!("{base}:promised"),
+            format!("{base}:exchanged"),
+            format!("{base}:spent"),
         ]
+    }
+
+    /// The networks a pass has been used from; in the room's slot.
+    fn pass_key(&self, room: &str, pass: u64) -> String {
+        format!("{}:{{{room}}}:pass:{pass:016x}", self.prefix)
     }
 
     /// The audit trail: a list, newest first, shared by the fleet.
@@ -357,6 +385,7 @@ impl RedisStore {
                     let view = view.ok_or_else(|| StoreError::UnknownRoom(room.to_owned()))?;
                     return Ok(("settling".into(), 0, view));
                 }
+                Some("work_spent") => return Err(StoreError::Spent),
                 Some("recovering") => {
                     return Err(StoreError::Unavailable(
                         "the room is being rebuilt after Redis lost its data".into(),
@@ -477,6 +506,20 @@ fn override_bits(config: &RoomSettings, live: &RoomSettings) -> u8 {
         | u8::from(config.pass_seconds != live.pass_seconds) << 3
 }
 
+impl RedisStore {
+    async fn arrival(&self, room: &str, args: Vec<String>) -> Result<Arrival, StoreError> {
+        let (outcome, ticket, view) = self.run(room, args, false).await?;
+        if outcome == "settling" {
+            return Err(StoreError::Settling);
+        }
+        Ok(Arrival {
+            ticket,
+            admitted: outcome == "admitted",
+            view,
+        })
+    }
+}
+
 fn text(value: &Value) -> Option<String> {
     match value {
         Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
@@ -538,6 +581,7 @@ fn claim_of(outcome: &str) -> Result<Claim, StoreError> {
         "lapsed" => Claim::Lapsed,
         "sold_out" => Claim::SoldOut,
         "stale" => Claim::Stale,
+        "spent" => Claim::Spent,
         other => {
             return Err(StoreError::Unavailable(format!(
                 "unexpected claim outcome {other:?}"
@@ -572,17 +616,48 @@ impl Store for RedisStore {
     }
 
     async fn arrive(&self, room: &str, now: Micros) -> Result<Arrival, StoreError> {
-        let (outcome, ticket, view) = self
-            .run(room, vec!["arrive".into(), now.to_string()], false)
-            .await?;
-        if outcome == "settling" {
-            return Err(StoreError::Settling);
+        self.arrival(room, vec!["arrive".into(), now.to_string()])
+            .await
+    }
+
+    async fn arrive_paid(
+        &self,
+        room: &str,
+        now: Micros,
+        nonce: u64,
+        expires: Micros,
+    ) -> Result<Arrival, StoreError> {
+        let args = vec![
+            "arrive".into(),
+            now.to_string(),
+            nonce.to_string(),
+            expires.to_string(),
+        ];
+        self.arrival(room, args).await
+    }
+
+    async fn bind_pass(
+        &self,
+        room: &str,
+        pass: u64,
+        networks: &[u64],
+        max: u32,
+        until: Micros,
+        now: Micros,
+    ) -> Result<bool, StoreError> {
+        let mut invocation = self.bind_script.prepare_invoke();
+        invocation.key(self.pass_key(room, pass));
+        invocation
+            .arg(max)
+            .arg((until.saturating_sub(now) / 1000).max(1));
+        for network in networks {
+            invocation.arg(*network);
         }
-        Ok(Arrival {
-            ticket,
-            admitted: outcome == "admitted",
-            view,
-        })
+        let allowed: i64 = self
+            .timed(|mut link| async move { invocation.invoke_async(&mut link).await })
+            .await
+            .map_err(StoreError::Unavailable)?;
+        Ok(allowed == 1)
     }
 
     async fn claim(

@@ -4,7 +4,9 @@
 --
 -- KEYS[1] state hash, KEYS[2] claimed bitmap, KEYS[3] checkpoint list,
 -- KEYS[4] places promised during an outage (sorted by arrival), KEYS[5]
--- the tickets those promises became; all share the room's hash tag, so the
+-- the tickets those promises became, KEYS[6] the exchanges of the last
+-- EXCHANGE_GRACE (ticket scored by time), KEYS[7] proof-of-work nonces
+-- spent (scored by their expiry); all share the room's hash tag, so the
 -- script touches one cluster slot.
 -- ARGV[1] operation, ARGV[2] now (microseconds since the Unix epoch), then
 -- the operation's own arguments.
@@ -15,11 +17,15 @@
 -- or Redis lost its data).
 
 local state, claimed, checkpoints, pending, promised = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local exchanged, spent = KEYS[6], KEYS[7]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
 
 local MICROS = 1000000
 local CATCH_UP = 5 * MICROS
+-- queue.rs EXCHANGE_GRACE: a ticket exchanged longer ago than this gives
+-- no pass again.
+local EXCHANGE_GRACE = 30 * MICROS
 local FIELDS = { 'epoch', 'tail', 'frontier', 'admitted', 'wasted', 'floor', 'tat', 'running', 'open',
                  'rate', 'burst', 'quota', 'paused', 'claim', 'pass', 'overrides', 'recover', 'version' }
 
@@ -186,13 +192,18 @@ local function claim(s, epoch, ticket)
   if ticket <= s.floor then
     return 'lapsed'
   end
+  redis.call('ZREMRANGEBYSCORE', exchanged, '-inf', '(' .. int(now - EXCHANGE_GRACE))
   if redis.call('GETBIT', claimed, int(ticket)) == 1 then
-    return 'again'
+    if redis.call('ZSCORE', exchanged, int(ticket)) then
+      return 'again'
+    end
+    return 'spent'
   end
   if s.quota >= 0 and s.admitted >= s.quota then
     return 'sold_out'
   end
   redis.call('SETBIT', claimed, int(ticket), 1)
+  redis.call('ZADD', exchanged, int(now), int(ticket))
   s.admitted = s.admitted + 1
   s.open = s.open + 1
   return 'fresh'
@@ -234,7 +245,7 @@ local function apply_settings(s, base)
 end
 
 local function fresh_room(boot)
-  redis.call('DEL', claimed, checkpoints)
+  redis.call('DEL', claimed, checkpoints, exchanged)
   redis.call('HSET', state, 'boot', boot)
   return { epoch = 1, tail = 0, frontier = 0, admitted = 0, wasted = 0, floor = 0, tat = 0, running = 0, open = 0,
            rate = 1, burst = 1, quota = -1, paused = 0, claim = 600, pass = 1200, overrides = 0, recover = 0,
@@ -323,6 +334,15 @@ if op == 'arrive' then
   if tonumber(redis.call('HGET', state, 'pending_open') or '0') ~= 0 then
     return { 'settling' }
   end
+  -- ARGV[3], ARGV[4]: a proof-of-work nonce paying for this ticket and its
+  -- expiry (microseconds); a nonce buys one ticket.
+  if ARGV[3] then
+    redis.call('ZREMRANGEBYSCORE', spent, '-inf', '(' .. int(now))
+    if redis.call('ZSCORE', spent, ARGV[3]) then
+      return { 'work_spent' }
+    end
+    redis.call('ZADD', spent, ARGV[4], ARGV[3])
+  end
   advance(s)
   s.tail = s.tail + 1
   local ticket = s.tail
@@ -400,7 +420,7 @@ if op == 'reset' then
   s.floor = s.tail
   s.tat = now
   s.open = 0
-  redis.call('DEL', checkpoints)
+  redis.call('DEL', checkpoints, exchanged)
   save(s)
   return reply(s, 'view', 0)
 end

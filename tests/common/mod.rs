@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -506,20 +506,50 @@ impl Answer {
     }
 }
 
-/// A browser-like visitor with its own cookie jar.
+/// A browser-like visitor with its own cookie jar, connecting from a
+/// loopback address of its own (127.x.y.z): separate people come from
+/// separate networks.
 #[derive(Clone)]
 pub struct Visitor {
     pub name: String,
     pub cookies: Vec<(String, String)>,
+    /// The address the visitor connects from.
+    pub address: IpAddr,
     client: Client<HttpConnector, Body>,
+}
+
+/// The next unused loopback address: 127.1.0.1, 127.1.0.2, ...
+pub fn next_loopback() -> IpAddr {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Spread over 127.1.0.0 - 127.254.255.255, never a .0 or .255 host.
+    let host = n % 254 + 1;
+    let rest = n / 254;
+    IpAddr::V4(std::net::Ipv4Addr::new(
+        127,
+        1 + ((rest >> 8) % 254) as u8,
+        (rest & 0xff) as u8,
+        host as u8,
+    ))
 }
 
 impl Visitor {
     pub fn new(name: impl Into<String>) -> Visitor {
+        Visitor::from_address(name, next_loopback())
+    }
+
+    /// A visitor connecting from `address` (any 127.x.y.z works).
+    pub fn from_address(name: impl Into<String>, address: IpAddr) -> Visitor {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(address));
         Visitor {
             name: name.into(),
             cookies: Vec::new(),
-            client: client(),
+            address,
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(4))
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .build(connector),
         }
     }
 
