@@ -140,7 +140,8 @@ pub fn is_own(pair: &[u8]) -> bool {
         && (name == LANG.as_bytes()
             || name == HELLO.as_bytes()
             || name.starts_with(b"antre-pass-")
-            || name.starts_with(b"antre-ticket-"))
+            || name.starts_with(b"antre-ticket-")
+            || name.starts_with(b"antre-work-"))
 }
 
 /// A `Set-Cookie` value for one of antre's cookies: for the whole site,

@@ -531,6 +531,8 @@ impl<S: Store> Engine<S> {
             protection.pass_request_burst,
         );
         let mut forgotten = Vec::new();
+        // Only requests from networks the pass may be used from count
+        // against its rate, so copies used elsewhere cannot slow its owner.
         let (verdict, seen) =
             self.shields
                 .passes
@@ -541,18 +543,20 @@ impl<S: Store> Engine<S> {
                         slot.extra.seen(network)
                     };
                     match seen {
-                        Seen::Refused => (Verdict::Conforms, seen),
-                        _ => (slot.check(rate, v.now), seen),
+                        Seen::Allowed => (Some(slot.check(rate, v.now)), seen),
+                        _ => (None, seen),
                     }
                 });
-        let allowed = match seen {
-            Seen::Allowed => true,
-            Seen::Refused => false,
-            Seen::Unknown => self.bind(v, &pass, &[pass.network, network]).await,
+        let verdict = match (verdict, seen) {
+            (Some(verdict), _) => verdict,
+            (None, Seen::Unknown) if self.bind(v, &pass, &[pass.network, network]).await => self
+                .shields
+                .passes
+                .with((room.key, pass.id), v.now, &mut forgotten, |slot| {
+                    slot.check(rate, v.now)
+                }),
+            (None, _) => return self.shared_pass(v),
         };
-        if !allowed {
-            return self.shared_pass(v);
-        }
         if let Verdict::Exceeds { wait, .. } = verdict {
             self.shields.refusal(&room.config.id, "rate");
             return Decision::Slow {
