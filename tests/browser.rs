@@ -492,3 +492,131 @@ async fn the_dashboard_draws_the_room_and_steers_it() {
     browser.quit().await;
     browsing.abort();
 }
+
+/// A busy room whose free tickets run out after five from one network,
+/// asking the most work a flooded network is asked by default.
+const GUARDED: &str = r#"
+[[rooms]]
+id = "vaksin"
+title = "Vaksinasi Kota"
+paths = ["/"]
+admit_per_minute = 1
+burst = 1
+quota = 100
+refresh_seconds = 2
+tickets_per_address_burst = 5
+tickets_per_address_per_minute = 1
+# The hardest work antre asks by default, from the first challenge on.
+challenge_bits = 19
+"#;
+
+/// Someone at 127.0.0.1 (the browser's address) takes tickets as fast as
+/// a script can, keeping no cookies; returns how many they got.
+async fn flood_from_the_browsers_address(antre: &Antre, requests: usize) -> usize {
+    let client = common::client();
+    let mut tickets = 0;
+    for _ in 0..requests {
+        let request = Request::get(antre.url("/daftar"))
+            .header("cookie", "antre-hello=1")
+            .body(common::empty())
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        tickets += response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter(|c| c.to_str().unwrap().starts_with("antre-ticket-vaksin="))
+            .count();
+    }
+    tickets
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_behind_a_flooded_address_does_the_work_and_gets_a_ticket() {
+    let Some(browser) = Browser::start(true).await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    let antre = Antre::start("browser-work", &config(&origin.url(), GUARDED));
+    let flooded = flood_from_the_browsers_address(&antre, 300).await;
+    assert!(flooded <= 6, "the script got {flooded} tickets");
+
+    let started = Instant::now();
+    browser.open(&antre.url("/daftar")).await;
+    // The challenge page solves itself and comes back with a ticket: the
+    // queue page shows the browser's place.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let position = loop {
+        let position = browser
+            .eval("var e = document.querySelector('[data-antre=\"position\"]'); return e ? e.textContent : ''")
+            .await;
+        if position.as_str().is_some_and(|p| !p.is_empty()) {
+            break position;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no place in line after the work: {}",
+            browser.text().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let took = started.elapsed();
+    let text = browser.text().await;
+    assert!(text.contains("Vaksinasi Kota"), "{text}");
+    eprintln!("chromium: position {position}");
+    let cookies = browser.session("GET", "/cookie", Value::Null).await;
+    let names: Vec<&str> = cookies["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(names.contains(&"antre-ticket-vaksin"), "{names:?}");
+    assert!(
+        !names.contains(&"antre-work-vaksin"),
+        "the spent work is cleared: {names:?}"
+    );
+
+    // How fast this browser hashes, to set the difficulty table by: the
+    // solver's own search, one thread, for a fixed count.
+    let solver = antre::work::SOLVER_JS;
+    let rate = browser
+        .eval(&format!(
+            "{solver}\nvar t = performance.now(); antreSearch('{}', 40, 0, 1, 300000); \
+             return Math.round(300000 / ((performance.now() - t) / 1000));",
+            "x".repeat(97)
+        ))
+        .await;
+    let metrics = antre.admin_get("/metrics").await;
+    browser.quit().await;
+    eprintln!(
+        "chromium: queued after the work in {} ms; one thread hashes {rate} a second",
+        took.as_millis()
+    );
+    assert!(
+        metrics.contains("antre_challenges_total{result=\"solved\",room=\"vaksin\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_javascript_the_challenge_says_why_and_refreshes() {
+    let Some(browser) = Browser::start(false).await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    let antre = Antre::start("browser-work-nojs", &config(&origin.url(), GUARDED));
+    flood_from_the_browsers_address(&antre, 50).await;
+    browser.open(&antre.url("/daftar")).await;
+    let text = wait_for(&browser, "JavaScript", Duration::from_secs(10)).await;
+    browser.quit().await;
+    let text = text.expect("the page explains that JavaScript is needed");
+    assert!(text.contains("jaringan"), "in Indonesian first: {text}");
+    assert!(
+        origin.seen().iter().all(|seen| !seen
+            .headers
+            .get("user-agent")
+            .is_some_and(|ua| ua.to_str().unwrap_or("").contains("Chrome"))),
+        "nothing of the browser's reached the site"
+    );
+}

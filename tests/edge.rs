@@ -716,17 +716,7 @@ async fn every_request_is_counted_once_with_its_outcome() {
 }
 
 async fn metrics(antre: &Antre) -> String {
-    let response = common::client()
-        .request(
-            http::Request::get(format!("http://{}/metrics", antre.admin_addr))
-                .body(common::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    use http_body_util::BodyExt;
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8_lossy(&body).into_owned()
+    antre.admin_get("/metrics").await
 }
 
 #[tokio::test]

@@ -235,7 +235,11 @@ fn futures_stream(chunk: Bytes, count: usize) -> Body {
 }
 
 pub fn empty() -> Body {
-    Full::new(Bytes::new())
+    full("")
+}
+
+pub fn full(text: &'static str) -> Body {
+    Full::new(Bytes::from_static(text.as_bytes()))
         .map_err(|never| match never {})
         .boxed()
 }
@@ -457,6 +461,21 @@ impl Antre {
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The body of `GET path` on the admin listener (from loopback, so no
+    /// token is needed).
+    pub async fn admin_get(&self, path: &str) -> String {
+        let response = client()
+            .request(
+                Request::get(format!("http://{}{path}", self.admin_addr))
+                    .body(empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
     }
 
     pub fn url(&self, path: &str) -> String {
