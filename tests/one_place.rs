@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
 
-use antre::clock::{Clock, ManualClock, MICROS_PER_SECOND};
+use antre::clock::{ManualClock, MICROS_PER_SECOND};
 use antre::config::Config;
 use antre::cookie::Jar;
 use antre::engine::{CookieOptions, Decision, Engine, Mode};
