@@ -36,7 +36,7 @@ use ring::hmac;
 use crate::config::{valid_room_id, Config, KeySpec, StoreKind};
 use crate::store::memory::{read_stored_key, StoredKey};
 use crate::store::StoreError;
-use crate::token::{valid_key_id, MIN_SECRET_LEN};
+use crate::token::{check_key, parse_decimal, valid_key_id};
 
 /// The header's name, as forwarded to the origin.
 pub const HEADER: &str = "antre-admission";
@@ -238,26 +238,14 @@ impl AdmissionKeys {
         let keys = keys
             .into_iter()
             .map(|spec| {
-                if !valid_key_id(&spec.id) {
-                    return Err(KeyError::Invalid(format!(
-                        "key id {:?} must be 1 to 32 characters of A-Z, a-z, 0-9, '_' or '-'",
-                        spec.id
-                    )));
-                }
-                if spec.secret.len() < MIN_SECRET_LEN {
-                    return Err(KeyError::Invalid(format!(
-                        "key {:?} is {} bytes long; at least {MIN_SECRET_LEN} are needed",
-                        spec.id,
-                        spec.secret.len()
-                    )));
-                }
+                check_key(&spec.id, &spec.secret).map_err(KeyError::Invalid)?;
                 Ok(AdmissionKey {
                     key: hmac::Key::new(hmac::HMAC_SHA256, &spec.secret),
                     id: spec.id,
                     secret: spec.secret,
                 })
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, KeyError>>()?;
         Ok(AdmissionKeys {
             keys,
             derived: false,
@@ -394,17 +382,6 @@ fn derive(ticket_secret: &[u8]) -> Vec<u8> {
 /// reporting which key signed a value [`AdmissionKeys::verify`] accepted.
 pub fn key_id(value: &str) -> Option<&str> {
     value.split('.').nth(1)
-}
-
-/// A canonical decimal: digits only, no sign, no leading zeros, fits a u64.
-fn parse_decimal(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if s.len() > 1 && s.starts_with('0') {
-        return None;
-    }
-    s.parse().ok()
 }
 
 /// Exactly 16 lowercase hex digits.

@@ -1255,6 +1255,16 @@ pass_minutes = 20
         Config::parse(text, Path::new("/tmp"))
     }
 
+    /// Asserts each of `expected` is among `errors`, word for word.
+    fn assert_reported(errors: &[String], expected: &[&str]) {
+        for expected in expected {
+            assert!(
+                errors.iter().any(|e| e == expected),
+                "{expected} not in {errors:?}"
+            );
+        }
+    }
+
     fn messages(text: &str) -> Vec<String> {
         parse(text)
             .unwrap_err()
@@ -1361,18 +1371,16 @@ pass_minutes = 20
                 "addr = \"127.0.0.1:8080\"\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/40\"]\ntrust_forwarded = true",
             );
         let errors = messages(&text);
-        for expected in [
-            "rooms[0].paths: \"/a/../b\" is not a plain path: the path holds a dot segment",
-            "rooms[0].paths: \"/%u0064\" is not a plain path: the path holds a %u escape",
-            "rooms[0].unguarded: \"/x?y\" must be a path, without '?' or '#'",
-            "rooms[0].hosts: \"a:1\" must be a host name without port or path",
-            "listen.trusted_proxies[1]: \"10.0.0.0/40\": the prefix length must be 0 to 32",
-        ] {
-            assert!(
-                errors.iter().any(|e| e == expected),
-                "{expected} not in {errors:?}"
-            );
-        }
+        assert_reported(
+            &errors,
+            &[
+                "rooms[0].paths: \"/a/../b\" is not a plain path: the path holds a dot segment",
+                "rooms[0].paths: \"/%u0064\" is not a plain path: the path holds a %u escape",
+                "rooms[0].unguarded: \"/x?y\" must be a path, without '?' or '#'",
+                "rooms[0].hosts: \"a:1\" must be a host name without port or path",
+                "listen.trusted_proxies[1]: \"10.0.0.0/40\": the prefix length must be 0 to 32",
+            ],
+        );
         assert!(
             errors
                 .iter()
@@ -1399,17 +1407,15 @@ pass_minutes = 20
             "s".repeat(32)
         );
         let errors = messages(&text);
-        for expected in [
-            "admission_keys[0].secret: key \"a1\" is 5 bytes long; at least 32 are needed",
-            "admission_keys[1]: needs exactly one of `secret`, `secret_env` or `secret_file`",
-            "admission_keys[2]: needs exactly one of `secret`, `secret_env` or `secret_file`",
-            "admission_keys[3].secrett: unknown key `secrett`; did you mean `secret`?",
-        ] {
-            assert!(
-                errors.iter().any(|e| e == expected),
-                "{expected} not in {errors:?}"
-            );
-        }
+        assert_reported(
+            &errors,
+            &[
+                "admission_keys[0].secret: key \"a1\" is 5 bytes long; at least 32 are needed",
+                "admission_keys[1]: needs exactly one of `secret`, `secret_env` or `secret_file`",
+                "admission_keys[2]: needs exactly one of `secret`, `secret_env` or `secret_file`",
+                "admission_keys[3].secrett: unknown key `secrett`; did you mean `secret`?",
+            ],
+        );
         assert!(
             errors
                 .iter()
