@@ -163,6 +163,10 @@ pub enum KeyError {
     /// An id or secret unfit for a key (the config checks them first).
     #[error("admission key: {0}")]
     Invalid(String),
+    /// The ticket key to derive from cannot be read (the state file's key
+    /// is not base64).
+    #[error("ticket key: {0}")]
+    TicketKey(String),
     #[error(
         "no ticket key to derive the admission key from: antre makes one in \
              {state_file} when it first starts; start it once, or configure [[keys]] \
@@ -407,7 +411,7 @@ pub fn settle(config: &Config, state_key: Option<&StoredKey>) -> Result<Admissio
     if !config.admission_keys.is_empty() {
         return AdmissionKeys::new(config.admission_keys.clone());
     }
-    let ticket_keys = config.ticket_keys(state_key).map_err(KeyError::Invalid)?;
+    let ticket_keys = config.ticket_keys(state_key).map_err(KeyError::TicketKey)?;
     if ticket_keys.is_empty() {
         return Err(match &config.store.kind {
             StoreKind::Memory { state_file } => KeyError::NotYetMade {
