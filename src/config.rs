@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::forwarded::Cidr;
 use crate::page::{edit_distance, Template};
+use crate::store::memory::StoredKey;
 use crate::store::RoomSettings;
 use crate::token;
 
@@ -183,6 +184,10 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ),
     ("keys", &["id", "secret", "secret_env", "secret_file"]),
     (
+        "admission_keys",
+        &["id", "secret", "secret_env", "secret_file"],
+    ),
+    (
         "rooms",
         &[
             "id",
@@ -223,6 +228,11 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Signing keys, the first signs. Empty: antre makes one in its state.
     pub keys: Vec<KeySpec>,
+    /// Keys for the `antre-admission` header the origin checks, the first
+    /// signs. Empty: derived from `keys` (see [`crate::admission::settle`]).
+    /// Never the secret of one of `keys`: the origin holds these, and must
+    /// not be able to make passes.
+    pub admission_keys: Vec<KeySpec>,
     pub rooms: Vec<RoomConfig>,
 }
 
@@ -423,6 +433,29 @@ impl Config {
         Config::parse(&text, base)
     }
 
+    /// The ticket and pass keys antre signs and verifies with, the first
+    /// signing: the configured `[[keys]]`, then, with the memory store, the
+    /// key antre made in its state file (`state_key`), unless a configured
+    /// key has its id. So configuring keys after antre made its own keeps
+    /// the cookies it signed valid; that key never signs again. With Redis
+    /// the state file plays no part and `state_key` is ignored. Fails only
+    /// when the state file's key is used and is not base64.
+    ///
+    /// One rule for `antre run` and for the commands that must reach the
+    /// same keys without running (`antre admission-key`).
+    pub fn ticket_keys(&self, state_key: Option<&StoredKey>) -> Result<Vec<KeySpec>, String> {
+        let mut keys = self.keys.clone();
+        if let (StoreKind::Memory { .. }, Some(stored)) = (&self.store.kind, state_key) {
+            if keys.iter().all(|k| k.id != stored.id) {
+                keys.push(KeySpec {
+                    id: stored.id.clone(),
+                    secret: stored.secret_bytes()?,
+                });
+            }
+        }
+        Ok(keys)
+    }
+
     /// What is allowed but probably not meant, each naming its key.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
@@ -489,6 +522,7 @@ impl Checker {
         let page = self.section::<RawPage>(table, "page");
         let admin = self.section::<RawAdmin>(table, "admin");
         let keys = self.array::<RawKey>(table, "keys");
+        let admission_keys = self.array::<RawKey>(table, "admission_keys");
         let rooms = self.array::<RawRoom>(table, "rooms");
         let keys_given = !keys.is_empty();
         let config = Config {
@@ -500,7 +534,12 @@ impl Checker {
             keys: keys
                 .into_iter()
                 .enumerate()
-                .filter_map(|(i, k)| self.key(i, k))
+                .filter_map(|(i, k)| self.key("keys", i, k))
+                .collect(),
+            admission_keys: admission_keys
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, k)| self.key("admission_keys", i, k))
                 .collect(),
             rooms: self.rooms(rooms),
         };
@@ -512,6 +551,18 @@ impl Checker {
                         "cannot guard by host while origin.host sends every request to the same site; guard by path",
                     );
                 }
+            }
+        }
+        for (index, key) in config.admission_keys.iter().enumerate() {
+            if let Some(shared) = config.keys.iter().find(|k| k.secret == key.secret) {
+                self.error(
+                    format!("admission_keys[{index}]"),
+                    format!(
+                        "has the secret of [[keys]] {:?}; the site that checks admissions \
+                         would hold the key that makes passes: give it its own secret",
+                        shared.id
+                    ),
+                );
             }
         }
         if !keys_given && !matches!(config.store.kind, StoreKind::Memory { .. }) {
@@ -1002,8 +1053,9 @@ impl Checker {
         PageConfig { utc_offset_minutes }
     }
 
-    fn key(&mut self, index: usize, raw: RawKey) -> Option<KeySpec> {
-        let path = format!("keys[{index}]");
+    /// One `[[keys]]` or `[[admission_keys]]` table (`section`).
+    fn key(&mut self, section: &str, index: usize, raw: RawKey) -> Option<KeySpec> {
+        let path = format!("{section}[{index}]");
         let Some(id) = raw.id else {
             self.error(format!("{path}.id"), "is required");
             return None;
@@ -1307,6 +1359,16 @@ pass_minutes = 20
         Config::parse(text, Path::new("/tmp"))
     }
 
+    /// Asserts each of `expected` is among `errors`, word for word.
+    fn assert_reported(errors: &[String], expected: &[&str]) {
+        for expected in expected {
+            assert!(
+                errors.iter().any(|e| e == expected),
+                "{expected} not in {errors:?}"
+            );
+        }
+    }
+
     fn messages(text: &str) -> Vec<String> {
         parse(text)
             .unwrap_err()
@@ -1413,18 +1475,16 @@ pass_minutes = 20
                 "addr = \"127.0.0.1:8080\"\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/40\"]\ntrust_forwarded = true",
             );
         let errors = messages(&text);
-        for expected in [
-            "rooms[0].paths: \"/a/../b\" is not a plain path: the path holds a dot segment",
-            "rooms[0].paths: \"/%u0064\" is not a plain path: the path holds a %u escape",
-            "rooms[0].unguarded: \"/x?y\" must be a path, without '?' or '#'",
-            "rooms[0].hosts: \"a:1\" must be a host name without port or path",
-            "listen.trusted_proxies[1]: \"10.0.0.0/40\": the prefix length must be 0 to 32",
-        ] {
-            assert!(
-                errors.iter().any(|e| e == expected),
-                "{expected} not in {errors:?}"
-            );
-        }
+        assert_reported(
+            &errors,
+            &[
+                "rooms[0].paths: \"/a/../b\" is not a plain path: the path holds a dot segment",
+                "rooms[0].paths: \"/%u0064\" is not a plain path: the path holds a %u escape",
+                "rooms[0].unguarded: \"/x?y\" must be a path, without '?' or '#'",
+                "rooms[0].hosts: \"a:1\" must be a host name without port or path",
+                "listen.trusted_proxies[1]: \"10.0.0.0/40\": the prefix length must be 0 to 32",
+            ],
+        );
         assert!(
             errors
                 .iter()
@@ -1439,6 +1499,97 @@ pass_minutes = 20
         assert_eq!(config.rooms[0].unguarded, ["/static", "/favicon.ico"]);
         assert_eq!(config.rooms[0].hosts, ["kota.example"]);
         assert!(config.listen.access_log);
+    }
+
+    #[test]
+    fn admission_keys_are_checked_like_keys() {
+        let text = format!(
+            "{CONTRACT}\n[[admission_keys]]\nid = \"a1\"\nsecret = \"short\"\n\n\
+             [[admission_keys]]\nid = \"a2\"\n\n\
+             [[admission_keys]]\nid = \"a3\"\nsecret = \"{}\"\nsecret_env = \"X\"\n\n\
+             [[admission_keys]]\nid = \"a4\"\nsecret_file = \"/nonexistent/antre-key\"\nsecrett = 1\n",
+            "s".repeat(32)
+        );
+        let errors = messages(&text);
+        assert_reported(
+            &errors,
+            &[
+                "admission_keys[0].secret: key \"a1\" is 5 bytes long; at least 32 are needed",
+                "admission_keys[1]: needs exactly one of `secret`, `secret_env` or `secret_file`",
+                "admission_keys[2]: needs exactly one of `secret`, `secret_env` or `secret_file`",
+                "admission_keys[3].secrett: unknown key `secrett`; did you mean `secret`?",
+            ],
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("admission_keys[3].secret_file: cannot read")),
+            "{errors:?}"
+        );
+
+        let secret = "an admission secret of 32 bytes or more";
+        let text = format!("{CONTRACT}\n[[admission_keys]]\nid = \"a1\"\nsecret = \"{secret}\"\n");
+        let config = parse(&text).unwrap();
+        assert_eq!(config.admission_keys[0].id, "a1");
+        assert_eq!(config.admission_keys[0].secret, secret.as_bytes());
+        assert!(config.keys.is_empty());
+    }
+
+    #[test]
+    fn an_admission_key_cannot_be_a_ticket_key() {
+        let secret = "one secret of 32 bytes or more, used twice";
+        let text = format!(
+            "{CONTRACT}\n[[keys]]\nid = \"k1\"\nsecret = \"{secret}\"\n\n\
+             [[admission_keys]]\nid = \"a1\"\nsecret = \"{secret}\"\n"
+        );
+        let errors = messages(&text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("admission_keys[0]: has the secret of [[keys]] \"k1\""),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn ticket_keys_add_the_state_files_key_only_with_the_memory_store() {
+        let stored = StoredKey {
+            id: "auto".into(),
+            secret: "c2VjcmV0".into(),
+        };
+        let ids = |config: &Config, stored: Option<&StoredKey>| -> Vec<String> {
+            let keys = config.ticket_keys(stored).unwrap();
+            keys.into_iter().map(|k| k.id).collect()
+        };
+        let bare = parse(CONTRACT).unwrap();
+        assert_eq!(ids(&bare, Some(&stored)), ["auto"]);
+        assert!(ids(&bare, None).is_empty());
+        let configured = parse(&format!(
+            "{CONTRACT}\n[[keys]]\nid = \"k1\"\nsecret = \"{}\"\n",
+            "k".repeat(32)
+        ))
+        .unwrap();
+        // Keys configured after antre made its own: its own still verifies.
+        assert_eq!(ids(&configured, Some(&stored)), ["k1", "auto"]);
+        let same_id = StoredKey {
+            id: "k1".into(),
+            ..stored.clone()
+        };
+        assert_eq!(ids(&configured, Some(&same_id)), ["k1"]);
+        let redis = parse(&format!(
+            "{}\n[[keys]]\nid = \"k1\"\nsecret = \"{}\"\n",
+            CONTRACT.replace(
+                "kind = \"memory\"",
+                "kind = \"redis\"\nurl = \"redis://127.0.0.1:6379\""
+            ),
+            "k".repeat(32)
+        ))
+        .unwrap();
+        assert_eq!(ids(&redis, Some(&stored)), ["k1"]);
+        let broken = StoredKey {
+            id: "auto".into(),
+            secret: "not base64!".into(),
+        };
+        assert!(bare.ticket_keys(Some(&broken)).is_err());
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! path on IIS, Symfony and Spring). A client could write any of them. So
 //! unless the connection comes from a proxy the operator listed in
 //! `listen.trusted_proxies`, every one of them is removed and antre writes
-//! its own; path-rewriting headers are removed whoever sent them.
+//! its own; path-rewriting headers are removed whoever sent them, and so is
+//! `antre-admission`, which only antre may write.
 
 use std::net::IpAddr;
 
@@ -95,6 +96,13 @@ const IDENTITY: [&str; 10] = [
 /// never forwarded, whoever sent them.
 const PATH_REWRITES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
 
+/// Headers only antre writes, which the origin trusts because of that:
+/// removed from every request, whoever sent it, so the only one the origin
+/// sees is antre's own. The same name as [`crate::admission::HEADER`] (a
+/// test there holds them together); spelt out here so that this module,
+/// which the config uses, does not depend on the config in turn.
+pub(crate) const ANTRE_ONLY: [&str; 1] = ["antre-admission"];
+
 /// Headers that make origins act on another method than the request
 /// line's; removed from requests antre lets through without a place in
 /// line (CORS preflights, unguarded routes), where they could turn an
@@ -141,6 +149,7 @@ pub fn rewrite(headers: &mut HeaderMap, hop: Hop<'_>) {
         // nginx does by default.
         name.contains('_')
             || PATH_REWRITES.contains(&name)
+            || ANTRE_ONLY.contains(&name)
             || (!hop.admitted && METHOD_OVERRIDES.contains(&name))
             || (!hop.trusted && (IDENTITY.contains(&name) || name.starts_with("x-forwarded-")))
     };
@@ -354,6 +363,33 @@ mod tests {
             headers["forwarded"],
             "for=\"[::1]\";host=\"kota.example:8080\";proto=http"
         );
+    }
+
+    #[test]
+    fn a_clients_admission_header_never_reaches_the_origin() {
+        for trusted in [false, true] {
+            for admitted in [false, true] {
+                let mut headers = HeaderMap::new();
+                // Names are case-insensitive; the map keeps them in lower case.
+                let name = HeaderName::from_bytes(b"Antre-Admission").unwrap();
+                headers.append(name, HeaderValue::from_static("1.k.vaksin.1.0.0.line.x"));
+                let name = HeaderName::from_bytes(b"ANTRE-ADMISSION").unwrap();
+                headers.append(name, HeaderValue::from_static("another"));
+                headers.insert("accept", HeaderValue::from_static("text/html"));
+                rewrite(
+                    &mut headers,
+                    Hop {
+                        admitted,
+                        ..hop("10.0.0.2", trusted)
+                    },
+                );
+                assert!(
+                    !headers.contains_key("antre-admission"),
+                    "trusted {trusted}, admitted {admitted}: {headers:?}"
+                );
+                assert_eq!(headers["accept"], "text/html");
+            }
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //!   maths itself lives in [`store::queue`], the in-process store (with its
 //!   state file) in `store::memory`.
 //! - [`token`]: signed tickets and passes (HMAC-SHA256, key rotation).
+//! - [`admission`]: the signed `antre-admission` header that tells the
+//!   origin which admission a request belongs to, and its keys.
 //! - [`engine`]: the admission decision for one request, from a cached view
 //!   of the counters.
 //! - [`status`]: what a visitor is told about their place.
@@ -69,6 +71,7 @@
 //! started with.
 
 pub mod admin;
+pub mod admission;
 pub mod clock;
 pub mod config;
 pub mod cookie;

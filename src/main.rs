@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use antre::admission::{self, AdmissionKeys};
 use antre::clock::SystemClock;
 use antre::config::{Config, OnError, StoreKind};
 
@@ -31,6 +32,26 @@ enum Command {
     },
     /// Check a config and print a summary of its rooms; lists every problem.
     Check {
+        /// The config file.
+        #[arg(short, long, value_name = "FILE", default_value = "config/antre.toml")]
+        config: PathBuf,
+    },
+    /// Check an `antre-admission` header value with the config's keys:
+    /// print its fields and exit 0 when genuine, say why and exit 1 when
+    /// not, exit 2 when the config or its keys have problems.
+    VerifyAdmission {
+        /// The config file.
+        #[arg(short, long, value_name = "FILE", default_value = "config/antre.toml")]
+        config: PathBuf,
+        /// The header's value, as the site received it.
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
+    /// Print the key the site needs to check `antre-admission` headers, as
+    /// `<key id> <secret in hex>`. Without [[admission_keys]] it is derived
+    /// from the ticket key, so rotating that key changes it. Exit 2 when the
+    /// config or its keys have problems.
+    AdmissionKey {
         /// The config file.
         #[arg(short, long, value_name = "FILE", default_value = "config/antre.toml")]
         config: PathBuf,
@@ -87,6 +108,8 @@ fn main() -> ExitCode {
             }
             None => ExitCode::FAILURE,
         },
+        Command::VerifyAdmission { config, value } => verify_admission(&config, &value),
+        Command::AdmissionKey { config } => admission_key(&config),
         Command::Ctl {
             addr,
             token,
@@ -114,6 +137,49 @@ fn main() -> ExitCode {
             };
             runtime.block_on(serve(config, path))
         }
+    }
+}
+
+/// Exit status for a config, or keys, that cannot be used; 1 is kept for
+/// "not genuine".
+const CONFIG_PROBLEM: u8 = 2;
+
+/// The admission keys `antre run` would use with the config at `path`.
+fn admission_keys(command: &str, path: &std::path::Path) -> Result<AdmissionKeys, ExitCode> {
+    let config = load(path).ok_or(ExitCode::from(CONFIG_PROBLEM))?;
+    admission::settle_offline(&config).map_err(|e| {
+        eprintln!("antre {command}: {e}");
+        ExitCode::from(CONFIG_PROBLEM)
+    })
+}
+
+fn verify_admission(path: &std::path::Path, value: &str) -> ExitCode {
+    let keys = match admission_keys("verify-admission", path) {
+        Ok(keys) => keys,
+        Err(code) => return code,
+    };
+    match keys.verify(value) {
+        Ok(admission) => {
+            print!(
+                "{}",
+                admission::report(&admission, admission::key_id(value).unwrap_or_default())
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("antre verify-admission: not genuine: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn admission_key(path: &std::path::Path) -> ExitCode {
+    match admission_keys("admission-key", path) {
+        Ok(keys) => {
+            println!("{}", admission::key_line(&keys));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
     }
 }
 
@@ -360,6 +426,17 @@ fn summary(config: &Config) -> String {
         format!("{} (signs with {})", ids.join(", "), ids[0])
     };
     let _ = writeln!(out, "keys     {keys}");
+    let admission = if config.admission_keys.is_empty() {
+        "derived from the signing key (`antre admission-key` prints it)".to_owned()
+    } else {
+        let ids: Vec<&str> = config
+            .admission_keys
+            .iter()
+            .map(|k| k.id.as_str())
+            .collect();
+        format!("{} (signs with {})", ids.join(", "), ids[0])
+    };
+    let _ = writeln!(out, "         antre-admission header: {admission}");
     let _ = writeln!(out, "rooms    {}", config.rooms.len());
     let _ = writeln!(
         out,

@@ -361,24 +361,10 @@ fn recovery_grace(config: &Config) -> std::time::Duration {
 }
 
 /// The configured keys, or the one kept in the state file (made on first
-/// start, and said so).
+/// start, and said so); which of them count is [`Config::ticket_keys`].
 fn keyring(config: &Config, memory: Option<&MemoryStore>) -> Result<Keyring, StartError> {
-    let decode = |stored: &StoredKey| -> Result<Key, StartError> {
-        let secret = STANDARD.decode(&stored.secret).map_err(|e| {
-            StartError::Key(format!(
-                "the key in the state file is not valid base64: {e}"
-            ))
-        })?;
-        Key::new(&stored.id, &secret).map_err(StartError::Key)
-    };
-    let mut keys: Vec<Key> = config
-        .keys
-        .iter()
-        .map(|k| Key::new(&k.id, &k.secret))
-        .collect::<Result<_, _>>()
-        .map_err(StartError::Key)?;
-    if let Some(memory) = memory {
-        if keys.is_empty() {
+    let stored = match memory {
+        Some(memory) if config.keys.is_empty() => {
             let candidate = generate_key()?;
             let (stored, created) = memory.generated_key(|| candidate)?;
             if created {
@@ -390,17 +376,29 @@ fn keyring(config: &Config, memory: Option<&MemoryStore>) -> Result<Keyring, Sta
             } else {
                 tracing::info!(key = %stored.id, "using the signing key kept in the state file");
             }
-            keys.push(decode(&stored)?);
-        } else if let Some(stored) = memory.stored_key() {
-            // Keys were configured after antre had made its own: the old key
-            // still verifies (it never signs again), so nobody holding a
-            // ticket or pass loses their place.
-            if keys.iter().all(|k| k.id() != stored.id) {
-                tracing::info!(key = %stored.id, "the key antre made earlier still verifies existing cookies");
-                keys.push(decode(&stored)?);
-            }
+            Some(stored)
         }
-    }
+        Some(memory) => {
+            let stored = memory.stored_key();
+            if let Some(stored) = &stored {
+                if config.keys.iter().all(|k| k.id != stored.id) {
+                    // Keys were configured after antre had made its own: the
+                    // old key still verifies (it never signs again), so
+                    // nobody holding a ticket or pass loses their place.
+                    tracing::info!(key = %stored.id, "the key antre made earlier still verifies existing cookies");
+                }
+            }
+            stored
+        }
+        None => None,
+    };
+    let keys: Vec<Key> = config
+        .ticket_keys(stored.as_ref())
+        .map_err(StartError::Key)?
+        .iter()
+        .map(|k| Key::new(&k.id, &k.secret))
+        .collect::<Result<_, _>>()
+        .map_err(StartError::Key)?;
     Keyring::new(keys).ok_or_else(|| StartError::Key("no signing key".into()))
 }
 

@@ -40,6 +40,24 @@ pub fn valid_key_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// Whether `id` and `secret` make a key: fails, saying why, when the id is
+/// malformed or the secret too short. The same rule for every HMAC key
+/// antre holds (tickets and passes, admissions).
+pub fn check_key(id: &str, secret: &[u8]) -> Result<(), String> {
+    if !valid_key_id(id) {
+        return Err(format!(
+            "key id {id:?} must be 1 to 32 characters of A-Z, a-z, 0-9, '_' or '-'"
+        ));
+    }
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(format!(
+            "key {id:?} is {} bytes long; at least {MIN_SECRET_LEN} are needed",
+            secret.len()
+        ));
+    }
+    Ok(())
+}
+
 /// One signing key.
 pub struct Key {
     id: String,
@@ -49,17 +67,7 @@ pub struct Key {
 impl Key {
     /// Fails, saying why, when the id is malformed or the secret too short.
     pub fn new(id: &str, secret: &[u8]) -> Result<Key, String> {
-        if !valid_key_id(id) {
-            return Err(format!(
-                "key id {id:?} must be 1 to 32 characters of A-Z, a-z, 0-9, '_' or '-'"
-            ));
-        }
-        if secret.len() < MIN_SECRET_LEN {
-            return Err(format!(
-                "key {id:?} is {} bytes long; at least {MIN_SECRET_LEN} are needed",
-                secret.len()
-            ));
-        }
+        check_key(id, secret)?;
         Ok(Key {
             id: id.to_owned(),
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
@@ -292,7 +300,7 @@ fn mac_input(kind: Kind, room: &str, body: &str) -> String {
 
 /// A canonical decimal: digits only, no sign, no leading zeros, fits a u64.
 /// Being strict means each token has exactly one spelling.
-fn parse_decimal(s: &str) -> Option<u64> {
+pub(crate) fn parse_decimal(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

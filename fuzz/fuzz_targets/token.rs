@@ -16,6 +16,10 @@ use std::sync::OnceLock;
 use antre::token::{Claims, Key, Keyring, Kind};
 use libfuzzer_sys::fuzz_target;
 
+mod input;
+
+use input::{one_byte_changed, Input};
+
 const KINDS: [Kind; 3] = [Kind::Ticket, Kind::Pass, Kind::Pending];
 const ROOMS: [&str; 3] = ["vaksin", "r", ""];
 
@@ -102,48 +106,10 @@ fn altered(input: &mut Input) {
     let elsewhere = format!("{room}x");
     assert_eq!(ring.verify(kind, &elsewhere, &token), None, "{token:?} in {elsewhere:?}");
 
-    let mut bytes = token.clone().into_bytes();
-    let index = usize::from(input.byte()) % bytes.len();
-    let mut byte = input.byte();
-    if byte == bytes[index] {
-        byte = byte.wrapping_add(1);
-    }
-    bytes[index] = byte;
-    let altered = String::from_utf8(bytes)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let (altered, index, byte) = one_byte_changed(&token, input);
     assert_eq!(
         ring.verify(kind, &room, &altered),
         None,
         "{token:?} with byte {index} set to {byte:#04x} still verifies"
     );
-}
-
-/// Reads the fuzzer's bytes as values, with zeros once they run out.
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let (taken, rest) = self.0.split_at(n.min(self.0.len()));
-        self.0 = rest;
-        let mut bytes = taken.to_vec();
-        bytes.resize(n, 0);
-        bytes
-    }
-
-    fn byte(&mut self) -> u8 {
-        self.bytes(1)[0]
-    }
-
-    fn u64(&mut self) -> u64 {
-        let bytes: [u8; 8] = self.bytes(8).try_into().expect("8 bytes");
-        u64::from_le_bytes(bytes)
-    }
-
-    /// Up to `max` bytes, the length given by the input.
-    fn text(&mut self, max: usize) -> String {
-        let len = usize::from(self.byte()) % (max + 1);
-        let mut bytes = self.bytes(len);
-        bytes.retain(|b| *b != 0);
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
 }

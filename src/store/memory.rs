@@ -37,6 +37,49 @@ pub struct StoredKey {
     pub secret: String,
 }
 
+impl StoredKey {
+    /// The secret's bytes; fails, saying why, when the state file holds
+    /// something that is not base64.
+    pub fn secret_bytes(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.secret)
+            .map_err(|e| format!("the key in the state file is not valid base64: {e}"))
+    }
+}
+
+/// The signing key kept in the state file at `path`, read without opening
+/// the store: a running antre holds the store's lock, and commands such as
+/// `antre admission-key` must still find the key. The key is written to the
+/// snapshot itself as soon as it is made (never only to the journal), so the
+/// snapshot is enough. `None` when there is no state file or no key yet.
+pub fn read_stored_key(path: &Path) -> Result<Option<StoredKey>, StoreError> {
+    /// The one field wanted; the rest of the snapshot is ignored.
+    #[derive(Deserialize)]
+    struct KeyOnly {
+        version: u32,
+        generated_key: Option<StoredKey>,
+    }
+    let state_error = |message: String| StoreError::State {
+        path: path.display().to_string(),
+        message,
+    };
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(state_error(e.to_string())),
+    };
+    let snapshot: KeyOnly = serde_json::from_slice(&bytes)
+        .map_err(|e| state_error(format!("not a valid antre state file: {e}")))?;
+    if snapshot.version != SNAPSHOT_VERSION {
+        return Err(state_error(format!(
+            "state file version {} is not supported (expected {SNAPSHOT_VERSION})",
+            snapshot.version
+        )));
+    }
+    Ok(snapshot.generated_key)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Room {
     settings: RoomSettings,
@@ -897,6 +940,25 @@ mod tests {
             .generated_key(|| unreachable!("the kept key is used"))
             .unwrap();
         assert_eq!(second, (first.0, false));
+    }
+
+    #[test]
+    fn the_generated_key_can_be_read_while_the_store_is_open() {
+        let path = temp_state("read-key");
+        assert_eq!(read_stored_key(&path).unwrap(), None, "no state file yet");
+        let store = MemoryStore::open(&path).unwrap();
+        assert_eq!(read_stored_key(&path).unwrap(), None, "no key made yet");
+        let (made, _) = store
+            .generated_key(|| StoredKey {
+                id: "auto".into(),
+                secret: "c2VjcmV0".into(),
+            })
+            .unwrap();
+        // The store holds its lock; reading needs none.
+        assert_eq!(read_stored_key(&path).unwrap(), Some(made.clone()));
+        assert_eq!(made.secret_bytes().unwrap(), b"secret");
+        fs::write(&path, "{}").unwrap();
+        assert!(read_stored_key(&path).is_err());
     }
 
     #[test]
