@@ -82,6 +82,27 @@ impl Via {
         }
     }
 
+    /// The number a pass carries for it ([`crate::token::PassClaims::via`]).
+    pub fn code(self) -> u64 {
+        match self {
+            Via::Line => 0,
+            Via::Invite => 1,
+            Via::Allow => 2,
+            Via::Outage => 3,
+        }
+    }
+
+    /// The inverse of [`Via::code`].
+    pub fn from_code(code: u64) -> Option<Via> {
+        match code {
+            0 => Some(Via::Line),
+            1 => Some(Via::Invite),
+            2 => Some(Via::Allow),
+            3 => Some(Via::Outage),
+            _ => None,
+        }
+    }
+
     /// The inverse of [`Via::as_str`]; exact, lower case.
     pub fn parse(text: &str) -> Option<Via> {
         match text {

@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::admission::Via;
 use crate::clock::{Clock, Micros, MICROS_PER_SECOND};
 use crate::config::{OnError, RoomConfig};
 use crate::cookie::{self, Jar};
@@ -920,6 +921,7 @@ impl<S: Store> Engine<S> {
         if self.on_error == OnError::Admit {
             let mut pass = self.new_pass(v, view.epoch, 0);
             pass.id = random_u64().max(1);
+            pass.via = Via::Outage.code();
             return Decision::Forward {
                 set_cookies: vec![self.pass_cookie(v, &pass)],
                 admitted_now: false,
@@ -944,6 +946,7 @@ impl<S: Store> Engine<S> {
             issued: v.now_s,
             id: self.keys.pass_id(&v.room.config.id, epoch, number),
             network: v.network.as_u64(),
+            via: Via::Line.code(),
         }
     }
 

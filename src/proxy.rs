@@ -83,6 +83,9 @@ pub struct Outgoing<'a> {
     /// Cookies antre sets on the response (a pass): the response is then
     /// made private to the visitor.
     pub set_cookies: &'a [String],
+    /// The signed `antre-admission` header of an admitted visitor's
+    /// request; any the client sent is gone by then.
+    pub admission: Option<&'a HeaderValue>,
 }
 
 pub struct Proxy {
@@ -128,6 +131,9 @@ impl Proxy {
         }
         rewrite_cookies(headers);
         forwarded::rewrite(headers, outgoing.hop);
+        if let Some(admission) = outgoing.admission {
+            headers.insert(crate::admission::HEADER_NAME, admission.clone());
+        }
         if let Some(host) = self.origin.host.clone().or(outgoing.hop.host.cloned()) {
             headers.insert(header::HOST, host);
         }

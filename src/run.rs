@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
+use crate::admission::AdmissionKeys;
 use crate::clock::Clock;
 use crate::config::{Config, KeySpec, StoreKind};
 use crate::engine::Engine;
@@ -102,6 +103,8 @@ impl Running {
         }
         let config = Arc::new(config);
         let keys = keyring(&config, self.memory.as_deref()).map_err(|e| vec![e.to_string()])?;
+        let admission = admission_keys(&config, self.memory.as_deref())
+            .map_err(|e| vec![format!("admission_keys: {e}")])?;
         let engine = current
             .engine
             .successor(keys, config.rooms.clone())
@@ -148,8 +151,12 @@ impl Running {
             }
         }
 
-        self.app
-            .replace(Arc::new(build_app(&config, &engine, &self.metrics)));
+        self.app.replace(Arc::new(build_app(
+            &config,
+            &engine,
+            &self.metrics,
+            admission,
+        )));
         self.admin.replace(Arc::new(Admin::new(
             config.clone(),
             engine,
@@ -210,8 +217,24 @@ fn describe(quota: Option<u64>) -> String {
     quota.map_or_else(|| "none".to_owned(), |q| q.to_string())
 }
 
-fn build_app(config: &Arc<Config>, engine: &Arc<Engine<AnyStore>>, metrics: &Arc<Metrics>) -> App {
-    App::new(config.clone(), engine.clone(), metrics.clone())
+fn build_app(
+    config: &Arc<Config>,
+    engine: &Arc<Engine<AnyStore>>,
+    metrics: &Arc<Metrics>,
+    admission: Arc<AdmissionKeys>,
+) -> App {
+    App::new(config.clone(), engine.clone(), metrics.clone(), admission)
+}
+
+/// The keys that sign the origin's admission header: those configured, or
+/// derived from the ticket keys just settled (the state file's included),
+/// exactly as `antre verify-admission` finds them.
+fn admission_keys(
+    config: &Config,
+    memory: Option<&MemoryStore>,
+) -> Result<Arc<AdmissionKeys>, crate::admission::KeyError> {
+    let stored = memory.and_then(MemoryStore::stored_key);
+    crate::admission::settle(config, stored.as_ref()).map(Arc::new)
 }
 
 /// Builds everything from `config` and starts serving.
@@ -258,7 +281,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let series = Arc::new(Series::default());
-    let app = Arc::new(Live::new(Arc::new(build_app(&config, &engine, &metrics))));
+    let admission = admission_keys(&config, memory.as_deref())
+        .map_err(|e| StartError::Key(format!("admission_keys: {e}")))?;
+    let app = Arc::new(Live::new(Arc::new(build_app(
+        &config, &engine, &metrics, admission,
+    ))));
     let admin = Arc::new(Live::new(Arc::new(Admin::new(
         config.clone(),
         engine,

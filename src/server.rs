@@ -28,6 +28,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::admission::{AdmissionKeys, Via};
 use crate::config::Config;
 use crate::cookie::{self, Jar};
 use crate::engine::{CookieOptions, Decision, Engine, Mode};
@@ -41,6 +42,7 @@ use crate::proxy::{Body, Outgoing, Proxy, ProxyError};
 use crate::route::{self, Route, Router};
 use crate::status::{State, Status};
 use crate::store::AnyStore;
+use crate::token::PassClaims;
 use crate::work;
 
 /// The other end of a connection.
@@ -58,6 +60,8 @@ pub struct App {
     pub engine: Arc<Engine<AnyStore>>,
     pub metrics: Arc<Metrics>,
     pub proxy: Proxy,
+    /// Signs the `antre-admission` header of admitted visitors' requests.
+    admission: Arc<AdmissionKeys>,
     router: Router,
     requests: RequestCounters,
 }
@@ -324,8 +328,14 @@ fn wants_json<B>(request: &Request<B>) -> bool {
 }
 
 impl App {
-    pub fn new(config: Arc<Config>, engine: Arc<Engine<AnyStore>>, metrics: Arc<Metrics>) -> App {
+    pub fn new(
+        config: Arc<Config>,
+        engine: Arc<Engine<AnyStore>>,
+        metrics: Arc<Metrics>,
+        admission: Arc<AdmissionKeys>,
+    ) -> App {
         App {
+            admission,
             router: Router::new(&config.rooms, &config.listen.hosts),
             requests: metrics.request_counters(config.rooms.iter().map(|r| r.id.as_str())),
             proxy: Proxy::new(config.origin.clone()),
@@ -364,8 +374,16 @@ impl App {
             ),
             Target::Unguarded => {
                 let target = context.target.as_str();
-                self.forward(request, context, target, &[], None, Outcome::Unguarded)
-                    .await
+                self.forward(
+                    request,
+                    context,
+                    target,
+                    &[],
+                    None,
+                    None,
+                    Outcome::Unguarded,
+                )
+                .await
             }
             Target::Preflight => {
                 // A browser's preflight carries no credentials and no data;
@@ -376,8 +394,16 @@ impl App {
                 request.headers_mut().remove(header::COOKIE);
                 request.headers_mut().remove(header::AUTHORIZATION);
                 let target = context.path.as_str();
-                self.forward(request, context, target, &[], None, Outcome::Preflight)
-                    .await
+                self.forward(
+                    request,
+                    context,
+                    target,
+                    &[],
+                    None,
+                    None,
+                    Outcome::Preflight,
+                )
+                .await
             }
             Target::Room(index) => match self.admission(index, context).await {
                 Admission::Hello(response) => {
@@ -386,16 +412,25 @@ impl App {
                 Admission::Decided(Decision::Forward {
                     set_cookies,
                     admitted_now,
-                    pass: _,
+                    pass,
                 }) => {
                     let outcome = if admitted_now {
                         Outcome::Admitted
                     } else {
                         Outcome::Forwarded
                     };
+                    let admission = pass.and_then(|pass| self.admission_header(index, &pass));
                     let target = context.target.as_str();
-                    self.forward(request, context, target, &set_cookies, Some(index), outcome)
-                        .await
+                    self.forward(
+                        request,
+                        context,
+                        target,
+                        &set_cookies,
+                        admission.as_ref(),
+                        Some(index),
+                        outcome,
+                    )
+                    .await
                 }
                 Admission::Decided(Decision::Hold {
                     status,
@@ -522,14 +557,31 @@ impl App {
 
     // === phase: forward ===
 
+    /// The signed header telling the origin who was admitted, on which
+    /// pass and how.
+    fn admission_header(&self, room: usize, pass: &PassClaims) -> Option<HeaderValue> {
+        let room = self.config.rooms.get(room)?;
+        let via = Via::from_code(pass.via)?;
+        let admission = crate::admission::Admission {
+            room: std::borrow::Cow::Borrowed(room.id.as_str()),
+            ticket: if via == Via::Line { pass.number } else { 0 },
+            pass: pass.id,
+            issued: pass.issued,
+            via,
+        };
+        self.admission.header_value(&admission).ok()
+    }
+
     /// Sends the request to the origin; a failure becomes the page that
     /// says so, the visitor's pass and place untouched.
+    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
         request: Request<Incoming>,
         context: &Context,
         target: &str,
         set_cookies: &[String],
+        admission: Option<&HeaderValue>,
         room: Option<usize>,
         outcome: Outcome,
     ) -> Done {
@@ -546,6 +598,7 @@ impl App {
                 admitted: room.is_some(),
             },
             set_cookies,
+            admission,
         };
         match self.proxy.forward(request, outgoing).await {
             Ok(response) => {

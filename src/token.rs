@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! 1.<key id>.<epoch>.<number>.<time>.<mac>                      ticket
-//! 1.<key id>.<epoch>.<number>.<expires>.<issued>.<id>.<network>.<mac>  pass
+//! 1.<key id>.<epoch>.<number>.<expires>.<issued>.<id>.<network>.<via>.<mac>  pass
 //! 1.<key id>.<bits>.<expires>.<nonce>.<network>.<mac>           challenge
 //! ```
 //!
@@ -140,6 +140,9 @@ pub struct PassClaims {
     /// The client network it was issued to ([`crate::limit::Network`]):
     /// its use from there needs no question to the store. 0 when unknown.
     pub network: u64,
+    /// How the visitor got in: 0 through the line, 1 a staff invite, 3
+    /// while the store was down (`crate::admission::Via::code`).
+    pub via: u64,
 }
 
 /// The keys that sign and verify tokens; the first signs.
@@ -205,6 +208,7 @@ impl Keyring {
                 pass.issued,
                 pass.id,
                 pass.network,
+                pass.via,
             ],
         )
     }
@@ -212,7 +216,7 @@ impl Keyring {
     /// A pass for `room`, in its current form or the older one without an
     /// issue time and id (those read as 0).
     pub fn verify_pass(&self, room: &str, token: &str) -> Option<PassClaims> {
-        if let Some([epoch, number, expires, issued, id, network]) =
+        if let Some([epoch, number, expires, issued, id, network, via]) =
             self.verify_numbers(Kind::Pass, room, token)
         {
             return Some(PassClaims {
@@ -222,6 +226,7 @@ impl Keyring {
                 issued,
                 id,
                 network,
+                via,
             });
         }
         let [epoch, number, expires] = self.verify_numbers(Kind::Pass, room, token)?;
@@ -232,6 +237,8 @@ impl Keyring {
             issued: 0,
             id: 0,
             network: 0,
+            // Old passes with ticket 0 were let in during an outage.
+            via: if number == 0 { 3 } else { 0 },
         })
     }
 
@@ -400,6 +407,7 @@ mod tests {
             issued: 1_790_000_000,
             id: ring.pass_id("vaksin", 3, 1234),
             network: 0x7f00_0002,
+            via: 0,
         };
         let token = ring.sign_pass("vaksin", &pass);
         assert_eq!(ring.verify_pass("vaksin", &token), Some(pass));

@@ -507,3 +507,80 @@ fn unhex(text: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
         .collect()
 }
+
+/// The header as the site receives it: on every request of an admitted
+/// visitor, genuine by `antre verify-admission` and refused with one byte
+/// changed; never on a request that was not admitted, whatever the client
+/// sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_site_receives_a_genuine_header_only_for_admitted_requests() {
+    use common::{Origin, Visitor};
+    let origin = Origin::start().await;
+    let dir = temp_dir("admission-e2e");
+    let room =
+        "[[rooms]]\nid = \"vaksin\"\npaths = [\"/daftar\"]\nadmit_per_minute = 1\nquota = 10\n";
+    let text = format!(
+        "{}\n{}[[admission_keys]]\nid = \"a1\"\nsecret = \"{ADMISSION_SECRET}\"\n",
+        config(&origin.url(), room),
+        ticket_keys()
+    );
+    let path = dir.join("antre.toml");
+    std::fs::write(&path, &text).unwrap();
+    let antre = Antre::start_in(&dir, &text);
+    let forged = "1.a1.vaksin.1.0000000000000001.1800000000.line.AAAA";
+
+    // Admitted (the room's one free admission), with a forged header of
+    // its own: the site sees antre's, not the forgery.
+    let mut admitted = Visitor::new("admitted");
+    let answer = admitted
+        .get(&antre.url("/daftar"), &[("antre-admission", forged)])
+        .await;
+    assert_eq!(answer.status, http::StatusCode::OK);
+    let seen = origin.seen();
+    let values: Vec<&http::HeaderValue> = seen
+        .last()
+        .unwrap()
+        .headers
+        .get_all("antre-admission")
+        .iter()
+        .collect();
+    assert_eq!(values.len(), 1, "{values:?}");
+    let value = values[0].to_str().unwrap().to_owned();
+    assert_ne!(value, forged);
+    let output = verify(&path, &value);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report = stdout(&output);
+    assert!(
+        report.contains("room     vaksin") && report.contains("ticket   1"),
+        "{report}"
+    );
+    assert!(report.contains("via      line"), "{report}");
+    // One byte changed: refused.
+    for altered in one_byte_changes(&value).into_iter().step_by(37) {
+        assert_eq!(verify(&path, &altered).status.code(), Some(1), "{altered}");
+    }
+    // Stripped of its signature: refused too.
+    let stripped = value.rsplit_once('.').unwrap().0;
+    assert_eq!(verify(&path, stripped).status.code(), Some(1));
+
+    // The same visitor's next request carries the same admission.
+    admitted.get(&antre.url("/daftar/form"), &[]).await;
+    let again = origin.seen().last().unwrap().headers["antre-admission"].clone();
+    let pass_of = |v: &str| v.split('.').nth(4).map(str::to_owned);
+    assert_eq!(pass_of(again.to_str().unwrap()), pass_of(&value));
+
+    // Not admitted: an unguarded page and a visitor who waits. The forged
+    // header never reaches the site.
+    let mut other = Visitor::new("other");
+    other
+        .get(&antre.url("/info"), &[("antre-admission", forged)])
+        .await;
+    let waiting = other
+        .get(&antre.url("/daftar"), &[("antre-admission", forged)])
+        .await;
+    assert_eq!(waiting.status, http::StatusCode::SERVICE_UNAVAILABLE);
+    let last = origin.seen().last().unwrap().clone();
+    assert_eq!(last.path, "/info");
+    assert!(!last.headers.contains_key("antre-admission"));
+    assert!(antre.stop().success());
+}
