@@ -78,6 +78,15 @@ struct ResetRequest {
     confirm: String,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteRequest {
+    /// How many visitors the link lets in.
+    uses: u32,
+    /// How long it works, in minutes.
+    minutes: u64,
+}
+
 impl Admin {
     pub fn new(
         config: Arc<Config>,
@@ -150,6 +159,10 @@ impl Admin {
             (Method::POST, ["api", "rooms", id, "reset"]) => {
                 let id = id.to_string();
                 self.reset(&id, request).await
+            }
+            (Method::POST, ["api", "rooms", id, "invites"]) => {
+                let id = id.to_string();
+                self.invite(&id, request).await
             }
             (Method::GET, ["api", "audit"]) => match self.engine.store().audit(AUDIT_SHOWN).await {
                 Ok(audit) => json(StatusCode::OK, &audit),
@@ -405,6 +418,70 @@ impl Admin {
                 &e.to_string(),
             ),
         }
+    }
+
+    /// `POST /api/rooms/ID/invites {"uses": N, "minutes": M}`: a staff
+    /// invite link that lets `uses` visitors skip the line for `minutes`.
+    async fn invite(&self, id: &str, request: Request<Incoming>) -> Response<Body> {
+        let Some(index) = self.engine.rooms().iter().position(|r| r.config.id == id) else {
+            return unknown_room(id);
+        };
+        let who = operator(&request);
+        let (raw, asked) = match read_json::<InviteRequest>(request).await {
+            Ok(parsed) => parsed,
+            Err(response) => return response,
+        };
+        let mut problems = Vec::new();
+        if !(1..=100_000).contains(&asked.uses) {
+            problems.push(format!(
+                "uses: must be between 1 and 100000, got {}",
+                asked.uses
+            ));
+        }
+        if !(1..=7 * 24 * 60).contains(&asked.minutes) {
+            problems.push(format!(
+                "minutes: must be between 1 and 10080, got {}",
+                asked.minutes
+            ));
+        }
+        if !problems.is_empty() {
+            return json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &serde_json::json!({"error": "invalid", "problems": problems}),
+            );
+        }
+        let Some(invite) = self.engine.invite(index, asked.uses, asked.minutes) else {
+            return unknown_room(id);
+        };
+        let path = format!(
+            "{}/invite?room={id}&token={}",
+            self.config.listen.prefix, invite.token
+        );
+        self.record(
+            &who,
+            id,
+            serde_json::json!({"invite": raw, "id": format!("{:016x}", invite.id)}),
+        )
+        .await;
+        let url = self.config.listen.hosts.first().map(|host| {
+            let scheme = if self.config.listen.secure_cookies {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{host}{path}")
+        });
+        json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "room": id,
+                "id": format!("{:016x}", invite.id),
+                "uses": invite.uses,
+                "expires": invite.expires,
+                "path": path,
+                "url": url,
+            }),
+        )
     }
 
     /// Logs a change and adds it to the fleet's audit trail. The change

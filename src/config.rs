@@ -125,6 +125,7 @@ struct RawRoom {
     pass_requests_per_second: Option<u64>,
     pass_request_burst: Option<u64>,
     pass_max_minutes: Option<u64>,
+    allow: Option<Vec<String>>,
 }
 
 /// Keys each table may hold; anything else is reported as unknown. Kept
@@ -212,6 +213,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "pass_requests_per_second",
             "pass_request_burst",
             "pass_max_minutes",
+            "allow",
         ],
     ),
 ];
@@ -397,6 +399,9 @@ pub struct RoomConfig {
     pub refresh_seconds: u32,
     pub template: Option<Arc<Template>>,
     pub protection: Protection,
+    /// Client addresses or blocks that skip the line (staff, a partner's
+    /// office): every request of theirs is forwarded, logged and counted.
+    pub allow: Vec<Cidr>,
 }
 
 /// How a room prices arrivals and keeps each pass to one person.
@@ -1250,6 +1255,13 @@ impl Checker {
             ) as u32,
             pass_max_seconds: pass_max_minutes * 60,
         };
+        let mut allow = Vec::new();
+        for (i, text) in raw.allow.unwrap_or_default().iter().enumerate() {
+            match Cidr::parse(text) {
+                Ok(block) => allow.push(block),
+                Err(message) => self.error(format!("rooms[{index}].allow[{i}]"), message),
+            }
+        }
         let template = raw.template.and_then(|file| {
             let path = self.path(&file);
             match std::fs::read_to_string(&path) {
@@ -1290,6 +1302,7 @@ impl Checker {
             refresh_seconds: refresh_seconds as u32,
             template,
             protection,
+            allow,
         })
     }
 }

@@ -30,6 +30,12 @@ pub enum Command {
     Reset {
         room: String,
     },
+    /// A staff invite link: `uses` visitors skip the line for `minutes`.
+    Invite {
+        room: String,
+        uses: u32,
+        minutes: u64,
+    },
 }
 
 /// Where the admin API is and how to talk to it.
@@ -66,6 +72,15 @@ pub async fn run(target: &Target, command: &Command, json: bool) -> Result<Strin
             format!("/api/rooms/{room}/reset"),
             Some(serde_json::json!({"confirm": room})),
         ),
+        Command::Invite {
+            room,
+            uses,
+            minutes,
+        } => (
+            Method::POST,
+            format!("/api/rooms/{room}/invites"),
+            Some(serde_json::json!({"uses": uses, "minutes": minutes})),
+        ),
     };
     let answer = call(target, method, &path, body).await?;
     if json {
@@ -76,6 +91,18 @@ pub async fn run(target: &Target, command: &Command, json: bool) -> Result<Strin
     }
     Ok(match answer {
         Value::Array(rooms) => table(&rooms),
+        invite if matches!(command, Command::Invite { .. }) => {
+            let link = invite["url"]
+                .as_str()
+                .or(invite["path"].as_str())
+                .unwrap_or("?");
+            format!(
+                "{link}\n{} uses until {} (invite {})\n",
+                invite["uses"],
+                crate::admission::utc_time(invite["expires"].as_u64().unwrap_or(0)),
+                invite["id"].as_str().unwrap_or("?"),
+            )
+        }
         room => table(&[room]),
     })
 }

@@ -104,6 +104,29 @@ struct Visit<'a> {
     cookies: CookieOptions,
 }
 
+/// A staff invite link's token and what it allows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Invite {
+    pub token: String,
+    pub id: u64,
+    pub uses: u32,
+    /// Unix seconds.
+    pub expires: u64,
+}
+
+/// Why an invite link let nobody in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InviteError {
+    #[error("this invite link is not genuine, or not for this room")]
+    Forged,
+    #[error("this invite link has expired")]
+    Expired,
+    #[error("this invite link has been used as often as it may be")]
+    UsedUp,
+    #[error("the waiting room's store cannot be reached; try again in a moment")]
+    Store,
+}
+
 /// Whether the engine may hand out a ticket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -424,6 +447,10 @@ impl<S: Store> Engine<S> {
             cookies,
         };
 
+        if room.config.allow.iter().any(|block| block.contains(client)) {
+            return self.allowed(&v);
+        }
+
         if let Some(pass) = self.valid_pass(&v) {
             return self.with_pass(&v, pass).await;
         }
@@ -458,6 +485,100 @@ impl<S: Store> Engine<S> {
         let mut status = base_status(room, &view, State::Admitted);
         status.refresh_seconds = room.config.refresh_seconds;
         Some(status)
+    }
+
+    /// A staff invite link for `room`: `uses` visitors may skip the line
+    /// with it within `minutes`.
+    pub fn invite(&self, room_index: usize, uses: u32, minutes: u64) -> Option<Invite> {
+        let room = self.rooms.get(room_index)?;
+        let id = random_u64().max(1);
+        let expires = self.clock.now_micros() / MICROS_PER_SECOND + minutes * 60;
+        let token = self.keys.sign_numbers(
+            Kind::Invite,
+            &room.config.id,
+            &[id, u64::from(uses), expires],
+        );
+        Some(Invite {
+            token,
+            id,
+            uses,
+            expires,
+        })
+    }
+
+    /// A visitor following a staff invite link: a pass of their own,
+    /// outside the line and the quota, while the invite has uses left.
+    pub async fn redeem(
+        &self,
+        room_index: usize,
+        token: &str,
+        client: IpAddr,
+        cookies: CookieOptions,
+    ) -> Result<(PassClaims, String), InviteError> {
+        let room = self.rooms.get(room_index).ok_or(InviteError::Forged)?;
+        let now = self.clock.now_micros();
+        let now_s = now / MICROS_PER_SECOND;
+        let [id, uses, expires] = self
+            .keys
+            .verify_numbers(Kind::Invite, &room.config.id, token)
+            .ok_or(InviteError::Forged)?;
+        if now_s >= expires {
+            return Err(InviteError::Expired);
+        }
+        let uses = u32::try_from(uses).unwrap_or(u32::MAX);
+        let fits = self
+            .store
+            .use_invite(&room.config.id, id, uses, expires * MICROS_PER_SECOND, now)
+            .await
+            .map_err(|e| {
+                room.store_failed(&e);
+                InviteError::Store
+            })?;
+        if !fits {
+            return Err(InviteError::UsedUp);
+        }
+        let v = Visit {
+            room,
+            view: room.view(),
+            now,
+            now_s,
+            network: Network::of(client),
+            jar: &Jar::default(),
+            cookies,
+        };
+        let mut pass = self.new_pass(&v, v.view.epoch, 0);
+        pass.id = random_u64().max(1);
+        pass.via = Via::Invite.code();
+        tracing::info!(room = %room.config.id, invite = format_args!("{id:016x}"), pass = format_args!("{:016x}", pass.id), client = %client, "staff invite used");
+        Ok((pass, self.pass_cookie(&v, &pass)))
+    }
+
+    /// A request from an address on the room's allow list: forwarded as
+    /// it is, counted, and logged once an hour per network.
+    fn allowed(&self, v: &Visit<'_>) -> Decision {
+        let room = v.room;
+        let hourly = Rate {
+            interval: 3600 * MICROS_PER_SECOND,
+            tolerance: 0,
+        };
+        let mut forgotten = Vec::new();
+        let first =
+            self.shields
+                .bypasses
+                .with((room.key, v.network), v.now, &mut forgotten, |slot| {
+                    slot.check(hourly, v.now)
+                });
+        if first == Verdict::Conforms {
+            tracing::info!(room = %room.config.id, network = %v.network, "allow list: skipping the line");
+        }
+        let mut pass = self.new_pass(v, v.view.epoch, 0);
+        pass.id = v.network.as_u64().max(1);
+        pass.via = Via::Allow.code();
+        Decision::Forward {
+            set_cookies: Vec::new(),
+            admitted_now: false,
+            pass: Some(pass),
+        }
     }
 
     /// Sweeps quiet budgets and passes (at most every few seconds).

@@ -96,6 +96,15 @@ enum CtlAction {
     Resume { room: String },
     /// Start a new epoch: everyone waiting loses their place.
     Reset { room: String },
+    /// Print a staff invite link: USES visitors skip the line with it
+    /// within MINUTES. Each use is logged and counted.
+    Invite {
+        room: String,
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -204,6 +213,15 @@ fn ctl(addr: String, token: Option<String>, json: bool, action: CtlAction) -> Ex
         CtlAction::Pause { room } => C::Pause { room },
         CtlAction::Resume { room } => C::Resume { room },
         CtlAction::Reset { room } => C::Reset { room },
+        CtlAction::Invite {
+            room,
+            uses,
+            minutes,
+        } => C::Invite {
+            room,
+            uses,
+            minutes,
+        },
     };
     let target = Target {
         addr,

@@ -64,11 +64,14 @@ pub enum Outcome {
     Challenge,
     /// A pass asking faster than its rate: `429`.
     Limited,
+    /// Skipped the line: an allow-listed address, or a staff invite link
+    /// taken.
+    Bypass,
 }
 
 impl Outcome {
     /// Every outcome, in declaration order (`outcome as usize` indexes it).
-    pub const ALL: [Outcome; 15] = [
+    pub const ALL: [Outcome; 16] = [
         Outcome::Forwarded,
         Outcome::Admitted,
         Outcome::Waiting,
@@ -84,6 +87,7 @@ impl Outcome {
         Outcome::OriginError,
         Outcome::Challenge,
         Outcome::Limited,
+        Outcome::Bypass,
     ];
 
     pub fn label(self) -> &'static str {
@@ -103,6 +107,7 @@ impl Outcome {
             Outcome::OriginError => "origin_error",
             Outcome::Challenge => "challenge",
             Outcome::Limited => "limited",
+            Outcome::Bypass => "bypass",
         }
     }
 }
@@ -345,7 +350,8 @@ mod tests {
             | Outcome::ClientError
             | Outcome::OriginError
             | Outcome::Challenge
-            | Outcome::Limited => true,
+            | Outcome::Limited
+            | Outcome::Bypass => true,
         };
         assert!(Outcome::ALL.iter().all(|o| listed(*o)));
 

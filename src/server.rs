@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use crate::admission::{AdmissionKeys, Via};
 use crate::config::Config;
 use crate::cookie::{self, Jar};
-use crate::engine::{CookieOptions, Decision, Engine, Mode};
+use crate::engine::{CookieOptions, Decision, Engine, InviteError, Mode};
 use crate::forwarded::Hop;
 use crate::listener::{self, Limits, Side};
 use crate::live::Live;
@@ -414,7 +414,9 @@ impl App {
                     admitted_now,
                     pass,
                 }) => {
-                    let outcome = if admitted_now {
+                    let outcome = if pass.is_some_and(|p| p.via == Via::Allow.code()) {
+                        Outcome::Bypass
+                    } else if admitted_now {
                         Outcome::Admitted
                     } else {
                         Outcome::Forwarded
@@ -680,6 +682,7 @@ impl App {
             "/health" => Done::new(self.health(), Outcome::Internal, None),
             "/lang" => Done::new(switch_lang(query, context), Outcome::Internal, None),
             "/status" => self.status(query, context).await,
+            "/invite" => self.invite(query, context).await,
             _ => Done::new(
                 json_response(
                     StatusCode::NOT_FOUND,
@@ -777,6 +780,43 @@ impl App {
             &serde_json::json!({"error": "no_ticket", "room": wanted}),
         );
         Done::new(response, Outcome::Status, None)
+    }
+
+    /// `GET {prefix}/invite?room=ID&token=T&next=/path`: a staff invite
+    /// link. While it has uses left the visitor gets a pass of their own
+    /// and goes on to `next` (a path on this site, `/` by default).
+    async fn invite(&self, query: Option<&str>, context: &Context) -> Done {
+        let room = query_param(query, "room").unwrap_or_default();
+        let token = query_param(query, "token").unwrap_or_default();
+        let Some(index) = self.engine.rooms().iter().position(|r| r.config.id == room) else {
+            let response = error_response(
+                StatusCode::NOT_FOUND,
+                "unknown_room",
+                "This invite link names no room here.",
+                context.json,
+            );
+            return Done::new(response, Outcome::Internal, None);
+        };
+        match self
+            .engine
+            .redeem(index, &token, context.client, cookie_options(context))
+            .await
+        {
+            Ok((_, cookie)) => {
+                let next = query_param(query, "next").unwrap_or_else(|| "/".to_owned());
+                let mut response = redirect(StatusCode::SEE_OTHER, &next);
+                append_cookies(&mut response, &[cookie]);
+                Done::new(response, Outcome::Bypass, Some(index))
+            }
+            Err(e) => {
+                let code = match e {
+                    InviteError::Store => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::FORBIDDEN,
+                };
+                let response = error_response(code, "invite_refused", &e.to_string(), context.json);
+                Done::new(response, Outcome::Refused, Some(index))
+            }
+        }
     }
 
     // === phase: respond ===

@@ -85,6 +85,8 @@ pub struct Shields {
     pub budget: Limiter<(u64, Network)>,
     /// Requests and networks, per (room, pass id).
     pub passes: Limiter<(u64, u64), PassSeen>,
+    /// When each allow-listed network was last logged, per room.
+    pub bypasses: Limiter<(u64, Network)>,
     pub metrics: Option<ShieldMetrics>,
     last_sweep: AtomicU64,
 }
@@ -100,6 +102,7 @@ impl Shields {
         Shields {
             budget: Limiter::new(KEYS, 0),
             passes: Limiter::new(KEYS, PASS_KEEP),
+            bypasses: Limiter::new(4096, 0),
             metrics,
             last_sweep: AtomicU64::new(0),
         }
@@ -130,6 +133,7 @@ impl Shields {
         let counts = self.budget.sweep(now);
         self.forgotten(&counts);
         self.passes.sweep(now);
+        self.bypasses.sweep(now);
     }
 
     pub fn challenge(&self, room: &str, result: &str) {

@@ -6,6 +6,7 @@
 //! 1.<key id>.<epoch>.<number>.<time>.<mac>                      ticket
 //! 1.<key id>.<epoch>.<number>.<expires>.<issued>.<id>.<network>.<via>.<mac>  pass
 //! 1.<key id>.<bits>.<expires>.<nonce>.<network>.<mac>           challenge
+//! 1.<key id>.<id>.<uses>.<expires>.<mac>                          invite
 //! ```
 //!
 //! `1` is the format version; times are Unix seconds; `mac` is
@@ -98,6 +99,8 @@ pub enum Kind {
     Pending,
     /// A proof-of-work challenge: see [`crate::work`].
     Challenge,
+    /// A staff invite link: its id, its uses and its expiry.
+    Invite,
 }
 
 impl Kind {
@@ -107,6 +110,7 @@ impl Kind {
             Kind::Pass => "pass",
             Kind::Pending => "pending",
             Kind::Challenge => "challenge",
+            Kind::Invite => "invite",
         }
     }
 }

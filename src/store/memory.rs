@@ -205,6 +205,8 @@ struct Passing {
     spent: HashMap<(String, u64), Micros>,
     /// Until when, and from which networks, each pass has been used.
     bound: HashMap<(String, u64), (Micros, Vec<u64>)>,
+    /// Until when, and how often, each staff invite has been used.
+    invites: HashMap<(String, u64), (Micros, u32)>,
     /// Expired entries are swept no more than once a second.
     next_sweep: Micros,
 }
@@ -217,6 +219,7 @@ impl Passing {
         self.next_sweep = now + crate::clock::MICROS_PER_SECOND;
         self.spent.retain(|_, expires| *expires >= now);
         self.bound.retain(|_, (until, _)| *until > now);
+        self.invites.retain(|_, (until, _)| *until > now);
     }
 }
 
@@ -710,6 +713,31 @@ impl Store for MemoryStore {
             }
         }
         *kept_until = until;
+        Ok(true)
+    }
+
+    async fn use_invite(
+        &self,
+        room: &str,
+        invite: u64,
+        uses: u32,
+        until: Micros,
+        now: Micros,
+    ) -> Result<bool, StoreError> {
+        let mut passing = self.passing();
+        passing.sweep(now);
+        let (kept_until, used) = passing
+            .invites
+            .entry((room.to_owned(), invite))
+            .or_insert((until, 0));
+        if *kept_until <= now {
+            *used = 0;
+        }
+        *kept_until = until;
+        if *used >= uses {
+            return Ok(false);
+        }
+        *used += 1;
         Ok(true)
     }
 

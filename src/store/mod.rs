@@ -110,6 +110,17 @@ pub trait Store: Send + Sync + 'static {
         now: Micros,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Counts one use of staff invite `invite`, remembered until `until`;
+    /// false once it has been used `uses` times.
+    fn use_invite(
+        &self,
+        room: &str,
+        invite: u64,
+        uses: u32,
+        until: Micros,
+        now: Micros,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Exchanges a ticket for a pass, atomically with the quota check; the
     /// same ticket is never counted twice, and gives a pass again only
     /// within [`queue::EXCHANGE_GRACE`] of its exchange.
@@ -247,6 +258,20 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(store) => store.bind_pass(room, pass, networks, max, until, now).await,
             AnyStore::Redis(store) => store.bind_pass(room, pass, networks, max, until, now).await,
+        }
+    }
+
+    async fn use_invite(
+        &self,
+        room: &str,
+        invite: u64,
+        uses: u32,
+        until: Micros,
+        now: Micros,
+    ) -> Result<bool, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.use_invite(room, invite, uses, until, now).await,
+            AnyStore::Redis(store) => store.use_invite(room, invite, uses, until, now).await,
         }
     }
 

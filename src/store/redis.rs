@@ -164,6 +164,7 @@ pub struct RedisStore {
     connection: Connection,
     script: redis::Script,
     bind_script: redis::Script,
+    invite_script: redis::Script,
     prefix: String,
     known: Mutex<HashMap<String, Known>>,
     started: Instant,
@@ -210,6 +211,7 @@ impl RedisStore {
             connection,
             script: redis::Script::new(SCRIPT),
             bind_script: redis::Script::new(BIND_SCRIPT),
+            invite_script: redis::Script::new(INVITE_SCRIPT),
             prefix: prefix.to_owned(),
             known: Mutex::new(HashMap::new()),
             started: Instant::now(),
@@ -506,6 +508,19 @@ fn override_bits(config: &RoomSettings, live: &RoomSettings) -> u8 {
         | u8::from(config.pass_seconds != live.pass_seconds) << 3
 }
 
+/// Counts a use of a staff invite. KEYS[1] its counter; ARGV[1] its uses,
+/// ARGV[2] how long to remember it (milliseconds). 1 when this use fits.
+const INVITE_SCRIPT: &str = r"
+local used = redis.call('INCR', KEYS[1])
+if used == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if used > tonumber(ARGV[1]) then
+  return 0
+end
+return 1
+";
+
 impl RedisStore {
     async fn arrival(&self, room: &str, args: Vec<String>) -> Result<Arrival, StoreError> {
         let (outcome, ticket, view) = self.run(room, args, false).await?;
@@ -658,6 +673,26 @@ impl Store for RedisStore {
             .await
             .map_err(StoreError::Unavailable)?;
         Ok(allowed == 1)
+    }
+
+    async fn use_invite(
+        &self,
+        room: &str,
+        invite: u64,
+        uses: u32,
+        until: Micros,
+        now: Micros,
+    ) -> Result<bool, StoreError> {
+        let mut invocation = self.invite_script.prepare_invoke();
+        invocation.key(format!("{}:{{{room}}}:invite:{invite:016x}", self.prefix));
+        invocation
+            .arg(uses)
+            .arg((until.saturating_sub(now) / 1000).max(1));
+        let fits: i64 = self
+            .timed(|mut link| async move { invocation.invoke_async(&mut link).await })
+            .await
+            .map_err(StoreError::Unavailable)?;
+        Ok(fits == 1)
     }
 
     async fn claim(
