@@ -6,7 +6,10 @@
 //! - the origin alone (the baseline),
 //! - admitted visitors through antre (a pass on every request),
 //! - waiting visitors polling `/_antre/status`,
-//! - a storm of new arrivals (a ticket each),
+//! - a storm of new arrivals (a ticket each, as if from many people),
+//! - a flood of arrivals from one address on a room with the default
+//!   budgets (challenges past the free tickets), and meanwhile the polls of
+//!   twenty honest visitors in line at other addresses,
 //! - a 1 GiB upload through antre, with antre's peak memory before and after.
 //!
 //! To compare two builds side by side, `ANTRE_BIN` names the binary to run
@@ -70,14 +73,27 @@ addr = "127.0.0.1:0"
 url = "http://{origin}"
 [store]
 state_file = "state.json"
+# One pass asks as fast as the client can: the rate a person would be
+# held to is lifted, to measure the proxy.
 [[rooms]]
 id = "open"
 paths = ["/open"]
 admit_per_minute = 600000
+pass_requests_per_second = 100000
+pass_request_burst = 100000
+# The arrivals stand for many people: one address, no budget.
 [[rooms]]
 id = "line"
 paths = ["/line"]
 admit_per_minute = 1
+tickets_per_address_burst = 1000000
+tickets_per_address_per_minute = 1000000
+# Defaults: a flood from one address meets the budget and the challenges.
+[[rooms]]
+id = "guarded"
+paths = ["/guarded"]
+admit_per_minute = 1
+quota = 1000
 "#
     );
     std::fs::write(dir.join("antre.toml"), config).unwrap();
@@ -148,6 +164,41 @@ admit_per_minute = 1
     )
     .await;
     report("new arrivals (tickets)", &arrivals);
+
+    // A flood from 127.0.0.1 on a room with the default budgets, while
+    // twenty people in line, each at an address of their own, poll.
+    let mut honest = Vec::new();
+    for i in 0..20u8 {
+        let from = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 3, 2 + i));
+        honest.push(cookie_from_address(antre, from, "/guarded", "antre-ticket-guarded").await);
+    }
+    let flood = tokio::spawn(run(
+        antre,
+        "/guarded",
+        vec![
+            ("accept", "application/json".into()),
+            ("cookie", "antre-hello=1".into()),
+        ],
+    ));
+    let mut pollers = tokio::task::JoinSet::new();
+    for (i, ticket) in honest.into_iter().enumerate() {
+        let from = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 3, 2 + i as u8));
+        let flood_running = flood.abort_handle();
+        pollers.spawn(async move {
+            poll_while(antre, from, ticket, move || !flood_running.is_finished()).await
+        });
+    }
+    let flooded = flood.await.unwrap();
+    report("flood from one address", &flooded);
+    let mut polls = Outcome {
+        latencies: Vec::new(),
+        errors: 0,
+        elapsed: flooded.elapsed,
+    };
+    while let Some(Ok(latencies)) = pollers.join_next().await {
+        polls.latencies.extend(latencies);
+    }
+    report("  honest polls meanwhile", &polls);
 
     if upload_mib > 0 {
         let before = peak_rss_kib(pid);
@@ -283,6 +334,74 @@ async fn cookie_from(addr: SocketAddr, path: &str, name: &str) -> String {
         .and_then(|v| v.split(';').next())
         .unwrap_or_else(|| panic!("no {name} cookie"))
         .to_owned()
+}
+
+/// Like [`cookie_from`], connecting from `from`.
+async fn cookie_from_address(
+    addr: SocketAddr,
+    from: std::net::IpAddr,
+    path: &str,
+    name: &str,
+) -> String {
+    let mut sender = connect_from(addr, from).await;
+    let request = Request::get(path)
+        .header("host", addr.to_string())
+        .header("cookie", "antre-hello=1")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(name))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+        .to_owned()
+}
+
+async fn connect_from(
+    addr: SocketAddr,
+    from: std::net::IpAddr,
+) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+/// A waiting visitor at `from` polling their status as the page does (but
+/// without pause) while `go` says so; returns each poll's time.
+async fn poll_while(
+    addr: SocketAddr,
+    from: std::net::IpAddr,
+    ticket: String,
+    go: impl Fn() -> bool,
+) -> Vec<Duration> {
+    let mut sender = connect_from(addr, from).await;
+    let mut latencies = Vec::new();
+    while go() {
+        let request = Request::get("/_antre/status?room=guarded")
+            .header("host", addr.to_string())
+            .header("cookie", ticket.as_str())
+            .header("accept", "application/json")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let sent = Instant::now();
+        let Ok(response) = sender.send_request(request).await else {
+            break;
+        };
+        let _ = response.into_body().collect().await;
+        latencies.push(sent.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    latencies
 }
 
 async fn upload(addr: SocketAddr, pass: &str, mib: usize) -> String {

@@ -662,7 +662,18 @@ impl<S: Store> Engine<S> {
                     let seen = if network == pass.network {
                         Seen::Allowed
                     } else {
-                        slot.extra.seen(network)
+                        match slot.extra.seen(network) {
+                            // The pass's own network and as many more as
+                            // are allowed: the store's set is full, and a
+                            // set never shrinks within the pass's life.
+                            Seen::Unknown
+                                if slot.extra.known(pass.network)
+                                    >= protection.max_networks_per_pass as usize =>
+                            {
+                                Seen::Refused
+                            }
+                            seen => seen,
+                        }
                     };
                     match seen {
                         Seen::Allowed => (Some(slot.check(rate, v.now)), seen),

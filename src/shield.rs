@@ -54,6 +54,14 @@ impl PassSeen {
         }
     }
 
+    /// How many networks this pass is known here to have been used from:
+    /// those the store allowed, and `own`, the one it was issued to (0
+    /// when unknown).
+    pub fn known(&self, own: u64) -> usize {
+        let allowed = &self.allowed[..usize::from(self.allowed_len)];
+        allowed.len() + usize::from(own != 0 && !allowed.contains(&own))
+    }
+
     pub fn allow(&mut self, network: u64) {
         let len = usize::from(self.allowed_len);
         if len < self.allowed.len() && !self.allowed[..len].contains(&network) {
@@ -167,5 +175,17 @@ mod tests {
         // The last few refusals are remembered; older ones ask again.
         assert_eq!(seen.seen(109), Seen::Refused);
         assert_eq!(seen.seen(100), Seen::Unknown);
+    }
+
+    #[test]
+    fn a_pass_knows_how_many_networks_it_has() {
+        let mut seen = PassSeen::default();
+        assert_eq!(seen.known(0), 0);
+        assert_eq!(seen.known(5), 1, "its own network");
+        seen.allow(7);
+        assert_eq!(seen.known(5), 2);
+        // Its own network allowed again (a second exchange) counts once.
+        seen.allow(5);
+        assert_eq!(seen.known(5), 2);
     }
 }
