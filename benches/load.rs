@@ -310,10 +310,24 @@ async fn run(addr: SocketAddr, path: &str, headers: Vec<(&'static str, String)>)
     outcome
 }
 
-/// Visits `path` once with no cookies and returns `name=value` of the cookie
-/// `name` antre set.
+/// Visits `path` once with only the first-visit cookie and returns
+/// `name=value` of the cookie `name` antre set.
 async fn cookie_from(addr: SocketAddr, path: &str, name: &str) -> String {
     let stream = TcpStream::connect(addr).await.unwrap();
+    cookie_over(stream, addr, path, name).await
+}
+
+/// Like [`cookie_from`], connecting from `from`.
+async fn cookie_from_address(
+    addr: SocketAddr,
+    from: std::net::IpAddr,
+    path: &str,
+    name: &str,
+) -> String {
+    cookie_over(connect_from(addr, from).await, addr, path, name).await
+}
+
+async fn cookie_over(stream: TcpStream, addr: SocketAddr, path: &str, name: &str) -> String {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
@@ -336,44 +350,13 @@ async fn cookie_from(addr: SocketAddr, path: &str, name: &str) -> String {
         .to_owned()
 }
 
-/// Like [`cookie_from`], connecting from `from`.
-async fn cookie_from_address(
-    addr: SocketAddr,
-    from: std::net::IpAddr,
-    path: &str,
-    name: &str,
-) -> String {
-    let mut sender = connect_from(addr, from).await;
-    let request = Request::get(path)
-        .header("host", addr.to_string())
-        .header("cookie", "antre-hello=1")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(name))
-        .and_then(|v| v.split(';').next())
-        .unwrap_or_else(|| panic!("no {name} cookie"))
-        .to_owned()
-}
-
-async fn connect_from(
-    addr: SocketAddr,
-    from: std::net::IpAddr,
-) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+/// A connection to `addr` from the loopback address `from`.
+async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> TcpStream {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(from, 0)).unwrap();
     let stream = socket.connect(addr).await.unwrap();
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    sender
+    stream
 }
 
 /// A waiting visitor at `from` polling their status as the page does (but
@@ -384,7 +367,11 @@ async fn poll_while(
     ticket: String,
     go: impl Fn() -> bool,
 ) -> Vec<Duration> {
-    let mut sender = connect_from(addr, from).await;
+    let stream = connect_from(addr, from).await;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
     let mut latencies = Vec::new();
     while go() {
         let request = Request::get("/_antre/status?room=guarded")

@@ -374,16 +374,8 @@ impl App {
             ),
             Target::Unguarded => {
                 let target = context.target.as_str();
-                self.forward(
-                    request,
-                    context,
-                    target,
-                    &[],
-                    None,
-                    None,
-                    Outcome::Unguarded,
-                )
-                .await
+                self.forward(request, context, Leg::bare(target, Outcome::Unguarded))
+                    .await
             }
             Target::Preflight => {
                 // A browser's preflight carries no credentials and no data;
@@ -394,16 +386,8 @@ impl App {
                 request.headers_mut().remove(header::COOKIE);
                 request.headers_mut().remove(header::AUTHORIZATION);
                 let target = context.path.as_str();
-                self.forward(
-                    request,
-                    context,
-                    target,
-                    &[],
-                    None,
-                    None,
-                    Outcome::Preflight,
-                )
-                .await
+                self.forward(request, context, Leg::bare(target, Outcome::Preflight))
+                    .await
             }
             Target::Room(index) => match self.admission(index, context).await {
                 Admission::Hello(response) => {
@@ -423,16 +407,14 @@ impl App {
                     };
                     let admission = pass.and_then(|pass| self.admission_header(index, &pass));
                     let target = context.target.as_str();
-                    self.forward(
-                        request,
-                        context,
+                    let leg = Leg {
                         target,
-                        &set_cookies,
-                        admission.as_ref(),
-                        Some(index),
+                        set_cookies: &set_cookies,
+                        admission: admission.as_ref(),
+                        room: Some(index),
                         outcome,
-                    )
-                    .await
+                    };
+                    self.forward(request, context, leg).await
                 }
                 Admission::Decided(Decision::Hold {
                     status,
@@ -576,17 +558,14 @@ impl App {
 
     /// Sends the request to the origin; a failure becomes the page that
     /// says so, the visitor's pass and place untouched.
-    #[allow(clippy::too_many_arguments)]
-    async fn forward(
-        &self,
-        request: Request<Incoming>,
-        context: &Context,
-        target: &str,
-        set_cookies: &[String],
-        admission: Option<&HeaderValue>,
-        room: Option<usize>,
-        outcome: Outcome,
-    ) -> Done {
+    async fn forward(&self, request: Request<Incoming>, context: &Context, leg: Leg<'_>) -> Done {
+        let Leg {
+            target,
+            set_cookies,
+            admission,
+            room,
+            outcome,
+        } = leg;
         let started = Instant::now();
         let outgoing = Outgoing {
             target,
@@ -924,6 +903,32 @@ impl App {
             code,
             page::render(&context, room.config.template.as_deref()),
         )
+    }
+}
+
+/// Where a request goes on to the origin, and what antre adds.
+struct Leg<'a> {
+    /// The path and query the origin gets.
+    target: &'a str,
+    /// Cookies set on the response (a new or renewed pass).
+    set_cookies: &'a [String],
+    /// The signed admission header, for an admitted visitor.
+    admission: Option<&'a HeaderValue>,
+    /// The room whose line the visitor went through.
+    room: Option<usize>,
+    outcome: Outcome,
+}
+
+impl<'a> Leg<'a> {
+    /// A request no line stands in front of.
+    fn bare(target: &'a str, outcome: Outcome) -> Leg<'a> {
+        Leg {
+            target,
+            set_cookies: &[],
+            admission: None,
+            room: None,
+            outcome,
+        }
     }
 }
 
