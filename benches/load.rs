@@ -100,15 +100,18 @@ quota = 1000
     let bin = std::env::var("ANTRE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_antre").to_owned());
     let mut words = bin.split_whitespace();
     let program = words.next().expect("ANTRE_BIN names a program");
-    let mut child = Command::new(program)
-        .args(words)
-        .args(["run", "--config"])
-        .arg(dir.join("antre.toml"))
-        .env("ANTRE_LOG", "warn,antre=info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let mut child = Stopped(
+        Command::new(program)
+            .args(words)
+            .args(["run", "--config"])
+            .arg(dir.join("antre.toml"))
+            .env("ANTRE_LOG", "warn,antre=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
@@ -128,7 +131,7 @@ quota = 1000
         .unwrap()
         .parse()
         .unwrap();
-    let pid = child.id();
+    let pid = child.0.id();
 
     println!("antre load test: {} requests a scenario over {CONNECTIONS} connections, loopback, 2 cores shared by client, antre and origin", requests());
     println!(
@@ -167,6 +170,7 @@ quota = 1000
 
     // A flood from 127.0.0.1 on a room with the default budgets, while
     // twenty people in line, each at an address of their own, poll.
+    cookie_from(antre, "/guarded", "antre-pass-guarded").await;
     let mut honest = Vec::new();
     for i in 0..20u8 {
         let from = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 3, 2 + i));
@@ -218,8 +222,19 @@ quota = 1000
         .arg("-TERM")
         .arg(pid.to_string())
         .status();
-    let _ = child.wait();
+    let _ = child.0.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The antre under test, killed if the load test stops early (a panic),
+/// so it never outlives the run.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 struct Outcome {
