@@ -429,55 +429,16 @@ impl App {
                     append_cookies(&mut response, &set_cookies);
                     Done::new(response, outcome, Some(index))
                 }
-                Admission::Decided(Decision::Challenge {
-                    challenge,
-                    cookie,
-                    refresh_seconds,
-                    failed,
-                    set_cookies,
-                }) => {
-                    let mut response = if context.json {
-                        let mut body = serde_json::json!({
-                            "error": "challenge",
-                            "room": self.config.rooms.get(index).map(|r| r.id.as_str()),
-                            "challenge": challenge.challenge,
-                            "bits": challenge.bits,
-                            "expires": challenge.expires,
-                            "cookie": cookie,
-                            "recipe": work::RECIPE,
-                        });
-                        if let Some(failed) = failed {
-                            body["refused"] = failed.into();
-                        }
-                        json_response(StatusCode::TOO_MANY_REQUESTS, &body)
-                    } else {
-                        html_response(
-                            StatusCode::TOO_MANY_REQUESTS,
-                            work::page(
-                                &challenge,
-                                &cookie,
-                                context.https,
-                                context.lang,
-                                refresh_seconds,
-                            ),
-                        )
-                    };
-                    set_retry_after(&mut response, refresh_seconds);
-                    append_cookies(&mut response, &set_cookies);
-                    Done::new(response, Outcome::Challenge, Some(index))
-                }
-                Admission::Decided(Decision::Slow {
-                    retry_after_seconds,
-                }) => {
-                    let mut response = error_response(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "too_many_requests",
-                        "This pass is making requests faster than a person does; please slow down.",
-                        context.json,
-                    );
-                    set_retry_after(&mut response, retry_after_seconds);
-                    Done::new(response, Outcome::Limited, Some(index))
-                }
+                Admission::Decided(decision @ Decision::Challenge { .. }) => Done::new(
+                    self.slow_down(index, decision, context.json, context),
+                    Outcome::Challenge,
+                    Some(index),
+                ),
+                Admission::Decided(decision @ Decision::Slow { .. }) => Done::new(
+                    self.slow_down(index, decision, context.json, context),
+                    Outcome::Limited,
+                    Some(index),
+                ),
                 Admission::Decided(Decision::NoTicket) => Done::new(
                     plain(StatusCode::INTERNAL_SERVER_ERROR, "no ticket"),
                     Outcome::Waiting,
@@ -748,7 +709,14 @@ impl App {
                     set_cookies,
                 } => (status, set_cookies),
                 Decision::NoTicket => continue,
-                Decision::Challenge { .. } | Decision::Slow { .. } => continue,
+                decision @ Decision::Challenge { .. } => {
+                    let response = self.slow_down(index, decision, true, context);
+                    return Done::new(response, Outcome::Challenge, Some(index));
+                }
+                decision @ Decision::Slow { .. } => {
+                    let response = self.slow_down(index, decision, true, context);
+                    return Done::new(response, Outcome::Limited, Some(index));
+                }
             };
             let mut response = json_response(StatusCode::OK, &status);
             append_cookies(&mut response, &set_cookies);
@@ -799,6 +767,70 @@ impl App {
     }
 
     // === phase: respond ===
+
+    /// `429` for a visitor asked to slow down: the proof-of-work page (or
+    /// its JSON) for a new arrival past its network's budget, a short
+    /// answer for a pass asking too fast.
+    fn slow_down(
+        &self,
+        index: usize,
+        decision: Decision,
+        json: bool,
+        context: &Context,
+    ) -> Response<Body> {
+        match decision {
+            Decision::Challenge {
+                challenge,
+                cookie,
+                refresh_seconds,
+                failed,
+                set_cookies,
+            } => {
+                let mut response = if json {
+                    let mut body = serde_json::json!({
+                        "error": "challenge",
+                        "room": self.config.rooms.get(index).map(|r| r.id.as_str()),
+                        "challenge": challenge.challenge,
+                        "bits": challenge.bits,
+                        "expires": challenge.expires,
+                        "cookie": cookie,
+                        "recipe": work::RECIPE,
+                    });
+                    if let Some(failed) = failed {
+                        body["refused"] = failed.into();
+                    }
+                    json_response(StatusCode::TOO_MANY_REQUESTS, &body)
+                } else {
+                    html_response(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        work::page(
+                            &challenge,
+                            &cookie,
+                            context.https,
+                            context.lang,
+                            refresh_seconds,
+                        ),
+                    )
+                };
+                set_retry_after(&mut response, refresh_seconds);
+                append_cookies(&mut response, &set_cookies);
+                response
+            }
+            Decision::Slow {
+                retry_after_seconds,
+            } => {
+                let mut response = error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    "This pass is making requests faster than a person does; please slow down.",
+                    json,
+                );
+                set_retry_after(&mut response, retry_after_seconds);
+                response
+            }
+            _ => plain(StatusCode::INTERNAL_SERVER_ERROR, "not a refusal"),
+        }
+    }
 
     /// The queue page (or its JSON) for a visitor kept out.
     fn hold_page(&self, room_index: usize, status: &Status, context: &Context) -> Response<Body> {

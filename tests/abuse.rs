@@ -279,3 +279,43 @@ async fn a_ticket_replayed_after_its_exchange_gets_no_pass() {
 fn antre_grace() -> Duration {
     Duration::from_micros(antre::store::EXCHANGE_GRACE)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_asking_faster_than_a_person_gets_429_with_retry_after() {
+    let origin = Origin::start().await;
+    let room = ROOM.replace(
+        "admit_per_minute = 1\n",
+        "admit_per_minute = 600\npass_requests_per_second = 2\npass_request_burst = 5\n",
+    );
+    let antre = Antre::start("pass-rate", &config(&origin.url(), &room));
+    let mut visitor = Visitor::from_address("quick", address(5, 1));
+    assert_eq!(
+        visitor.get(&antre.url("/daftar"), &[]).await.status,
+        StatusCode::OK
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let answer = visitor
+            .get(&antre.url("/daftar"), &[("accept", "application/json")])
+            .await;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(answer.headers.contains_key("retry-after"));
+            assert_eq!(answer.json()["error"], "too_many_requests");
+        }
+        statuses.push(answer.status.as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    // The status endpoint says the same, not "no ticket".
+    let answer = visitor.status(&antre).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        answer.body
+    );
+    assert!(origin.seen().len() <= 6);
+}
