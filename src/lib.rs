@@ -20,6 +20,11 @@
 //!   origin which admission a request belongs to, and its keys.
 //! - [`engine`]: the admission decision for one request, from a cached view
 //!   of the counters.
+//! - [`limit`]: keyed rate limits (GCRA), bounded in memory.
+//! - [`shield`]: what the engine keeps so one person holds one place: free
+//!   tickets per client network, each pass's rate and networks.
+//! - [`work`]: the proof of work a network pays past its free tickets, and
+//!   the page that does it.
 //! - [`status`]: what a visitor is told about their place.
 //! - [`page`]: the queue page and its siblings, in Indonesian and English.
 //! - [`proxy`]: forwarding to the origin, streaming, upgrades.
@@ -51,13 +56,17 @@
 //! 3. **route**: antre's own endpoints (`/_antre/...`), a CORS preflight,
 //!    the room that guards the path ([`route::Router`]), no room, or a host
 //!    antre does not serve (`421`).
-//! 4. **admission**: the first-visit cookie check, then [`engine`]: the
-//!    visitor's pass (locally, no store call); failing that, their ticket
-//!    against the cached frontier (a store call only when their turn has
-//!    come); failing that, a ticket from the store, which admits at once
-//!    when nobody is waiting. The outcome is an [`engine::Decision`].
+//! 4. **admission**: the first-visit cookie check, then [`engine`]: an
+//!    allow-listed address; the visitor's pass (locally, no store call; its
+//!    rate, and a store call the first time it comes from a new network);
+//!    failing that, their ticket against the cached frontier (a store call
+//!    only when their turn has come); failing that, a ticket from the
+//!    store, which admits at once when nobody is waiting, free within the
+//!    network's budget and for a proof of work past it. The outcome is an
+//!    [`engine::Decision`].
 //! 5. **forward** ([`proxy`]): the canonical path, identity headers
-//!    rewritten ([`forwarded`]), a response carrying a pass made private.
+//!    rewritten ([`forwarded`]), the signed [`admission`] header for an
+//!    admitted visitor, a response carrying a pass made private.
 //! 6. **respond**: the queue page or JSON for a visitor held, an error
 //!    page for origin trouble.
 //! 7. **log**: one count ([`metrics`]) and one access-log line per request,
