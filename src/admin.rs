@@ -11,7 +11,6 @@
 //! elsewhere cannot send without a CORS preflight this listener never
 //! grants.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
@@ -627,11 +626,20 @@ pub async fn serve(
         let admin = admin.clone();
         move || Limits::admin(&admin.load().config.admin)
     };
-    let handle = move |request: Request<Incoming>, _: SocketAddr| {
+    let handle = move |request: Request<Incoming>, _: listener::Peer| {
         let admin = admin.load();
         async move { admin.handle(request).await }
     };
-    listener::serve(Side::Admin, listener, limits, metrics, handle, shutdown).await;
+    listener::serve(
+        Side::Admin,
+        listener,
+        None,
+        limits,
+        metrics,
+        handle,
+        shutdown,
+    )
+    .await;
 }
 
 #[cfg(test)]

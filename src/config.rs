@@ -48,6 +48,9 @@ struct RawListen {
     trusted_proxies: Option<Vec<String>>,
     hosts: Option<Vec<String>>,
     access_log: Option<bool>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    hsts_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,6 +148,9 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "trusted_proxies",
             "hosts",
             "access_log",
+            "tls_cert",
+            "tls_key",
+            "hsts_seconds",
         ],
     ),
     (
@@ -296,6 +302,19 @@ pub struct Listen {
     pub hosts: Vec<String>,
     /// One log line per request (target `antre::access`). Default true.
     pub access_log: bool,
+    /// The certificate (chain) and key antre serves TLS with; `None`:
+    /// plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// `Strict-Transport-Security: max-age=` on answers over TLS; 0 (the
+    /// default) sends none.
+    pub hsts_seconds: u64,
+}
+
+/// PEM files of a TLS certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Listen {
@@ -766,7 +785,45 @@ impl Checker {
             }
         }
         let hosts = self.hosts("listen.hosts", raw.hosts);
+        let tls = match (raw.tls_cert, raw.tls_key) {
+            (Some(cert), Some(key)) => {
+                let files = TlsFiles {
+                    cert: self.path(&cert),
+                    key: self.path(&key),
+                };
+                match crate::tls::load(&files.cert, &files.key) {
+                    Ok(_) => Some(files),
+                    Err(e) => {
+                        self.error("listen.tls_cert", e.to_string());
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                self.error(
+                    "listen.tls_key",
+                    "is needed with tls_cert: the certificate's private key (PEM)",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.error(
+                    "listen.tls_cert",
+                    "is needed with tls_key: the certificate chain (PEM), leaf first",
+                );
+                None
+            }
+        };
+        let hsts_seconds = self.ranged(
+            "listen.hsts_seconds",
+            raw.hsts_seconds,
+            0,
+            (0, 2 * 365 * 86_400),
+        );
         Listen {
+            tls,
+            hsts_seconds,
             addr,
             prefix,
             header_read_timeout: self.seconds(

@@ -102,5 +102,6 @@ pub mod server;
 pub mod shield;
 pub mod status;
 pub mod store;
+pub mod tls;
 pub mod token;
 pub mod work;

@@ -45,6 +45,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::{AdminConfig, Listen};
 use crate::forwarded::Cidr;
@@ -374,15 +375,17 @@ impl Tally {
 /// request answered by `handler` (given the client's address); then asks
 /// every connection to finish and waits up to [`DRAIN_GRACE`] for them.
 /// `limits` is read for each new connection.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<H, F>(
     side: Side,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     limits: impl Fn() -> Limits + Send + 'static,
     metrics: Arc<Metrics>,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let counts = Arc::new(Counts {
@@ -459,6 +462,7 @@ pub async fn serve<H, F>(
             builder.clone(),
             handler.clone(),
             stream,
+            tls.clone(),
             addr,
             Activity::new(slot),
             limits,
@@ -687,9 +691,82 @@ impl hyper::body::Body for Tracked {
     }
 }
 
+/// A connection's other end: where it came from, and whether over TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// A connection's byte stream: plain, or TLS ended here.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+}
+
 /// The socket, noting reads in the connection's [`Activity`].
 struct Io {
-    inner: TcpStream,
+    inner: Stream,
     activity: Arc<Activity>,
     /// Bytes of the HTTP/2 preface seen so far; [`Io::SNIFFED`] once the
     /// protocol is known.
@@ -771,17 +848,43 @@ async fn connection<H, F>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     handler: Arc<H>,
     stream: TcpStream,
+    tls: Option<TlsAcceptor>,
     addr: SocketAddr,
     activity: Arc<Activity>,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
     _running: Arc<()>,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    // The handshake is part of the head: it too must be done within the
+    // header timeout, so a client that never finishes it holds nothing
+    // for long.
+    let inner = match tls {
+        None => Stream::Plain(stream),
+        Some(acceptor) => {
+            let deadline = activity.opened + limits.header_read_timeout;
+            let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream));
+            match handshake.await {
+                Ok(Ok(stream)) => Stream::Tls(Box::new(stream)),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, peer = %addr, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %addr, "TLS handshake not finished in time");
+                    return;
+                }
+            }
+        }
+    };
+    let peer = Peer {
+        addr,
+        tls: matches!(inner, Stream::Tls(_)),
+    };
     let io = Io {
-        inner: stream,
+        inner,
         activity: activity.clone(),
         preface: 0,
     };
@@ -792,7 +895,7 @@ async fn connection<H, F>(
         // outside, its whole (large) state would be copied in once more.
         let handler = handler.clone();
         async move {
-            let response = handler(request, addr).await;
+            let response = handler(request, peer).await;
             Ok::<_, Infallible>(response.map(|body| Tracked {
                 body,
                 in_flight: Some(in_flight),
@@ -926,7 +1029,7 @@ mod tests {
             let client = TcpStream::connect(listener.local_addr().unwrap());
             let (client, accepted) = tokio::join!(client, listener.accept());
             let mut io = Io {
-                inner: accepted.unwrap().0,
+                inner: Stream::Plain(accepted.unwrap().0),
                 activity: activity.clone(),
                 preface: 0,
             };

@@ -25,6 +25,7 @@ use crate::server::{self, App};
 use crate::shield::Shields;
 use crate::store::memory::StoredKey;
 use crate::store::{AnyStore, MemoryStore, RedisStore, StoreError};
+use crate::tls::Certificate;
 use crate::token::{Key, Keyring};
 
 /// Why antre could not start.
@@ -39,6 +40,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("signing key: {0}")]
     Key(String),
+    #[error("listen.tls_cert: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A running antre: where it listens, how to reload its config, and how
@@ -56,6 +59,8 @@ pub struct Running {
     memory: Option<Arc<MemoryStore>>,
     metrics: Arc<Metrics>,
     series: Arc<Series>,
+    /// The TLS certificate in use, reloaded with the config.
+    certificate: Option<Arc<Certificate>>,
 }
 
 impl Running {
@@ -81,6 +86,13 @@ impl Running {
                 "listen.addr: changing it from {} to {} needs a restart",
                 old.listen.addr, config.listen.addr
             ));
+        }
+        if config.listen.tls != old.listen.tls {
+            problems.push(
+                "listen.tls_cert, listen.tls_key: turning TLS on or off, or naming other files, \
+                 needs a restart (new contents in the same files are loaded on reload)"
+                    .to_owned(),
+            );
         }
         if config.admin.addr != old.admin.addr {
             problems.push(format!(
@@ -151,6 +163,12 @@ impl Running {
             }
         }
 
+        // The same files, perhaps new contents: a certificate that does
+        // not load is refused (and logged) and the one in use kept; the
+        // rest of the config still applies.
+        if let Some(certificate) = &self.certificate {
+            let _ = certificate.reload();
+        }
         self.app.replace(Arc::new(build_app(
             &config,
             &engine,
@@ -281,6 +299,17 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let series = Arc::new(Series::default());
+    let certificate = match &config.listen.tls {
+        Some(files) => Some(Certificate::open(&files.cert, &files.key)?),
+        None => None,
+    };
+    let acceptor = match &certificate {
+        Some(certificate) => {
+            tokio::spawn(certificate.clone().watch(shutdown_rx.clone()));
+            Some(certificate.acceptor()?)
+        }
+        None => None,
+    };
     let admission = admission_keys(&config, memory.as_deref())
         .map_err(|e| StartError::Key(format!("admission_keys: {e}")))?;
     let app = Arc::new(Live::new(Arc::new(build_app(
@@ -307,7 +336,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     let serving = app.clone();
     let flushing = memory.clone();
     let task = tokio::spawn(async move {
-        server::serve(serving, listener, shutdown_rx).await;
+        server::serve(serving, listener, acceptor, shutdown_rx).await;
         let _ = sync.await;
         let _ = sampler.await;
         let _ = admin_task.await;
@@ -319,7 +348,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         tracing::info!("stopped");
     });
     tracing::info!(%addr,
-        admin = %admin_addr, origin = %config.origin.url, rooms = config.rooms.len(), "antre is serving");
+        admin = %admin_addr, tls = certificate.is_some(), origin = %config.origin.url, rooms = config.rooms.len(), "antre is serving");
     Ok(Running {
         addr,
         admin_addr,
@@ -330,6 +359,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         memory,
         metrics,
         series,
+        certificate,
     })
 }
 

@@ -16,7 +16,7 @@
 //! 7. **log** (`App::log`): one count and one access-log line per
 //!    request, with its outcome.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,6 +27,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{AdmissionKeys, Via};
 use crate::config::Config;
@@ -196,11 +197,20 @@ pub fn parse<B: hyper::body::Body>(
         jar.values(cookie::LANG).next(),
     );
     let trusted = config.listen.trusts(peer.ip);
+    // Over TLS here, or in front of antre: configured, or said by a
+    // trusted proxy.
+    let https = peer.tls
+        || config.listen.secure_cookies
+        || (trusted
+            && request
+                .headers()
+                .get("x-forwarded-proto")
+                .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https")));
     Ok(Context {
         peer,
         trusted,
         client: client_address(request, peer.ip, trusted, &config.listen),
-        https: peer.tls || config.listen.secure_cookies,
+        https,
         method,
         host,
         path,
@@ -355,7 +365,17 @@ impl App {
             Ok(context) => self.run(request, context).await,
         };
         self.log(&done, parsed.as_ref().ok(), peer);
-        done.response
+        let mut response = done.response;
+        if peer.tls && self.config.listen.hsts_seconds > 0 {
+            let value = format!("max-age={}", self.config.listen.hsts_seconds);
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response
+                    .headers_mut()
+                    .entry(header::STRICT_TRANSPORT_SECURITY)
+                    .or_insert(value);
+            }
+        }
+        response
     }
 
     /// The phases after parsing.
@@ -1151,22 +1171,36 @@ fn append_cookies(response: &mut Response<Body>, cookies: &[String]) {
 /// [`listener::DRAIN_GRACE`] for in-flight requests. Each connection takes
 /// its limits from the config current when it opens; each request is
 /// handled by the config current when it arrives.
-pub async fn serve(app: Arc<Live<App>>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    app: Arc<Live<App>>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shutdown: watch::Receiver<bool>,
+) {
     let metrics = app.load().metrics.clone();
     let open_files = listener::open_file_limit();
     let limits = {
         let app = app.clone();
         move || Limits::visitor(&app.load().config.listen, open_files)
     };
-    let handle = move |request: Request<Incoming>, addr: SocketAddr| {
+    let handle = move |request: Request<Incoming>, peer: listener::Peer| {
         let app = app.load();
         let peer = Peer {
-            ip: addr.ip(),
-            tls: false,
+            ip: peer.addr.ip(),
+            tls: peer.tls,
         };
         async move { app.handle(request, peer).await }
     };
-    listener::serve(Side::Visitor, listener, limits, metrics, handle, shutdown).await;
+    listener::serve(
+        Side::Visitor,
+        listener,
+        tls,
+        limits,
+        metrics,
+        handle,
+        shutdown,
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -1,0 +1,269 @@
+//! TLS on the visitor listener with rustls, against a real client: HTTP/2
+//! and HTTP/1.1 by ALPN, cookies `Secure` over TLS, a certificate swapped
+//! on disk served after `SIGHUP` without dropping an open connection, a
+//! bad one refused and the old one kept. Certificates are made with the
+//! `openssl` command (`.ci/run` installs it where it is missing).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{config, temp_dir, Antre, Origin};
+use http::{Request, StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+const ROOM: &str = r#"
+[[rooms]]
+id = "vaksin"
+paths = ["/daftar"]
+admit_per_minute = 60
+"#;
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 with its key,
+/// written to `cert.pem` and `key.pem` in `dir`; `None` without openssl.
+fn make_certificate(dir: &Path, name: &str) -> Option<CertificateDer<'static>> {
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "3", "-subj", &format!("/CN={name}")])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(dir.join("key.next.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.next.pem"))
+        .output();
+    match made {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => panic!("openssl: {}", String::from_utf8_lossy(&output.stderr)),
+        Err(_) => {
+            common::skip("openssl not installed: TLS test skipped");
+            return None;
+        }
+    }
+    // Each file replaced whole, as a deploy tool does.
+    std::fs::rename(dir.join("key.next.pem"), dir.join("key.pem")).unwrap();
+    std::fs::rename(dir.join("cert.next.pem"), dir.join("cert.pem")).unwrap();
+    let pem = std::fs::read(dir.join("cert.pem")).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    Some(CertificateDer::from_pem_slice(&pem).unwrap())
+}
+
+fn tls_config(dir: &Path) -> String {
+    let text = config("http://127.0.0.1:9", ROOM);
+    let _ = dir;
+    text.replacen(
+        "[listen]\n",
+        "[listen]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\nhsts_seconds = 600\n",
+        1,
+    )
+}
+
+/// A TLS connection to antre trusting `root`, offering `alpn`.
+async fn connect(
+    addr: std::net::SocketAddr,
+    root: &CertificateDer<'static>,
+    alpn: &[&[u8]],
+) -> TlsStream<TcpStream> {
+    let mut roots = RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let mut config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake")
+}
+
+/// An HTTP/1.1 sender over `stream`.
+async fn http1(
+    stream: TlsStream<TcpStream>,
+) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+fn get(path: &str) -> Request<Empty<Bytes>> {
+    Request::get(path)
+        .header("host", "localhost")
+        .header("cookie", "antre-hello=1")
+        .body(Empty::new())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_by_alpn_with_secure_cookies_and_hsts() {
+    let origin = Origin::start().await;
+    let dir = temp_dir("tls-alpn");
+    let Some(root) = make_certificate(&dir, "antre-test") else {
+        return;
+    };
+    let text = tls_config(&dir).replace("http://127.0.0.1:9", &origin.url());
+    let antre = Antre::start_in(&dir, &text);
+
+    // HTTP/2, chosen by ALPN.
+    let stream = connect(antre.addr, &root, &[b"h2", b"http/1.1"]).await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = Request::get(format!("https://localhost:{}/daftar", antre.addr.port()))
+        .header("cookie", "antre-hello=1")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.version(), Version::HTTP_2);
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookies: Vec<String> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("antre-pass-vaksin=") && c.contains("; Secure")),
+        "{cookies:?}"
+    );
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=600"
+    );
+    let seen = origin.seen().pop().unwrap();
+    assert_eq!(seen.headers["x-forwarded-proto"], "https");
+
+    // HTTP/1.1 for a client that offers only it.
+    let stream = connect(antre.addr, &root, &[b"http/1.1"]).await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let mut sender = http1(stream).await;
+    let response = sender.send_request(get("/info")).await.unwrap();
+    assert_eq!(response.version(), Version::HTTP_11);
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Plain HTTP to the TLS port gets nowhere.
+    let mut plain = TcpStream::connect(antre.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    plain
+        .write_all(b"GET /info HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
+    assert!(!answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    assert!(antre.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_swapped_on_disk_is_served_after_sighup_and_open_connections_stay() {
+    let origin = Origin::start().await;
+    let dir = temp_dir("tls-swap");
+    let Some(first) = make_certificate(&dir, "antre-first") else {
+        return;
+    };
+    let text = tls_config(&dir).replace("http://127.0.0.1:9", &origin.url());
+    let antre = Antre::start_in(&dir, &text);
+
+    let stream = connect(antre.addr, &first, &[b"http/1.1"]).await;
+    let mut open = http1(stream).await;
+    assert_eq!(
+        open.send_request(get("/info")).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    let second = make_certificate(&dir, "antre-second").unwrap();
+    assert_ne!(first, second);
+    let skip = antre.log_len();
+    antre.signal("HUP");
+    assert!(
+        antre
+            .wait_for_log(skip, "TLS certificate loaded", Duration::from_secs(10))
+            .is_some(),
+        "the new certificate was loaded"
+    );
+    // A new connection is served the new certificate...
+    let stream = connect(antre.addr, &second, &[b"http/1.1"]).await;
+    let served = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
+    assert_eq!(served, second);
+    // ...and the connection opened before still works.
+    open.ready()
+        .await
+        .expect("the open connection was not dropped");
+    assert_eq!(
+        open.send_request(get("/info")).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // A broken certificate is refused, and the one in use kept.
+    std::fs::write(
+        dir.join("cert.pem"),
+        "-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let skip = antre.log_len();
+    antre.signal("HUP");
+    assert!(
+        antre
+            .wait_for_log(skip, "new TLS certificate refused", Duration::from_secs(10))
+            .is_some(),
+        "the broken certificate was refused"
+    );
+    let stream = connect(antre.addr, &second, &[b"http/1.1"]).await;
+    assert_eq!(stream.get_ref().1.peer_certificates().unwrap()[0], second);
+    let mut sender = http1(stream).await;
+    let response = sender.send_request(get("/info")).await.unwrap();
+    let _ = response.into_body().collect().await;
+    assert!(antre.stop().success());
+}
+
+#[test]
+fn a_key_that_is_not_the_certificates_is_named_by_antre_check() {
+    let dir = temp_dir("tls-check");
+    let Some(_) = make_certificate(&dir, "one") else {
+        return;
+    };
+    let key = std::fs::read(dir.join("key.pem")).unwrap();
+    make_certificate(&dir, "two").unwrap();
+    std::fs::write(dir.join("key.pem"), key).unwrap();
+    let path = dir.join("antre.toml");
+    std::fs::write(&path, tls_config(&dir)).unwrap();
+    let output = common::antre_command()
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("listen.tls_cert") && stderr.contains("is not the key of"),
+        "{stderr}"
+    );
+}
