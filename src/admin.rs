@@ -106,6 +106,11 @@ impl Admin {
         if path == "/healthz" {
             return json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
         }
+        // Probes carry no token: readiness answers without one (the rooms
+        // whose store is down are named only to those who have it).
+        if path == "/readyz" && request.method() == Method::GET {
+            return self.ready(self.authorized(&request));
+        }
         if let Some(refusal) = self.refusal(&request) {
             return refusal;
         }
@@ -133,7 +138,6 @@ impl Admin {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let method = request.method().clone();
         match (method, segments.as_slice()) {
-            (Method::GET, ["readyz"]) => self.ready(),
             (Method::GET, ["metrics"]) => {
                 let text = self.metrics.render(&self.engine);
                 let mut response = Response::new(full(text));
@@ -261,7 +265,7 @@ impl Admin {
     }
 
     /// Ready when every room's store answers.
-    fn ready(&self) -> Response<Body> {
+    fn ready(&self, authorized: bool) -> Response<Body> {
         let down: Vec<&str> = self
             .engine
             .rooms()
@@ -272,10 +276,11 @@ impl Admin {
         if down.is_empty() {
             json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
         } else {
-            json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &serde_json::json!({"status": "store_unavailable", "rooms": down}),
-            )
+            let mut body = serde_json::json!({"status": "store_unavailable"});
+            if authorized {
+                body["rooms"] = down.into();
+            }
+            json(StatusCode::SERVICE_UNAVAILABLE, &body)
         }
     }
 

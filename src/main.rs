@@ -94,8 +94,14 @@ enum CtlAction {
     Pause { room: String },
     /// Admit again.
     Resume { room: String },
-    /// Start a new epoch: everyone waiting loses their place.
-    Reset { room: String },
+    /// Start a new epoch: everyone waiting loses their place. Asks for
+    /// `--yes`.
+    Reset {
+        room: String,
+        /// Really drop everyone's place.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Print a staff invite link: USES visitors skip the line with it
     /// within MINUTES. Each use is logged and counted.
     Invite {
@@ -212,7 +218,16 @@ fn ctl(addr: String, token: Option<String>, json: bool, action: CtlAction) -> Ex
         },
         CtlAction::Pause { room } => C::Pause { room },
         CtlAction::Resume { room } => C::Resume { room },
-        CtlAction::Reset { room } => C::Reset { room },
+        CtlAction::Reset { room, yes } => {
+            if !yes {
+                eprintln!(
+                    "antre ctl: a reset drops the place of everyone waiting in {room:?} and every pass; \
+                     run `antre ctl reset {room} --yes` to do it"
+                );
+                return ExitCode::FAILURE;
+            }
+            C::Reset { room }
+        }
         CtlAction::Invite {
             room,
             uses,
@@ -222,6 +237,12 @@ fn ctl(addr: String, token: Option<String>, json: bool, action: CtlAction) -> Ex
             uses,
             minutes,
         },
+    };
+    // `127.0.0.1:9090`, as the config writes it, means http.
+    let addr = if addr.contains("://") {
+        addr
+    } else {
+        format!("http://{addr}")
     };
     let target = Target {
         addr,

@@ -157,6 +157,8 @@ async fn the_admin_api_needs_its_token_and_a_reset_its_confirmation() {
         get("/readyz", Some(TOKEN)).await.unwrap().status(),
         StatusCode::OK
     );
+    // Probes carry no token: readiness needs none.
+    assert_eq!(get("/readyz", None).await.unwrap().status(), StatusCode::OK);
 
     let mut visitor = Visitor::new("v");
     visitor.get(&antre.url("/"), &[]).await;

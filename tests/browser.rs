@@ -17,8 +17,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
+/// `name` found on `PATH`, as `.ci/run` looks for it.
+fn on_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
 
 /// A chromedriver process and one browser session in it.
 struct Browser {
@@ -33,17 +37,17 @@ struct Browser {
 
 impl Browser {
     async fn start(javascript: bool) -> Option<Browser> {
-        if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists()
-        {
-            common::skip("chromium or chromedriver not installed: browser test skipped");
+        let (Some(chromedriver), Some(chromium)) = (on_path("chromedriver"), on_path("chromium"))
+        else {
+            common::skip("chromium or chromedriver not on PATH: browser test skipped");
             return None;
-        }
+        };
         let port = StdListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let driver = Command::new(CHROMEDRIVER)
+        let driver = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -64,7 +68,7 @@ impl Browser {
             prefs["profile.managed_default_content_settings.javascript"] = json!(2);
         }
         let capabilities = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
-            "binary": CHROMIUM,
+            "binary": chromium,
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                      "--no-first-run", "--disable-dev-shm-usage", "--disable-quic", "--disable-sync",
                      "--disable-component-update", "--lang=id-ID",

@@ -230,7 +230,10 @@ async fn a_reload_during_a_store_outage_costs_no_place() {
         )
     };
     let antre = Antre::start("reload-outage", &text("Vaksinasi Kota", 1));
+    // Without --yes nothing happens.
     let (ok, _, err) = antre.ctl(None, &["reset", "vaksin"]);
+    assert!(!ok && err.contains("--yes"), "{err}");
+    let (ok, _, err) = antre.ctl(None, &["reset", "vaksin", "--yes"]);
     assert!(ok, "{err}");
     // Right after a reset the new line starts at the room's rate: both
     // wait, Ani second.

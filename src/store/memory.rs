@@ -308,9 +308,11 @@ impl MemoryStore {
             tracing::info!(operations = replayed, journal = %journal_path.display(), "replayed state journal");
         }
 
-        let journal = OpenOptions::new()
-            .create(true)
-            .append(true)
+        let mut journal_options = OpenOptions::new();
+        journal_options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut journal_options, 0o600);
+        let journal = journal_options
             .open(&journal_path)
             .map_err(|e| StoreError::State {
                 path: journal_path.display().to_string(),
@@ -535,7 +537,8 @@ impl Inner {
         let bytes = serde_json::to_vec(&snapshot).map_err(|e| error(e.to_string()))?;
         let tmp = file.path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
-            let mut out = File::create(&tmp)?;
+            // Only antre's user may read it: it can hold the signing key.
+            let mut out = private_file(&tmp)?;
             out.write_all(&bytes)?;
             out.sync_all()?;
             fs::rename(&tmp, &file.path)?;
@@ -572,6 +575,19 @@ fn fingerprint(c: &Counters) -> Fingerprint {
         c.checkpoints.len(),
         c.checkpoints.back().map(|cp| (cp.last, cp.frontier)),
     )
+}
+
+/// Creates (or truncates) `path` readable and writable by its owner only.
+fn private_file(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).write(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    // An existing file keeps its mode through `open`: set it.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(file)
 }
 
 fn journal_path(path: &Path) -> PathBuf {
@@ -826,6 +842,24 @@ mod tests {
             paused: false,
             claim_seconds: 600,
             pass_seconds: 1200,
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_state_file_and_journal_are_its_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = temp_state("private");
+        let store = MemoryStore::open(&path).unwrap();
+        store
+            .generated_key(|| StoredKey {
+                id: "auto".into(),
+                secret: "c2VjcmV0".into(),
+            })
+            .unwrap();
+        for file in [path.clone(), journal_path(&path)] {
+            let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
         }
     }
 

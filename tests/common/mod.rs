@@ -259,7 +259,11 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
 /// a missing install never passes unseen.
 pub fn skip(why: &str) {
     assert!(std::env::var_os("ANTRE_REQUIRE_TOOLS").is_none(), "{why}");
-    eprintln!("{why}");
+    // Written to the process's stderr itself, past the test harness's
+    // capture, so a skip shows in the run's output and is not taken for
+    // a pass.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
 
 // === antre ===
