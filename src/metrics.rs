@@ -32,6 +32,29 @@ pub const CHALLENGES: &str = "antre_challenges_total";
 pub const PASS_REFUSALS: &str = "antre_refusals_total";
 pub const TICKETS_PER_ADDRESS: &str = "antre_tickets_per_address";
 
+/// Every name above: what dashboards and alert rules may refer to.
+pub const NAMES: [&str; 19] = [
+    REQUESTS,
+    ORIGIN_SECONDS,
+    ORIGIN_ERRORS,
+    STORE_SECONDS,
+    STORE_ERRORS,
+    WAITING,
+    TICKETS,
+    ADMITTED,
+    ADMITTED_LAST_MINUTE,
+    RATE,
+    CONFIGURED_RATE,
+    QUOTA_LEFT,
+    PAUSED,
+    STORE_UP,
+    CONNECTIONS_OPEN,
+    CONNECTIONS_REFUSED,
+    CHALLENGES,
+    PASS_REFUSALS,
+    TICKETS_PER_ADDRESS,
+];
+
 /// What became of a request, for [`REQUESTS`].
 #[derive(Debug, Clone, Copy)]
 pub enum Outcome {
