@@ -51,6 +51,7 @@ struct RawListen {
     tls_cert: Option<String>,
     tls_key: Option<String>,
     hsts_seconds: Option<u64>,
+    redirect_http: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,6 +152,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "tls_cert",
             "tls_key",
             "hsts_seconds",
+            "redirect_http",
         ],
     ),
     (
@@ -308,6 +310,9 @@ pub struct Listen {
     /// `Strict-Transport-Security: max-age=` on answers over TLS; 0 (the
     /// default) sends none.
     pub hsts_seconds: u64,
+    /// A plain-HTTP listener that sends every request to the same address
+    /// over HTTPS (`308`); only with `tls`. Default none.
+    pub redirect_http: Option<SocketAddr>,
 }
 
 /// PEM files of a TLS certificate chain and its private key.
@@ -815,6 +820,26 @@ impl Checker {
                 None
             }
         };
+        let redirect_http = match raw.redirect_http {
+            None => None,
+            Some(text) => match text.parse::<SocketAddr>() {
+                Ok(addr) if tls.is_some() => Some(addr),
+                Ok(_) => {
+                    self.error(
+                        "listen.redirect_http",
+                        "sends visitors to HTTPS, which needs tls_cert and tls_key",
+                    );
+                    None
+                }
+                Err(_) => {
+                    self.error(
+                        "listen.redirect_http",
+                        format!("{text:?} must be an address and port, like \"0.0.0.0:80\""),
+                    );
+                    None
+                }
+            },
+        };
         let hsts_seconds = self.ranged(
             "listen.hsts_seconds",
             raw.hsts_seconds,
@@ -824,6 +849,7 @@ impl Checker {
         Listen {
             tls,
             hsts_seconds,
+            redirect_http,
             addr,
             prefix,
             header_read_timeout: self.seconds(

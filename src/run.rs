@@ -87,6 +87,9 @@ impl Running {
                 old.listen.addr, config.listen.addr
             ));
         }
+        if config.listen.redirect_http != old.listen.redirect_http {
+            problems.push("listen.redirect_http: changing it needs a restart".to_owned());
+        }
         if config.listen.tls != old.listen.tls {
             problems.push(
                 "listen.tls_cert, listen.tls_key: turning TLS on or off, or naming other files, \
@@ -294,6 +297,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
 
     let listener = bind(config.listen.addr).await?;
     let addr = local_addr(&listener, config.listen.addr)?;
+    let redirect_listener = match config.listen.redirect_http {
+        Some(redirect) => {
+            let listener = bind(redirect).await?;
+            let bound = local_addr(&listener, redirect)?;
+            tracing::info!(addr = %bound, "plain HTTP sends visitors to HTTPS");
+            Some(listener)
+        }
+        None => None,
+    };
     let admin_listener = bind(config.admin.addr).await?;
     let admin_addr = local_addr(&admin_listener, config.admin.addr)?;
 
@@ -333,10 +345,21 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         series.clone(),
         shutdown_rx.clone(),
     ));
+    let redirecting = redirect_listener.map(|listener| {
+        tokio::spawn(server::serve_redirect(
+            app.clone(),
+            listener,
+            addr.port(),
+            shutdown_rx.clone(),
+        ))
+    });
     let serving = app.clone();
     let flushing = memory.clone();
     let task = tokio::spawn(async move {
         server::serve(serving, listener, acceptor, shutdown_rx).await;
+        if let Some(redirecting) = redirecting {
+            let _ = redirecting.await;
+        }
         let _ = sync.await;
         let _ = sampler.await;
         let _ = admin_task.await;

@@ -1203,6 +1203,77 @@ pub async fn serve(
     .await;
 }
 
+/// Serves the plain-HTTP listener of `listen.redirect_http`: every request
+/// is sent to the same host and path over HTTPS with `308`, so a form's
+/// method and body would be sent again, not lost.
+pub async fn serve_redirect(
+    app: Arc<Live<App>>,
+    listener: TcpListener,
+    https_port: u16,
+    shutdown: watch::Receiver<bool>,
+) {
+    let metrics = app.load().metrics.clone();
+    let open_files = listener::open_file_limit();
+    let limits = {
+        let app = app.clone();
+        move || Limits::visitor(&app.load().config.listen, open_files)
+    };
+    let handle = move |request: Request<Incoming>, _: listener::Peer| {
+        let app = app.load();
+        async move { https_redirect(&request, &app.config, https_port) }
+    };
+    listener::serve(
+        Side::Visitor,
+        listener,
+        None,
+        limits,
+        metrics,
+        handle,
+        shutdown,
+    )
+    .await;
+}
+
+/// `308` to `https://HOST[:PORT]/path?query`: the host the request named
+/// when it is a plain host name (its port replaced by the TLS listener's),
+/// else the first of `listen.hosts`; nothing else is believed.
+fn https_redirect<B>(request: &Request<B>, config: &Config, https_port: u16) -> Response<Body> {
+    let named = checked_host(request)
+        .ok()
+        .flatten()
+        .and_then(|h| h.to_str().ok().map(route::normal_host));
+    let host = named.or_else(|| config.listen.hosts.first().cloned());
+    let Some(host) = host else {
+        return plain(StatusCode::BAD_REQUEST, "no host to send you to");
+    };
+    if !config.listen.hosts.is_empty() && !config.listen.hosts.contains(&host) {
+        return plain(StatusCode::MISDIRECTED_REQUEST, "unknown host");
+    }
+    let port = match https_port {
+        443 => String::new(),
+        port => format!(":{port}"),
+    };
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let path = if is_local_path(path) { path } else { "/" };
+    let location = if host.contains(':') {
+        format!("https://[{host}]{port}{path}")
+    } else {
+        format!("https://{host}{port}{path}")
+    };
+    let mut response = response(
+        StatusCode::PERMANENT_REDIRECT,
+        "text/plain; charset=utf-8",
+        empty(),
+    );
+    match HeaderValue::from_str(&location) {
+        Ok(value) => {
+            response.headers_mut().insert(header::LOCATION, value);
+            response
+        }
+        Err(_) => plain(StatusCode::BAD_REQUEST, "no host to send you to"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{is_local_path, is_plain_host};

@@ -267,3 +267,98 @@ fn a_key_that_is_not_the_certificates_is_named_by_antre_check() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_is_sent_to_https() {
+    let dir = temp_dir("tls-redirect");
+    let Some(_) = make_certificate(&dir, "antre-redirect") else {
+        return;
+    };
+    let port = common::free_port();
+    let text = tls_config(&dir).replacen(
+        "[listen]\n",
+        &format!("[listen]\nredirect_http = \"127.0.0.1:{port}\"\n"),
+        1,
+    );
+    let antre = Antre::start_in(&dir, &text);
+    let mut visitor = common::Visitor::new("plain");
+    let answer = visitor
+        .send(
+            Request::post(format!("http://127.0.0.1:{port}/daftar?step=2"))
+                .header("host", "kota.example:80"),
+            &[],
+            common::full("nik=1"),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        answer.headers["location"],
+        format!("https://kota.example:{}/daftar?step=2", antre.addr.port())
+    );
+    // A host that is not one plain name is not believed.
+    let answer = visitor
+        .send(
+            Request::get(format!("http://127.0.0.1:{port}/")).header("host", "evil.example/x"),
+            &[],
+            common::empty(),
+        )
+        .await;
+    assert_ne!(answer.status, StatusCode::PERMANENT_REDIRECT);
+    assert!(antre.stop().success());
+}
+
+/// The command-line clients of the checks, where installed:
+/// `curl --http2` through antre over TLS, and `h2load` (`nghttp2-client`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_and_h2load_get_through_over_http2() {
+    let origin = Origin::start().await;
+    let dir = temp_dir("tls-clients");
+    let Some(_) = make_certificate(&dir, "antre-clients") else {
+        return;
+    };
+    let text = tls_config(&dir).replace("http://127.0.0.1:9", &origin.url());
+    let antre = Antre::start_in(&dir, &text);
+    let port = antre.addr.port();
+    let url = format!("https://localhost:{port}/info");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    match Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--http2",
+            "--output",
+            "/dev/null",
+        ])
+        .args(["--write-out", "%{http_version} %{http_code}"])
+        .arg("--cacert")
+        .arg(dir.join("cert.pem"))
+        .args(["--resolve", &resolve, &url])
+        .output()
+    {
+        Ok(output) => {
+            let out = String::from_utf8_lossy(&output.stdout);
+            assert_eq!(out, "2 200", "{}", String::from_utf8_lossy(&output.stderr));
+        }
+        Err(_) => common::skip("curl not installed: curl check skipped"),
+    }
+    match Command::new("h2load")
+        .args([
+            "-n",
+            "400",
+            "-c",
+            "8",
+            &format!("https://127.0.0.1:{port}/info"),
+        ])
+        .output()
+    {
+        Ok(output) => {
+            let out = String::from_utf8_lossy(&output.stdout);
+            assert!(out.contains("400 succeeded") && out.contains("h2"), "{out}");
+            assert!(out.contains("status codes: 400 2xx"), "{out}");
+        }
+        Err(_) => {
+            common::skip("h2load not installed (Debian nghttp2-client): h2load check skipped")
+        }
+    }
+    assert!(antre.stop().success());
+}
