@@ -62,6 +62,10 @@ struct RawOrigin {
     connect_timeout_seconds: Option<u64>,
     response_timeout_seconds: Option<u64>,
     pool_idle_seconds: Option<u64>,
+    ca_file: Option<String>,
+    server_name: Option<String>,
+    client_cert: Option<String>,
+    client_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -163,6 +167,10 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "connect_timeout_seconds",
             "response_timeout_seconds",
             "pool_idle_seconds",
+            "ca_file",
+            "server_name",
+            "client_cert",
+            "client_key",
         ],
     ),
     (
@@ -341,6 +349,21 @@ pub struct Origin {
     pub response_timeout: Duration,
     /// Idle pooled connections are closed after this; default 90 s.
     pub pool_idle: Duration,
+    /// How an `https://` origin is verified; `None` for `http://`.
+    pub tls: Option<OriginTls>,
+}
+
+/// TLS to an `https://` origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginTls {
+    /// PEM certificates the origin's chain must lead to; `None`: the
+    /// system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// The name the origin's certificate must carry (and the SNI sent);
+    /// `None`: the URL's host.
+    pub server_name: String,
+    /// A client certificate to present, for origins that ask for one.
+    pub client: Option<TlsFiles>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -887,29 +910,81 @@ impl Checker {
             }
             Some(text) => match text.parse::<Uri>() {
                 Ok(uri)
-                    if uri.scheme_str() == Some("http")
+                    if matches!(uri.scheme_str(), Some("http" | "https"))
                         && uri.authority().is_some()
                         && matches!(uri.path(), "" | "/")
                         && uri.query().is_none() =>
                 {
                     uri
                 }
-                Ok(uri) if uri.scheme_str() == Some("https") => {
-                    self.error(
-                        "origin.url",
-                        format!("{text:?}: HTTPS origins are not supported yet; use http://"),
-                    );
-                    uri
-                }
                 _ => {
                     self.error(
                         "origin.url",
-                        format!("{text:?} must be http://host:port with no path, like \"http://127.0.0.1:9000\""),
+                        format!("{text:?} must be http://host:port or https://host:port with no path, like \"http://127.0.0.1:9000\""),
                     );
                     Uri::from_static("http://127.0.0.1:9000")
                 }
             },
         };
+        let https = url.scheme_str() == Some("https");
+        let tls_only = |checker: &mut Checker, key: &str, set: bool| {
+            if set && !https {
+                checker.error(
+                    format!("origin.{key}"),
+                    "applies to an https:// origin; origin.url is http://",
+                );
+            }
+        };
+        tls_only(self, "ca_file", raw.ca_file.is_some());
+        tls_only(self, "server_name", raw.server_name.is_some());
+        tls_only(self, "client_cert", raw.client_cert.is_some());
+        tls_only(self, "client_key", raw.client_key.is_some());
+        let tls = https.then(|| {
+            let ca_file = raw.ca_file.as_deref().map(|file| self.path(file));
+            if let Some(path) = &ca_file {
+                if let Err(e) = crate::tls::roots(path) {
+                    self.error("origin.ca_file", e.to_string());
+                }
+            }
+            let server_name = raw
+                .server_name
+                .clone()
+                .unwrap_or_else(|| url.host().unwrap_or("").trim_matches(['[', ']']).to_owned());
+            if rustls_pki_types::ServerName::try_from(server_name.clone()).is_err() {
+                self.error(
+                    "origin.server_name",
+                    format!("{server_name:?} is not a host name or address"),
+                );
+            }
+            let client = match (&raw.client_cert, &raw.client_key) {
+                (Some(cert), Some(key)) => {
+                    let files = TlsFiles {
+                        cert: self.path(cert),
+                        key: self.path(key),
+                    };
+                    match crate::tls::load(&files.cert, &files.key) {
+                        Ok(_) => Some(files),
+                        Err(e) => {
+                            self.error("origin.client_cert", e.to_string());
+                            None
+                        }
+                    }
+                }
+                (None, None) => None,
+                _ => {
+                    self.error(
+                        "origin.client_cert",
+                        "client_cert and client_key go together",
+                    );
+                    None
+                }
+            };
+            OriginTls {
+                ca_file,
+                server_name,
+                client,
+            }
+        });
         let host = raw.host.and_then(|h| match HeaderValue::from_str(&h) {
             Ok(value) if !h.is_empty() && !h.contains(['/', ' ']) => Some(value),
             _ => {
@@ -941,6 +1016,7 @@ impl Checker {
                 90,
                 (1, 3600),
             ),
+            tls,
         }
     }
 

@@ -1,7 +1,8 @@
-//! Forwarding to the origin: one pooled HTTP/1.1 client, bodies streamed in
-//! both directions, hop-by-hop headers removed, identity headers rewritten
-//! (see [`crate::forwarded`]), and `Upgrade` (WebSocket) connections
-//! spliced through.
+//! Forwarding to the origin: one pooled HTTP/1.1 client (over TLS for an
+//! `https://` origin, verified), bodies streamed in both directions,
+//! hop-by-hop headers removed, identity headers rewritten (see
+//! [`crate::forwarded`]), and `Upgrade` (WebSocket) connections spliced
+//! through.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,20 +90,37 @@ pub struct Outgoing<'a> {
 }
 
 pub struct Proxy {
-    client: Client<HttpConnector, ClientBody>,
+    client: Client<OriginConnector, ClientBody>,
     origin: Origin,
 }
 
 impl Proxy {
-    pub fn new(origin: Origin) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(origin.connect_timeout));
-        connector.set_nodelay(true);
+    /// The client for `origin`. For an `https://` origin whose files the
+    /// config check loaded but that cannot be read now, the error names
+    /// the file.
+    pub fn new(origin: Origin) -> Result<Self, crate::tls::TlsError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(origin.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let tls = match &origin.tls {
+            None => None,
+            Some(tls) => {
+                let roots = match &tls.ca_file {
+                    Some(path) => crate::tls::roots(path)?,
+                    None => crate::tls::system_roots(),
+                };
+                let connector = crate::tls::origin_connector(roots, tls.client.as_ref())?;
+                let name = rustls_pki_types::ServerName::try_from(tls.server_name.clone())
+                    .map_err(|e| crate::tls::TlsError::Key(format!("origin.server_name: {e}")))?;
+                Some((connector, name))
+            }
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(origin.pool_idle)
             .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(connector);
-        Proxy { client, origin }
+            .build(OriginConnector { http, tls });
+        Ok(Proxy { client, origin })
     }
 
     /// Sends `request` to the origin at `outgoing.target` and returns its
@@ -208,6 +226,116 @@ impl Proxy {
                 .map_err(|e: http::uri::InvalidUri| ProxyError::Failed(e.to_string()))?,
         );
         Uri::from_parts(parts).map_err(|e| ProxyError::Failed(e.to_string()))
+    }
+}
+
+// === connecting to the origin ===
+
+/// Connects to the origin: TCP, then TLS for an `https://` origin.
+#[derive(Clone)]
+pub struct OriginConnector {
+    http: HttpConnector,
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls_pki_types::ServerName<'static>,
+    )>,
+}
+
+type ConnectError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Uri> for OriginConnector {
+    type Response = TokioIo<OriginStream>;
+    type Error = ConnectError;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.http.call(uri);
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let tcp = connecting.await?.into_inner();
+            match tls {
+                None => Ok(TokioIo::new(OriginStream::Plain(tcp))),
+                Some((connector, name)) => {
+                    let stream = connector.connect(name, tcp).await?;
+                    Ok(TokioIo::new(OriginStream::Tls(Box::new(stream))))
+                }
+            }
+        })
+    }
+}
+
+/// A connection to the origin, plain or TLS.
+pub enum OriginStream {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl hyper_util::client::legacy::connect::Connection for OriginStream {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        hyper_util::client::legacy::connect::Connected::new()
+    }
+}
+
+impl tokio::io::AsyncRead for OriginStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            OriginStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for OriginStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => Pin::new(s).poll_write(cx, data),
+            OriginStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            OriginStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            OriginStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            OriginStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            OriginStream::Plain(s) => s.is_write_vectored(),
+            OriginStream::Tls(s) => s.is_write_vectored(),
+        }
     }
 }
 

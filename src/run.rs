@@ -40,7 +40,7 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("signing key: {0}")]
     Key(String),
-    #[error("listen.tls_cert: {0}")]
+    #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
 }
 
@@ -169,15 +169,12 @@ impl Running {
         // The same files, perhaps new contents: a certificate that does
         // not load is refused (and logged) and the one in use kept; the
         // rest of the config still applies.
+        let app = build_app(&config, &engine, &self.metrics, admission)
+            .map_err(|e| vec![format!("origin: {e}")])?;
         if let Some(certificate) = &self.certificate {
             let _ = certificate.reload();
         }
-        self.app.replace(Arc::new(build_app(
-            &config,
-            &engine,
-            &self.metrics,
-            admission,
-        )));
+        self.app.replace(Arc::new(app));
         self.admin.replace(Arc::new(Admin::new(
             config.clone(),
             engine,
@@ -243,7 +240,7 @@ fn build_app(
     engine: &Arc<Engine<AnyStore>>,
     metrics: &Arc<Metrics>,
     admission: Arc<AdmissionKeys>,
-) -> App {
+) -> Result<App, crate::tls::TlsError> {
     App::new(config.clone(), engine.clone(), metrics.clone(), admission)
 }
 
@@ -326,7 +323,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         .map_err(|e| StartError::Key(format!("admission_keys: {e}")))?;
     let app = Arc::new(Live::new(Arc::new(build_app(
         &config, &engine, &metrics, admission,
-    ))));
+    )?)));
     let admin = Arc::new(Live::new(Arc::new(Admin::new(
         config.clone(),
         engine,

@@ -343,16 +343,16 @@ impl App {
         engine: Arc<Engine<AnyStore>>,
         metrics: Arc<Metrics>,
         admission: Arc<AdmissionKeys>,
-    ) -> App {
-        App {
+    ) -> Result<App, crate::tls::TlsError> {
+        Ok(App {
             admission,
             router: Router::new(&config.rooms, &config.listen.hosts),
             requests: metrics.request_counters(config.rooms.iter().map(|r| r.id.as_str())),
-            proxy: Proxy::new(config.origin.clone()),
+            proxy: Proxy::new(config.origin.clone())?,
             config,
             engine,
             metrics,
-        }
+        })
     }
 
     /// Handles one request from `peer`. Never fails: every error becomes a

@@ -68,6 +68,66 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     Ok(certified)
 }
 
+/// The certificates in a PEM bundle, as trust roots for an origin.
+pub fn roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| file_error(path, e))? {
+        let cert = cert.map_err(|e| file_error(path, e))?;
+        roots.add(cert).map_err(|e| file_error(path, e))?;
+    }
+    if roots.is_empty() {
+        return Err(file_error(path, "holds no certificate"));
+    }
+    Ok(roots)
+}
+
+/// The system's trust roots; logged and empty when none can be read (an
+/// https origin then fails to connect, saying why).
+pub fn system_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        tracing::warn!(error = %error, "reading the system's trust roots");
+    }
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        tracing::warn!(
+            "no trust roots found on this system: set origin.ca_file for an https origin"
+        );
+    }
+    roots
+}
+
+/// A connector to an `https://` origin: verified against `roots`, named
+/// `server_name`, presenting `client` when given. HTTP/1.1 by ALPN: the
+/// visitor's `Host` is passed on as it is, which HTTP/2's `:authority`
+/// (the origin's own address here) would not carry.
+pub fn origin_connector(
+    roots: rustls::RootCertStore,
+    client: Option<&crate::config::TlsFiles>,
+) -> Result<tokio_rustls::TlsConnector, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Key(e.to_string()))?
+        .with_root_certificates(roots);
+    let mut config = match client {
+        None => builder.with_no_client_auth(),
+        Some(files) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+                .map_err(|e| file_error(&files.cert, e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| file_error(&files.cert, e))?;
+            let key =
+                PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_error(&files.key, e))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| file_error(&files.key, e))?
+        }
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
 /// The certificate in use, swapped whole when it is reloaded; what every
 /// new handshake is answered with.
 pub struct Certificate {

@@ -362,3 +362,129 @@ async fn curl_and_h2load_get_through_over_http2() {
     }
     assert!(antre.stop().success());
 }
+
+/// A small `https://` origin with the certificate in `dir`: it answers
+/// every request with the Host it was sent and the protocol, and counts.
+async fn https_origin(dir: &Path) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use http_body_util::Full;
+    let certified = antre::tls::load(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certified.cert.clone(), {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap()
+    })
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counting = served.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let counting = counting.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service =
+                    hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                        counting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let host = request
+                            .headers()
+                            .get("host")
+                            .and_then(|h| h.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        let body = format!("secure origin ok {host} {:?}", request.version());
+                        async move {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from(body),
+                            )))
+                        }
+                    });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, served)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_origin_is_verified_against_its_ca_and_name() {
+    let dir = temp_dir("tls-origin");
+    let Some(_) = make_certificate(&dir, "antre-origin") else {
+        return;
+    };
+    let (origin, served) = https_origin(&dir).await;
+    let with = |origin_lines: &str| {
+        config(&format!("https://{origin}"), ROOM).replacen(
+            "[origin]\n",
+            &format!("[origin]\n{origin_lines}"),
+            1,
+        )
+    };
+
+    // Verified against the CA file, by the URL's address (in the
+    // certificate's names): the site answers, told the visitor's Host.
+    let antre = Antre::start_in(
+        &temp_dir("tls-origin-ok"),
+        &with(&format!(
+            "ca_file = \"{}\"\n",
+            dir.join("cert.pem").display()
+        )),
+    );
+    let mut visitor = common::Visitor::new("v");
+    let answer = visitor
+        .get(&antre.url("/info"), &[("host", "kota.example")])
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body, "secure origin ok kota.example HTTP/1.1");
+    assert!(antre.stop().success());
+
+    // The same by another name the certificate carries.
+    let antre = Antre::start_in(
+        &temp_dir("tls-origin-name"),
+        &with(&format!(
+            "ca_file = \"{}\"\nserver_name = \"localhost\"\n",
+            dir.join("cert.pem").display()
+        )),
+    );
+    let answer = common::Visitor::new("v")
+        .get(&antre.url("/info"), &[])
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert!(antre.stop().success());
+
+    // A name it does not carry, and the system's roots (which do not know
+    // this certificate): refused, nothing served.
+    let before = served.load(std::sync::atomic::Ordering::Relaxed);
+    for lines in [
+        format!(
+            "ca_file = \"{}\"\nserver_name = \"elsewhere.example\"\n",
+            dir.join("cert.pem").display()
+        ),
+        String::new(),
+    ] {
+        let antre = Antre::start_in(&temp_dir("tls-origin-bad"), &with(&lines));
+        let answer = common::Visitor::new("v")
+            .get(&antre.url("/info"), &[])
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_GATEWAY,
+            "{lines}: {}",
+            answer.body
+        );
+        assert!(antre.stop().success());
+    }
+    assert_eq!(served.load(std::sync::atomic::Ordering::Relaxed), before);
+}
