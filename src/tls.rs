@@ -209,6 +209,9 @@ impl Certificate {
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // rustls' own order of cipher suites (the strongest first), not
+        // whatever a client lists first.
+        config.ignore_client_order = true;
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
 

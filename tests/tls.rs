@@ -488,3 +488,132 @@ async fn an_https_origin_is_verified_against_its_ca_and_name() {
     }
     assert_eq!(served.load(std::sync::atomic::Ordering::Relaxed), before);
 }
+
+/// `testssl` (Debian's `testssl.sh`) against antre's listener, with a
+/// certificate made the way a CA issues one (its own CA, 200 days, a CRL
+/// address): nothing high or critical. About a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testssl_finds_nothing_high_or_critical() {
+    if Command::new("testssl").arg("--version").output().is_err() {
+        common::skip("testssl not installed (Debian testssl.sh): TLS audit skipped");
+        return;
+    }
+    let dir = temp_dir("tls-audit");
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "400",
+                "-subj",
+                "/CN=antre audit CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "key.pem",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n\
+         crlDistributionPoints=URI:http://crl.antre.invalid/ca.crl\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "200",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    let chain = [
+        std::fs::read_to_string(dir.join("leaf.pem")).unwrap(),
+        std::fs::read_to_string(dir.join("ca.pem")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(dir.join("cert.pem"), chain).unwrap();
+
+    let origin = Origin::start().await;
+    let text = tls_config(&dir)
+        .replace("http://127.0.0.1:9", &origin.url())
+        .replace("hsts_seconds = 600", "hsts_seconds = 31536000");
+    let antre = Antre::start_in(&dir, &text);
+    let report = dir.join("testssl.json");
+    let output = Command::new("testssl")
+        .args(["--quiet", "--color", "0", "--warnings", "batch", "--add-ca"])
+        .arg(dir.join("ca.pem"))
+        .arg("--jsonfile")
+        .arg(&report)
+        .arg(format!("127.0.0.1:{}", antre.addr.port()))
+        .output()
+        .unwrap();
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(
+        &std::fs::read(&report)
+            .unwrap_or_else(|_| panic!("no report: {}", String::from_utf8_lossy(&output.stdout))),
+    )
+    .unwrap();
+    let grave: Vec<String> = findings
+        .iter()
+        .filter(|f| matches!(f["severity"].as_str(), Some("HIGH" | "CRITICAL")))
+        .map(|f| format!("{} {}: {}", f["severity"], f["id"], f["finding"]))
+        .collect();
+    assert!(
+        findings.len() > 50,
+        "testssl ran: {} findings",
+        findings.len()
+    );
+    assert!(grave.is_empty(), "{grave:#?}");
+    assert!(antre.stop().success());
+}
