@@ -31,7 +31,10 @@
 //! - [`server`]: the request pipeline; errors become responses there and
 //!   nowhere else.
 //! - [`listener`]: connections on both listeners: caps per listener and
-//!   per client address, the open-file limit, header and idle timeouts.
+//!   per client address, the open-file limit, header and idle timeouts,
+//!   TLS ended here ([`tls`], [`stream`]).
+//! - [`tls`]: the certificate and key, reloaded in place; TLS to an
+//!   `https://` origin.
 //! - [`metrics`]: every exported metric, named in one place.
 //! - [`admin`]: the operators' listener: the dashboard (files in
 //!   `src/dashboard/`), room reports, live changes, the audit trail,
@@ -102,6 +105,7 @@ pub mod server;
 pub mod shield;
 pub mod status;
 pub mod store;
+pub mod stream;
 pub mod tls;
 pub mod token;
 pub mod work;

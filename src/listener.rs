@@ -47,6 +47,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use crate::stream::MaybeTls;
+
 use crate::config::{AdminConfig, Listen};
 use crate::forwarded::Cidr;
 use crate::metrics::Metrics;
@@ -699,70 +701,7 @@ pub struct Peer {
 }
 
 /// A connection's byte stream: plain, or TLS ended here.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-}
-
-impl Stream {
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Stream::Plain(s) => s.is_write_vectored(),
-            Stream::Tls(s) => s.is_write_vectored(),
-        }
-    }
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, data),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-}
+type Stream = MaybeTls<tokio_rustls::server::TlsStream<TcpStream>>;
 
 /// The socket, noting reads in the connection's [`Activity`].
 struct Io {
@@ -862,12 +801,12 @@ async fn connection<H, F>(
     // header timeout, so a client that never finishes it holds nothing
     // for long.
     let inner = match tls {
-        None => Stream::Plain(stream),
+        None => MaybeTls::Plain(stream),
         Some(acceptor) => {
             let deadline = activity.opened + limits.header_read_timeout;
             let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream));
             match handshake.await {
-                Ok(Ok(stream)) => Stream::Tls(Box::new(stream)),
+                Ok(Ok(stream)) => MaybeTls::Tls(Box::new(stream)),
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, peer = %addr, "TLS handshake failed");
                     return;
@@ -881,7 +820,7 @@ async fn connection<H, F>(
     };
     let peer = Peer {
         addr,
-        tls: matches!(inner, Stream::Tls(_)),
+        tls: inner.is_tls(),
     };
     let io = Io {
         inner,
@@ -1029,7 +968,7 @@ mod tests {
             let client = TcpStream::connect(listener.local_addr().unwrap());
             let (client, accepted) = tokio::join!(client, listener.accept());
             let mut io = Io {
-                inner: Stream::Plain(accepted.unwrap().0),
+                inner: MaybeTls::Plain(accepted.unwrap().0),
                 activity: activity.clone(),
                 preface: 0,
             };

@@ -23,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use crate::config::Origin;
 use crate::cookie;
 use crate::forwarded::{self, Hop};
+use crate::stream::MaybeTls;
 
 /// The body of every response antre sends.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -259,10 +260,10 @@ impl tower_service::Service<Uri> for OriginConnector {
         Box::pin(async move {
             let tcp = connecting.await?.into_inner();
             match tls {
-                None => Ok(TokioIo::new(OriginStream::Plain(tcp))),
+                None => Ok(TokioIo::new(MaybeTls::Plain(tcp))),
                 Some((connector, name)) => {
                     let stream = connector.connect(name, tcp).await?;
-                    Ok(TokioIo::new(OriginStream::Tls(Box::new(stream))))
+                    Ok(TokioIo::new(MaybeTls::Tls(Box::new(stream))))
                 }
             }
         })
@@ -270,72 +271,11 @@ impl tower_service::Service<Uri> for OriginConnector {
 }
 
 /// A connection to the origin, plain or TLS.
-pub enum OriginStream {
-    Plain(tokio::net::TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
-}
+pub type OriginStream = MaybeTls<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 impl hyper_util::client::legacy::connect::Connection for OriginStream {
     fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
         hyper_util::client::legacy::connect::Connected::new()
-    }
-}
-
-impl tokio::io::AsyncRead for OriginStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            OriginStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            OriginStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for OriginStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            OriginStream::Plain(s) => Pin::new(s).poll_write(cx, data),
-            OriginStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            OriginStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            OriginStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            OriginStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            OriginStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            OriginStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            OriginStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            OriginStream::Plain(s) => s.is_write_vectored(),
-            OriginStream::Tls(s) => s.is_write_vectored(),
-        }
     }
 }
 

@@ -308,15 +308,23 @@ async fn plain_http_is_sent_to_https() {
 }
 
 /// The command-line clients of the checks, where installed:
-/// `curl --http2` through antre over TLS, and `h2load` (`nghttp2-client`).
+/// `curl --http2` and `h2load` (`nghttp2-client`) through antre over TLS
+/// to an `https://` origin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn curl_and_h2load_get_through_over_http2() {
-    let origin = Origin::start().await;
+async fn curl_and_h2load_get_through_over_http2_to_an_https_origin() {
     let dir = temp_dir("tls-clients");
     let Some(_) = make_certificate(&dir, "antre-clients") else {
         return;
     };
-    let text = tls_config(&dir).replace("http://127.0.0.1:9", &origin.url());
+    let (origin, served) = https_origin(&dir).await;
+    let text = tls_config(&dir).replacen(
+        "url = \"http://127.0.0.1:9\"",
+        &format!(
+            "url = \"https://{origin}\"\nca_file = \"{}\"",
+            dir.join("cert.pem").display()
+        ),
+        1,
+    );
     let antre = Antre::start_in(&dir, &text);
     let port = antre.addr.port();
     let url = format!("https://localhost:{port}/info");
@@ -360,6 +368,10 @@ async fn curl_and_h2load_get_through_over_http2() {
             common::skip("h2load not installed (Debian nghttp2-client): h2load check skipped")
         }
     }
+    assert!(
+        served.load(std::sync::atomic::Ordering::Relaxed) >= 400,
+        "the https origin answered"
+    );
     assert!(antre.stop().success());
 }
 
