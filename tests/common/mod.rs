@@ -149,7 +149,9 @@ async fn origin_handle(
         state.visitors.lock().unwrap().push(visitor.to_owned());
     }
     let path = request.uri().path().to_owned();
-    let response = if path == "/upload" {
+    // Any path ending in /upload reads the whole body first, as a form
+    // handler does (`/static/upload` reaches it without a pass).
+    let response = if path.ends_with("/upload") {
         let mut total = 0u64;
         let mut body = request.into_body();
         while let Some(frame) = body.frame().await {
