@@ -438,7 +438,31 @@ fn summary(config: &Config) -> String {
         "listen   {} (antre endpoints under {})",
         config.listen.addr, config.listen.prefix
     );
+    if let Some(files) = &config.listen.tls {
+        let names = antre::tls::names(&files.cert)
+            .map(|names| names.join(", "))
+            .unwrap_or_else(|e| e.to_string());
+        let _ = writeln!(
+            out,
+            "tls      {} (names: {names}); HTTP/2 and HTTP/1.1",
+            files.cert.display()
+        );
+        if let Some(redirect) = config.listen.redirect_http {
+            let _ = writeln!(out, "         plain HTTP on {redirect} sent to HTTPS");
+        }
+    }
     let _ = writeln!(out, "origin   {}", config.origin.url);
+    if let Some(tls) = &config.origin.tls {
+        let roots = tls
+            .ca_file
+            .as_ref()
+            .map_or("the system's roots".to_owned(), |f| f.display().to_string());
+        let _ = writeln!(
+            out,
+            "         verified against {roots} as {:?}",
+            tls.server_name
+        );
+    }
     let store = match &config.store.kind {
         StoreKind::Memory { state_file } => format!("memory, state in {}", state_file.display()),
         StoreKind::Redis { url, prefix } => {

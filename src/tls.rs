@@ -68,6 +68,18 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     Ok(certified)
 }
 
+/// The DNS names the leaf certificate in `cert` is valid for, for
+/// `antre check` to show.
+pub fn names(cert: &Path) -> Result<Vec<String>, TlsError> {
+    let leaf = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| file_error(cert, e))?
+        .next()
+        .ok_or_else(|| file_error(cert, "holds no certificate"))?
+        .map_err(|e| file_error(cert, e))?;
+    let parsed = webpki::EndEntityCert::try_from(&leaf).map_err(|e| file_error(cert, e))?;
+    Ok(parsed.valid_dns_names().map(str::to_owned).collect())
+}
+
 /// The certificates in a PEM bundle, as trust roots for an origin.
 pub fn roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
     let mut roots = rustls::RootCertStore::empty();

@@ -249,6 +249,22 @@ fn a_key_that_is_not_the_certificates_is_named_by_antre_check() {
     let Some(_) = make_certificate(&dir, "one") else {
         return;
     };
+    // A good pair: the summary names the certificate's names.
+    let path = dir.join("antre.toml");
+    std::fs::write(&path, tls_config(&dir)).unwrap();
+    let output = common::antre_command()
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("(names: localhost)"), "{stdout}");
     let key = std::fs::read(dir.join("key.pem")).unwrap();
     make_certificate(&dir, "two").unwrap();
     std::fs::write(dir.join("key.pem"), key).unwrap();
