@@ -1177,12 +1177,7 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let metrics = app.load().metrics.clone();
-    let open_files = listener::open_file_limit();
-    let limits = {
-        let app = app.clone();
-        move || Limits::visitor(&app.load().config.listen, open_files)
-    };
+    let (metrics, limits) = visitor_limits(&app);
     let handle = move |request: Request<Incoming>, peer: listener::Peer| {
         let app = app.load();
         let peer = Peer {
@@ -1203,6 +1198,17 @@ pub async fn serve(
     .await;
 }
 
+/// The metrics and the visitor listeners' limits, read from the config
+/// current when each connection opens.
+fn visitor_limits(app: &Arc<Live<App>>) -> (Arc<Metrics>, impl Fn() -> Limits + Send + 'static) {
+    let metrics = app.load().metrics.clone();
+    let open_files = listener::open_file_limit();
+    let app = app.clone();
+    (metrics, move || {
+        Limits::visitor(&app.load().config.listen, open_files)
+    })
+}
+
 /// Serves the plain-HTTP listener of `listen.redirect_http`: every request
 /// is sent to the same host and path over HTTPS with `308`, so a form's
 /// method and body would be sent again, not lost.
@@ -1212,12 +1218,7 @@ pub async fn serve_redirect(
     https_port: u16,
     shutdown: watch::Receiver<bool>,
 ) {
-    let metrics = app.load().metrics.clone();
-    let open_files = listener::open_file_limit();
-    let limits = {
-        let app = app.clone();
-        move || Limits::visitor(&app.load().config.listen, open_files)
-    };
+    let (metrics, limits) = visitor_limits(&app);
     let handle = move |request: Request<Incoming>, _: listener::Peer| {
         let app = app.load();
         async move { https_redirect(&request, &app.config, https_port) }
