@@ -78,6 +78,7 @@ struct RawStore {
     cluster: Option<Vec<String>>,
     prefix: Option<String>,
     on_error: Option<String>,
+    wait_replicas: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +184,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "cluster",
             "prefix",
             "on_error",
+            "wait_replicas",
         ],
     ),
     ("page", &["utc_offset"]),
@@ -401,6 +403,9 @@ pub struct StoreConfig {
     pub on_error: OnError,
     /// How often each instance refreshes its rooms' counters; default 200 ms.
     pub sync_interval: Duration,
+    /// Redis replicas that must hold a ticket or an admission before the
+    /// visitor is given it (Redis `WAIT`); default 0, Redis only.
+    pub wait_replicas: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -1048,6 +1053,12 @@ impl Checker {
                 if raw.url.is_some() || raw.cluster.is_some() {
                     self.error("store.kind", "`url` and `cluster` need kind = \"redis\"");
                 }
+                if raw.wait_replicas.is_some_and(|n| n > 0) {
+                    self.error(
+                        "store.wait_replicas",
+                        "needs kind = \"redis\": the memory store has no replicas",
+                    );
+                }
                 StoreKind::Memory {
                     state_file: self.path(raw.state_file.as_deref().unwrap_or("antre-state.json")),
                 }
@@ -1109,10 +1120,12 @@ impl Checker {
             }
         };
         let sync_millis = self.ranged("store.sync_millis", raw.sync_millis, 200, (10, 5_000));
+        let wait_replicas = self.ranged("store.wait_replicas", raw.wait_replicas, 0, (0, 16));
         StoreConfig {
             kind,
             on_error,
             sync_interval: Duration::from_millis(sync_millis),
+            wait_replicas: wait_replicas as u32,
         }
     }
 
@@ -1796,6 +1809,29 @@ pass_minutes = 20
         );
         assert!(
             errors.iter().any(|e| e.starts_with("store.url")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn waiting_for_replicas_needs_redis_and_a_sane_count() {
+        let errors = messages(
+            &CONTRACT.replace("kind = \"memory\"", "kind = \"memory\"\nwait_replicas = 1"),
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("store.wait_replicas: needs kind = \"redis\"")),
+            "{errors:?}"
+        );
+        let errors = messages(&CONTRACT.replace(
+            "kind = \"memory\"",
+            "kind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nwait_replicas = 17",
+        ));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("store.wait_replicas: must be between 0 and 16, got 17")),
             "{errors:?}"
         );
     }

@@ -274,12 +274,14 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         StoreKind::Redis { url, prefix } => {
             let store = RedisStore::single(url, prefix)?
                 .with_recovery_grace(recovery_grace(&config))
+                .with_replicas(config.store.wait_replicas)
                 .with_metrics(metrics.store_seconds.clone(), metrics.store_errors.clone());
             (AnyStore::Redis(Arc::new(store)), None)
         }
         StoreKind::Cluster { urls, prefix } => {
             let store = RedisStore::cluster(urls, prefix)?
                 .with_recovery_grace(recovery_grace(&config))
+                .with_replicas(config.store.wait_replicas)
                 .with_metrics(metrics.store_seconds.clone(), metrics.store_errors.clone());
             (AnyStore::Redis(Arc::new(store)), None)
         }

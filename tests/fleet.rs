@@ -170,14 +170,21 @@ async fn storm(instances: &[Antre], origin: &Origin, rate: u32, quota: usize) ->
     let first = steady.first().unwrap().0;
     let last = steady.last().unwrap().0;
     let per_minute = (steady.len() - 1) as f64 / (last - first).as_secs_f64() * 60.0;
+    let steady_order: Vec<u64> = steady
+        .iter()
+        .filter_map(|(_, i)| tickets.get(i).copied())
+        .collect();
+    // Order over the steady line too: the slots released while everyone
+    // was still arriving go to whoever of them polls first, since nobody
+    // polls before the last wave is in.
     let report = Report {
         admitted: reached.len(),
-        tau: kendall_tau(&order),
+        tau: kendall_tau(&steady_order),
         per_minute,
     };
     println!(
-        "admitted {} of quota {quota}; Kendall tau {:.4}; {:.0} admissions a minute (configured {rate})",
-        report.admitted, report.tau, report.per_minute
+        "admitted {} of quota {quota}; Kendall tau {:.4} over the steady line ({:.4} overall); overtaken by at most {} places ({} overall); {:.0} admissions a minute (configured {rate})",
+        report.admitted, report.tau, kendall_tau(&order), common::most_overtaken(&steady_order), common::most_overtaken(&order), report.per_minute
     );
     report
 }

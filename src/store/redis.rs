@@ -12,8 +12,18 @@
 //! is missing, or its `boot` marker changed. The store then re-seeds the room
 //! from this instance's last view instead of starting the line over; other
 //! instances merge what they knew (the larger numbers win).
+//!
+//! Losing only the last writes (a replica that had not caught up takes
+//! over) is noticed too: every write extends a chain, a digest of every
+//! write since the room was made, and each call carries the version and
+//! chain this instance last saw. Where the room's history does not pass
+//! through them, the script answers `rewritten` and this instance puts back
+//! what it knew, among it every exchange it made lately, so a pass somebody
+//! holds is counted against the quota again. With `wait_replicas`, a ticket
+//! or a pass is handed out only once that many replicas hold it (Redis
+//! `WAIT`), so a replica that takes over lacks nothing anybody holds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,6 +68,14 @@ const PENDING_SETTLE: Duration = Duration::from_secs(4);
 
 /// How long one Redis call may take before it counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// With `wait_replicas`, how long a write waits for its replicas; a write
+/// they do not confirm in time is not handed to the visitor.
+const CONFIRM_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Exchanges each instance remembers per room, to put back after Redis lost
+/// them. Loss windows last seconds; this covers thousands of admissions.
+const EXCHANGES_KEPT: usize = 4096;
 
 enum Connection {
     Single(ConnectionManager),
@@ -112,9 +130,14 @@ struct Known {
     /// within one incarnation and epoch, so replies arriving out of order
     /// are merged, never allowed to lower it).
     last: Option<RoomView>,
-    /// The room's incarnation marker and the highest version seen in it.
+    /// The room's incarnation marker, the highest version seen in it and
+    /// the chain after that version.
     boot: String,
     version: u64,
+    chain: String,
+    /// Exchanges this instance made lately, (epoch, ticket, when), oldest
+    /// first: the passes it handed out, to count again if Redis loses them.
+    exchanges: VecDeque<(u64, u64, Micros)>,
     /// Until when calls about this room fail fast (milliseconds on the
     /// store's monotonic clock); per room, so one failing cluster node does
     /// not hold up rooms on the others.
@@ -122,16 +145,47 @@ struct Known {
 }
 
 impl Known {
-    /// True when a reply shows Redis lost data this instance had heard
-    /// back about: a new incarnation, or a version older than the one this
-    /// instance had seen before it sent the request (replies to concurrent
-    /// requests may come back in any order, but none can predate what was
-    /// already seen when it was sent).
-    fn lost(&self, boot: &str, version: u64, seen_before: u64) -> bool {
-        !self.boot.is_empty() && (self.boot != boot || version < seen_before)
+    /// What a reply shows Redis lost of what this instance had heard back
+    /// about: the room (a new incarnation), or its last writes (a version
+    /// older than the one this instance had seen before it sent the
+    /// request; replies to concurrent requests may come back in any order,
+    /// but none can predate what was already seen when it was sent).
+    fn lost(&self, boot: &str, version: u64, seen_before: u64) -> Option<Loss> {
+        if self.boot.is_empty() {
+            None
+        } else if self.boot != boot {
+            Some(Loss::Room)
+        } else if version < seen_before {
+            Some(Loss::Writes)
+        } else {
+            None
+        }
     }
 
-    fn remember(&mut self, view: &RoomView, boot: String, version: u64) {
+    /// What the script is told this instance saw: 'version:chain'.
+    fn seen(&self) -> String {
+        if self.boot.is_empty() || self.chain.is_empty() {
+            return String::new();
+        }
+        format!("{}:{}", self.version, self.chain)
+    }
+
+    /// Forgets the history seen, keeping the incarnation: the next reply is
+    /// taken as it is.
+    fn forget_history(&mut self) {
+        self.version = 0;
+        self.chain.clear();
+        self.last = None;
+    }
+
+    fn exchanged(&mut self, epoch: u64, ticket: u64, at: Micros) {
+        if self.exchanges.len() == EXCHANGES_KEPT {
+            self.exchanges.pop_front();
+        }
+        self.exchanges.push_back((epoch, ticket, at));
+    }
+
+    fn remember(&mut self, view: &RoomView, boot: String, version: u64, chain: String) {
         let same = self.boot == boot && self.last.as_ref().is_some_and(|l| l.epoch == view.epoch);
         self.last = Some(match (&self.last, same) {
             (Some(last), true) => RoomView {
@@ -145,9 +199,28 @@ impl Known {
             },
             _ => view.clone(),
         });
+        if boot != self.boot || version >= self.version {
+            self.version = version;
+            self.chain = chain;
+        }
         self.boot = boot;
-        self.version = self.version.max(version);
     }
+}
+
+/// What Redis lost of a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loss {
+    /// All of it: it restarted without its data, or was flushed.
+    Room,
+    /// Its last writes: older data came back, or a replica without them
+    /// took over and wrote on.
+    Writes,
+}
+
+/// A script call's reply, and whether the replicas asked for hold it.
+struct Reply {
+    values: Vec<Value>,
+    confirmed: bool,
 }
 
 /// Counts and latency of Redis calls, for reports and metrics.
@@ -171,6 +244,12 @@ pub struct RedisStore {
     /// After rebuilding a lost room, how long to wait for the other
     /// instances to add what they knew before tickets flow again.
     recovery_grace: Duration,
+    /// Replicas that must confirm a write a visitor is given (0: none).
+    wait_replicas: u32,
+    /// This instance's part of every write id, and the count of its writes:
+    /// together unique, so two histories never chain the same writes.
+    writer: u64,
+    writes: AtomicU64,
     pub stats: Arc<RedisStats>,
 }
 
@@ -216,8 +295,19 @@ impl RedisStore {
             known: Mutex::new(HashMap::new()),
             started: Instant::now(),
             recovery_grace: Duration::from_secs(1),
+            wait_replicas: 0,
+            writer: random_u64(),
+            writes: AtomicU64::new(0),
             stats: Arc::new(RedisStats::default()),
         }
+    }
+
+    /// Hands a visitor a ticket or a pass only once `replicas` Redis
+    /// replicas hold it (Redis `WAIT`, up to half a second); a write they
+    /// do not confirm fails as if Redis had not answered. Default 0.
+    pub fn with_replicas(mut self, replicas: u32) -> Self {
+        self.wait_replicas = replicas;
+        self
     }
 
     /// Reports every call's latency and failures to these metrics.
@@ -237,7 +327,7 @@ impl RedisStore {
         self
     }
 
-    fn keys(&self, room: &str) -> [String; 7] {
+    fn keys(&self, room: &str) -> [String; 8] {
         let base = format!("{}:{{{room}}}", self.prefix);
         [
             format!("{base}:state"),
@@ -247,6 +337,7 @@ impl RedisStore {
             format!("{base}:promised"),
             format!("{base}:exchanged"),
             format!("{base}:spent"),
+            format!("{base}:history"),
         ]
     }
 
@@ -323,50 +414,93 @@ impl RedisStore {
     }
 
     /// One script call. `probe` calls go out even while failing fast.
+    /// Every operation but `sync` and `extend` waits for `wait_replicas`.
     async fn call(
         &self,
         room: &str,
-        args: Vec<String>,
+        mut args: Vec<String>,
         probe: bool,
-    ) -> Result<Vec<Value>, StoreError> {
+    ) -> Result<Reply, StoreError> {
         let elapsed = self.started.elapsed().as_millis() as u64;
-        let failing = self
-            .known()
-            .get(room)
-            .is_some_and(|k| elapsed < k.failing_until);
+        let (failing, seen) = {
+            let known = self.known();
+            let entry = known.get(room);
+            (
+                entry.is_some_and(|k| elapsed < k.failing_until),
+                entry.map(Known::seen).unwrap_or_default(),
+            )
+        };
         if !probe && failing {
             return Err(StoreError::Unavailable("Redis is not answering".into()));
         }
-        let mut invocation = self.script.prepare_invoke();
-        for key in self.keys(room) {
-            invocation.key(key);
-        }
-        for arg in &args {
-            invocation.arg(arg);
-        }
-        let result = self
-            .timed(|mut link| async move { invocation.invoke_async(&mut link).await })
-            .await;
+        let write = self.writes.fetch_add(1, Ordering::Relaxed);
+        args.insert(2, format!("{:016x}{write:x}", self.writer));
+        args.insert(3, seen);
+        let replicas = match args[0].as_str() {
+            "sync" | "extend" => 0,
+            _ => self.wait_replicas,
+        };
+        let keys = self.keys(room);
+        let script = &self.script;
+        let result = if replicas == 0 {
+            let mut invocation = script.prepare_invoke();
+            for key in &keys {
+                invocation.key(key);
+            }
+            for arg in &args {
+                invocation.arg(arg);
+            }
+            self.timed(|mut link| async move {
+                let values: Vec<Value> = invocation.invoke_async(&mut link).await?;
+                Ok((values, 0))
+            })
+            .await
+        } else {
+            self.timed(|mut link| async move {
+                confirmed(&mut link, script, &keys, &args, replicas).await
+            })
+            .await
+        };
+        let backoff = || {
+            let until = (self.started.elapsed() + BACKOFF).as_millis() as u64;
+            self.known()
+                .entry(room.to_owned())
+                .or_default()
+                .failing_until = until;
+        };
         match result {
-            Ok(reply) => {
+            Ok((values, acked)) if acked >= i64::from(replicas) => {
                 if let Some(known) = self.known().get_mut(room) {
                     known.failing_until = 0;
                 }
-                Ok(reply)
+                Ok(Reply {
+                    values,
+                    confirmed: true,
+                })
+            }
+            Ok((values, acked)) => {
+                tracing::warn!(
+                    room,
+                    acked,
+                    wanted = replicas,
+                    "Redis replicas did not confirm a write in time; nothing it gave is handed out"
+                );
+                backoff();
+                Ok(Reply {
+                    values,
+                    confirmed: false,
+                })
             }
             Err(message) => {
-                let until = (self.started.elapsed() + BACKOFF).as_millis() as u64;
-                self.known()
-                    .entry(room.to_owned())
-                    .or_default()
-                    .failing_until = until;
+                backoff();
                 Err(StoreError::Unavailable(message))
             }
         }
     }
 
-    /// Runs an operation; if Redis has lost the room, re-seeds it from what
-    /// this instance knew and runs the operation again.
+    /// Runs an operation; if Redis has lost the room, or writes this
+    /// instance saw, puts back what this instance knew and runs the
+    /// operation again.
     async fn run(
         &self,
         room: &str,
@@ -377,9 +511,13 @@ impl RedisStore {
         for _ in 0..2 {
             let seen_before = self.known().get(room).map_or(0, |k| k.version);
             let reply = self.call(room, args.clone(), probe).await?;
-            match reply.first().and_then(text).as_deref() {
+            match reply.values.first().and_then(text).as_deref() {
                 Some("missing") => {
-                    self.reseed(room, now).await?;
+                    self.reseed(room, Loss::Room, now).await?;
+                    continue;
+                }
+                Some("rewritten") => {
+                    self.recover(room, Loss::Writes, now).await?;
                     continue;
                 }
                 Some("settling") => {
@@ -395,30 +533,49 @@ impl RedisStore {
                 }
                 _ => {}
             }
-            let (outcome, ticket, view, boot, version) = parse(&reply, now)?;
-            let lost = self
+            let (outcome, ticket, view, boot, version, chain) = parse(&reply.values, now)?;
+            if !reply.confirmed {
+                if args[0] == "claim" && (outcome == "fresh" || outcome == "again") {
+                    // Exchanged, but the pass cannot be handed over: its
+                    // holder may come back for it after the usual grace.
+                    self.extend(room, view.epoch, ticket, view.settings.claim_seconds, now)
+                        .await;
+                }
+                return Err(StoreError::Unavailable(format!(
+                    "fewer than {} Redis replicas confirmed the write in time",
+                    self.wait_replicas
+                )));
+            }
+            let loss = self
                 .known()
                 .get(room)
-                .is_some_and(|k| k.lost(&boot, version, seen_before));
-            if lost {
-                // Redis lost data this instance had heard about (a restart
-                // without it, or older data back): add what this one knew.
-                // Until that succeeds the marker is not accepted, so a failed
-                // merge is tried again on the next call.
-                tracing::warn!(
-                    room,
-                    "Redis lost this room's latest counters; merging what this instance knew"
-                );
-                self.reseed(room, now).await?;
-                // The operation ran on the older data: run it again on the
-                // merged room (an extra ticket number is harmless; a number
-                // handed out twice is not).
+                .and_then(|k| k.lost(&boot, version, seen_before));
+            if let Some(loss) = loss {
+                // The operation ran on data that lacks what this instance
+                // knew: run it again once that is put back (an extra ticket
+                // number is harmless; a number handed out twice is not).
+                self.recover(room, loss, now).await?;
                 continue;
             }
-            self.known()
-                .entry(room.to_owned())
-                .or_default()
-                .remember(&view, boot, version);
+            let mut known = self.known();
+            let entry = known.entry(room.to_owned()).or_default();
+            entry.remember(&view, boot, version, chain);
+            let handed = match args[0].as_str() {
+                "claim" => outcome == "fresh" || outcome == "again",
+                "arrive" | "pending" => outcome == "admitted",
+                _ => false,
+            };
+            if handed {
+                entry.exchanged(view.epoch, ticket, now);
+            }
+            // Counters only grow within an incarnation and epoch: a reply
+            // showing fewer admissions than this instance has seen (an
+            // older reply, or a store that lost some) does not make the
+            // room look less sold than it is.
+            let mut view = view;
+            if let Some(last) = entry.last.as_ref().filter(|l| l.epoch == view.epoch) {
+                view.admitted = view.admitted.max(last.admitted);
+            }
             return Ok((outcome, ticket, view));
         }
         Err(StoreError::Unavailable(format!(
@@ -426,13 +583,56 @@ impl RedisStore {
         )))
     }
 
-    async fn reseed(&self, room: &str, now: Micros) -> Result<(), StoreError> {
-        let (settings, last) = {
+    /// Puts back what Redis lost. A lost room is re-seeded from this
+    /// instance's view. Lost writes are too, unless replicas confirm every
+    /// write handed out: then the replica that took over holds all anybody
+    /// was given, and its history is simply taken on.
+    async fn recover(&self, room: &str, loss: Loss, now: Micros) -> Result<(), StoreError> {
+        if loss == Loss::Writes && self.wait_replicas > 0 {
+            tracing::warn!(
+                room,
+                "Redis went back to an earlier history; every write handed out was confirmed by a replica, so it is taken on"
+            );
+            if let Some(known) = self.known().get_mut(room) {
+                known.forget_history();
+            }
+            return Ok(());
+        }
+        tracing::warn!(
+            room,
+            ?loss,
+            "Redis lost this room's latest counters; merging what this instance knew"
+        );
+        // Until that succeeds the history seen is kept, so a failed merge
+        // is tried again on the next call.
+        self.reseed(room, loss, now).await
+    }
+
+    /// Keeps an exchange that could not be handed over claimable by its
+    /// ticket for `claim_seconds`. Best effort: a failure leaves the usual
+    /// grace.
+    async fn extend(&self, room: &str, epoch: u64, ticket: u64, claim_seconds: u64, now: Micros) {
+        let keep = claim_seconds.max(30).saturating_mul(1_000_000);
+        let args = vec![
+            "extend".to_owned(),
+            now.to_string(),
+            epoch.to_string(),
+            ticket.to_string(),
+            keep.to_string(),
+        ];
+        if let Err(e) = self.call(room, args, true).await {
+            tracing::warn!(room, ticket, error = %e, "could not keep an unconfirmed exchange claimable");
+        }
+    }
+
+    async fn reseed(&self, room: &str, loss: Loss, now: Micros) -> Result<(), StoreError> {
+        let (settings, last, exchanges) = {
             let known = self.known();
             let entry = known.get(room);
             (
                 entry.and_then(|k| k.settings.clone()),
                 entry.and_then(|k| k.last.clone()),
+                entry.map(|k| k.exchanges.clone()).unwrap_or_default(),
             )
         };
         let config = settings.ok_or_else(|| StoreError::UnknownRoom(room.to_owned()))?;
@@ -468,14 +668,34 @@ impl RedisStore {
         }
         args.push((self.recovery_grace.as_micros() as u64).to_string());
         args.push(override_bits(&config, &settings).to_string());
+        args.push(
+            match loss {
+                Loss::Room => "room",
+                Loss::Writes => "writes",
+            }
+            .to_owned(),
+        );
+        let epoch = last.as_ref().map_or(1, |v| v.epoch);
+        args.extend(
+            exchanges
+                .iter()
+                .filter(|(e, _, _)| *e == epoch)
+                .map(|(_, ticket, at)| format!("{ticket}:{at}")),
+        );
         let reply = self.call(room, args, true).await?;
-        let (_, _, view, boot, version) = parse(&reply, now)?;
+        if !reply.confirmed {
+            return Err(StoreError::Unavailable(
+                "Redis replicas did not confirm the rebuilt room in time".into(),
+            ));
+        }
+        let (_, _, view, boot, version, chain) = parse(&reply.values, now)?;
         let mut known = self.known();
         let entry = known.entry(room.to_owned()).or_default();
-        // The rebuilt room is a new incarnation: count from it.
+        // The rebuilt room is a new history: count from it.
         entry.boot = String::new();
         entry.version = 0;
-        entry.remember(&view, boot, version);
+        entry.chain.clear();
+        entry.remember(&view, boot, version, chain);
         Ok(())
     }
 }
@@ -483,9 +703,43 @@ impl RedisStore {
 /// A new random marker for a room created or rebuilt in Redis: every
 /// instance that sees it change knows the room was lost and rebuilt.
 fn new_boot() -> String {
-    let mut boot = [0u8; 8];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut boot);
-    boot.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:016x}", random_u64())
+}
+
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
+/// Runs the room script and, in the same pipeline on the same connection,
+/// Redis `WAIT` for `replicas`: the number of replicas that hold the
+/// script's writes (and everything before them on this connection) comes
+/// back with its reply. `WAIT` cannot run inside a script.
+async fn confirmed(
+    link: &mut Link,
+    script: &redis::Script,
+    keys: &[String],
+    args: &[String],
+    replicas: u32,
+) -> redis::RedisResult<(Vec<Value>, i64)> {
+    let mut pipeline = redis::pipe();
+    pipeline
+        .cmd("EVALSHA")
+        .arg(script.get_hash())
+        .arg(keys.len())
+        .arg(keys)
+        .arg(args)
+        .cmd("WAIT")
+        .arg(replicas)
+        .arg(CONFIRM_TIMEOUT.as_millis() as u64);
+    match pipeline.query_async(link).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            script.prepare_invoke().load_async(link).await?;
+            pipeline.query_async(link).await
+        }
+        other => other,
+    }
 }
 
 fn settings_args(settings: &RoomSettings) -> [String; 6] {
@@ -544,8 +798,12 @@ fn text(value: &Value) -> Option<String> {
     }
 }
 
-/// Reads the script's reply: outcome, ticket, the view, and the boot marker.
-fn parse(reply: &[Value], at: Micros) -> Result<(String, u64, RoomView, String, u64), StoreError> {
+/// What a script reply holds: outcome, ticket, the view, the boot marker,
+/// the version and the chain.
+type Parsed = (String, u64, RoomView, String, u64, String);
+
+/// Reads the script's reply.
+fn parse(reply: &[Value], at: Micros) -> Result<Parsed, StoreError> {
     let field = |i: usize| -> Result<String, StoreError> {
         reply.get(i).and_then(text).ok_or_else(|| {
             StoreError::Unavailable(format!("malformed reply from Redis: {reply:?}"))
@@ -585,6 +843,7 @@ fn parse(reply: &[Value], at: Micros) -> Result<(String, u64, RoomView, String, 
         view,
         field(16).unwrap_or_default(),
         number(18)?,
+        field(19).unwrap_or_default(),
     ))
 }
 

@@ -6,26 +6,37 @@
 -- KEYS[4] places promised during an outage (sorted by arrival), KEYS[5]
 -- the tickets those promises became, KEYS[6] the exchanges of the last
 -- EXCHANGE_GRACE (ticket scored by time), KEYS[7] proof-of-work nonces
--- spent (scored by their expiry); all share the room's hash tag, so the
--- script touches one cluster slot.
--- ARGV[1] operation, ARGV[2] now (microseconds since the Unix epoch), then
--- the operation's own arguments.
+-- spent (scored by their expiry), KEYS[8] the room's recent history (see
+-- `save`); all share the room's hash tag, so the script touches one cluster
+-- slot.
+-- ARGV[1] operation, ARGV[2] now (microseconds since the Unix epoch),
+-- ARGV[3] an id unique to this call, ARGV[4] the version and chain the
+-- caller last saw ('version:chain', or empty), then the operation's own
+-- arguments from ARGV[5].
 --
 -- Reply: { outcome, ticket, epoch, tail, frontier, floor, admitted, wasted,
---          outstanding, tat, running, rate, burst, quota, paused, claim, boot }
+--          outstanding, tat, running, rate, burst, quota, paused, claim, boot,
+--          pass, version, chain }
 -- or { "missing" } when the room is not in Redis (it was never configured,
--- or Redis lost its data).
+-- or Redis lost its data), or { "rewritten" } when the history the caller
+-- saw is not this room's (a replica that had not caught up took over).
 
 local state, claimed, checkpoints, pending, promised = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local exchanged, spent = KEYS[6], KEYS[7]
+local exchanged, spent, history = KEYS[6], KEYS[7], KEYS[8]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
+local write_id, seen = ARGV[3], ARGV[4]
 
 local MICROS = 1000000
 local CATCH_UP = 5 * MICROS
 -- queue.rs EXCHANGE_GRACE: a ticket exchanged longer ago than this gives
 -- no pass again.
 local EXCHANGE_GRACE = 30 * MICROS
+-- Versions whose chain the history keeps: an instance that saw a version
+-- this far back can still be told whether the room's history passes
+-- through it. Each entry is 24 bytes.
+local HISTORY = 1024
+local ENTRY = 24
 local FIELDS = { 'epoch', 'tail', 'frontier', 'admitted', 'wasted', 'floor', 'tat', 'running', 'open',
                  'rate', 'burst', 'quota', 'paused', 'claim', 'pass', 'overrides', 'recover', 'version' }
 
@@ -47,27 +58,59 @@ local function int(n)
 end
 
 local function load()
-  local values = redis.call('HMGET', state, unpack(FIELDS))
-  if not values[1] then
+  local values = redis.call('HMGET', state, 'boot', 'chain', unpack(FIELDS))
+  if not values[3] then
     return nil
   end
-  local s = {}
+  local s = { boot = values[1] or '', chain = values[2] or '' }
   for i, name in ipairs(FIELDS) do
-    s[name] = tonumber(values[i]) or 0
+    s[name] = tonumber(values[i + 2]) or 0
   end
   return s
 end
 
+-- The history entry of `version`: the version (so an entry left from 1,024
+-- versions ago, or never written, is told apart) and the chain after it.
+local function entry(version, chain)
+  return string.format('%08x', version % 4294967296) .. chain
+end
+
 -- Every save bumps `version`, so an instance that sees a lower one knows
--- Redis went back to older data (a snapshot, a lagging replica).
+-- Redis went back to older data (a snapshot, a lagging replica). It also
+-- extends `chain`, a digest of every write's id since the room was made,
+-- and notes it in the history: two histories of the same length (a
+-- replica that took over before it had the last writes, then took new
+-- ones) have different chains.
 local function save(s)
   s.version = s.version + 1
-  local args = {}
+  s.chain = string.sub(redis.sha1hex(s.chain .. ':' .. write_id), 1, 16)
+  local args = { 'boot', s.boot, 'chain', s.chain }
   for _, name in ipairs(FIELDS) do
     args[#args + 1] = name
     args[#args + 1] = int(s[name])
   end
   redis.call('HSET', state, unpack(args))
+  redis.call('SETRANGE', history, (s.version % HISTORY) * ENTRY, entry(s.version, s.chain))
+end
+
+-- True when the caller saw a version this room's history does not pass
+-- through: one it has not reached, or one with another chain. A version
+-- too old for the history to say is given the benefit of the doubt.
+local function rewritten(s)
+  local version, chain = string.match(seen, '^(%d+):(%x+)$')
+  if not version then
+    return false
+  end
+  version = tonumber(version)
+  if version > s.version then
+    return true
+  end
+  local at = (version % HISTORY) * ENTRY
+  local kept = redis.call('GETRANGE', history, at, at + ENTRY - 1)
+  if string.sub(kept, 1, 8) ~= string.format('%08x', version % 4294967296) then
+    return false
+  end
+  return string.sub(kept, 9) ~= chain
 end
 
 local function interval(s)
@@ -223,10 +266,9 @@ local function admit_if_due(s, ticket)
 end
 
 local function reply(s, outcome, ticket)
-  local boot = redis.call('HGET', state, 'boot') or ''
   return { outcome, int(ticket), int(s.epoch), int(s.tail), int(s.frontier), int(s.floor), int(s.admitted),
            int(s.wasted), int(outstanding(s)), int(s.tat), int(s.running), int(s.rate), int(s.burst),
-           int(s.quota), int(s.paused), int(s.claim), boot, int(s.pass), int(s.version) }
+           int(s.quota), int(s.paused), int(s.claim), s.boot, int(s.pass), int(s.version), s.chain }
 end
 
 local function overridden(s, name)
@@ -245,47 +287,86 @@ local function apply_settings(s, base)
 end
 
 local function fresh_room(boot)
-  redis.call('DEL', claimed, checkpoints, exchanged)
-  redis.call('HSET', state, 'boot', boot)
-  return { epoch = 1, tail = 0, frontier = 0, admitted = 0, wasted = 0, floor = 0, tat = 0, running = 0, open = 0,
+  redis.call('DEL', claimed, checkpoints, exchanged, history)
+  return { boot = boot, chain = '', epoch = 1, tail = 0, frontier = 0, admitted = 0, wasted = 0, floor = 0, tat = 0, running = 0, open = 0,
            rate = 1, burst = 1, quota = -1, paused = 0, claim = 600, pass = 1200, overrides = 0, recover = 0,
            version = 0 }
 end
 
 local s = load()
 
+if s and op ~= 'seed' and rewritten(s) then
+  return { 'rewritten' }
+end
+
 if op == 'configure' then
-  -- ARGV[3..8] settings, ARGV[9] boot id for a new room, ARGV[10] grace.
+  -- ARGV[5..10] settings, ARGV[11] boot id for a new room, ARGV[12] grace.
   -- A room created here may be one Redis lost while other instances were
   -- running: nothing moves for `grace`, so they can add what they knew.
   if not s then
-    s = fresh_room(ARGV[9])
-    if tonumber(ARGV[10]) > 0 then
-      s.recover = now + tonumber(ARGV[10])
+    s = fresh_room(ARGV[11])
+    if tonumber(ARGV[12]) > 0 then
+      s.recover = now + tonumber(ARGV[12])
     end
   end
-  apply_settings(s, 3)
+  apply_settings(s, 5)
   advance(s)
   save(s)
   return reply(s, 'view', 0)
 end
 
+-- Puts back exchanges the caller made that the room does not hold (Redis
+-- lost them, or a replica without them took over): each `ticket:at` in
+-- ARGV[from..] is a pass someone holds. Returns how many were missing.
+-- `expired_here`: slots below the floor expired in this room's own
+-- history, so one missing there was counted as wasted.
+local function restore(s, from, expired_here)
+  local missing = 0
+  for i = from, #ARGV do
+    local ticket, at = string.match(ARGV[i], '^(%d+):(%d+)$')
+    ticket, at = tonumber(ticket), tonumber(at)
+    if ticket and ticket > 0 and redis.call('GETBIT', claimed, int(ticket)) == 0 then
+      redis.call('SETBIT', claimed, int(ticket), 1)
+      missing = missing + 1
+      if ticket > s.frontier then
+        s.frontier = ticket
+        record_checkpoint(s)
+      end
+      if ticket > s.floor then
+        s.open = s.open + 1
+      elseif expired_here then
+        -- Its slot has expired here as unclaimed: it was not.
+        s.wasted = math.max(s.wasted - 1, 0)
+      end
+      if at > now - EXCHANGE_GRACE then
+        redis.call('ZADD', exchanged, int(at), int(ticket))
+      end
+    end
+  end
+  return missing
+end
+
 if op == 'seed' then
-  -- Redis lost the room: rebuild it from an instance's last view.
-  -- ARGV[3..8] the live settings, ARGV[9] boot id, ARGV[10..16] epoch,
-  -- tail, frontier, floor, admitted, wasted, tat, ARGV[17] grace,
-  -- ARGV[18] which settings were changed live. Where the room
-  -- is already back (another instance seeded it), the larger numbers win.
+  -- Redis lost the room, or holds another history than the caller saw:
+  -- rebuild it from an instance's last view. ARGV[5..10] the live
+  -- settings, ARGV[11] boot id, ARGV[12..18] epoch, tail, frontier, floor,
+  -- admitted, wasted, tat, ARGV[19] grace, ARGV[20] which settings were
+  -- changed live, ARGV[21] what was lost, ARGV[22..] the exchanges the
+  -- instance made lately in that epoch ('ticket:at'). Where the room is
+  -- there, the larger numbers win, except for admissions: when it lost its
+  -- last writes ('writes'), every exchange it lacks is a pass it did not
+  -- count; when it was lost whole ('room') and rebuilt, the views'
+  -- admissions count them already.
   -- For `grace` microseconds after a rebuild, no ticket is handed out and
   -- none exchanged, so every instance can add what it knew first.
   local seed = {}
   for i, name in ipairs({ 'epoch', 'tail', 'frontier', 'floor', 'admitted', 'wasted', 'tat' }) do
-    seed[name] = tonumber(ARGV[9 + i])
+    seed[name] = tonumber(ARGV[11 + i])
   end
   if not s then
-    s = fresh_room(ARGV[9])
-    apply_settings(s, 3)
-    s.overrides = tonumber(ARGV[18])
+    s = fresh_room(ARGV[11])
+    apply_settings(s, 5)
+    s.overrides = tonumber(ARGV[20])
     for name, value in pairs(seed) do
       s[name] = value
     end
@@ -293,19 +374,29 @@ if op == 'seed' then
     -- until they expire: the quota cap errs on the safe side, and a slot
     -- whose holder comes now can still be taken. The checkpoint lets them
     -- expire.
-    s.recover = now + tonumber(ARGV[17])
+    s.recover = now + tonumber(ARGV[19])
     record_checkpoint(s)
+    -- The view's admissions already count these exchanges.
+    restore(s, 22, false)
   elseif seed.epoch >= s.epoch then
     if seed.epoch > s.epoch then
       s.epoch = seed.epoch
     end
     local frontier = s.frontier
-    for _, name in ipairs({ 'tail', 'frontier', 'floor', 'admitted', 'tat' }) do
+    for _, name in ipairs({ 'tail', 'frontier', 'floor', 'tat' }) do
       s[name] = math.max(s[name], seed[name])
     end
-    s.recover = math.max(s.recover, now + tonumber(ARGV[17]))
+    s.recover = math.max(s.recover, now + tonumber(ARGV[19]))
     if s.frontier > frontier then
       record_checkpoint(s)
+    end
+    if ARGV[21] == 'writes' then
+      -- Each instance puts back exactly the passes it handed out, so
+      -- none is counted twice (the view may count other instances' too).
+      s.admitted = s.admitted + restore(s, 22, true)
+    else
+      restore(s, 22, false)
+      s.admitted = math.max(s.admitted, seed.admitted)
     end
   end
   advance(s)
@@ -334,14 +425,14 @@ if op == 'arrive' then
   if tonumber(redis.call('HGET', state, 'pending_open') or '0') ~= 0 then
     return { 'settling' }
   end
-  -- ARGV[3], ARGV[4]: a proof-of-work nonce paying for this ticket and its
+  -- ARGV[5], ARGV[6]: a proof-of-work nonce paying for this ticket and its
   -- expiry (microseconds); a nonce buys one ticket.
-  if ARGV[3] then
+  if ARGV[5] then
     redis.call('ZREMRANGEBYSCORE', spent, '-inf', '(' .. int(now))
-    if redis.call('ZSCORE', spent, ARGV[3]) then
+    if redis.call('ZSCORE', spent, ARGV[5]) then
       return { 'work_spent' }
     end
-    redis.call('ZADD', spent, ARGV[4], ARGV[3])
+    redis.call('ZADD', spent, ARGV[6], ARGV[5])
   end
   advance(s)
   s.tail = s.tail + 1
@@ -352,19 +443,19 @@ if op == 'arrive' then
 end
 
 if op == 'pending' then
-  -- ARGV[3] the promise, ARGV[4] its arrival (milliseconds), ARGV[5] how
+  -- ARGV[5] the promise, ARGV[6] its arrival (milliseconds), ARGV[7] how
   -- long promises may come in (microseconds). Promises are numbered all
   -- together, in arrival order, once that time has passed since the first.
-  local member = ARGV[3]
+  local member = ARGV[5]
   local ticket = tonumber(redis.call('HGET', promised, member))
   if not ticket then
-    redis.call('ZADD', pending, ARGV[4], member)
+    redis.call('ZADD', pending, ARGV[6], member)
     local opened = tonumber(redis.call('HGET', state, 'pending_open') or '0')
     if opened == 0 then
       opened = now
       redis.call('HSET', state, 'pending_open', int(now))
     end
-    if now < opened + tonumber(ARGV[5]) then
+    if now < opened + tonumber(ARGV[7]) then
       return { 'settling' }
     end
     advance(s)
@@ -383,18 +474,30 @@ if op == 'pending' then
 end
 
 if op == 'claim' then
-  -- ARGV[3] epoch, ARGV[4] ticket.
-  local outcome = claim(s, tonumber(ARGV[3]), tonumber(ARGV[4]))
+  -- ARGV[5] epoch, ARGV[6] ticket.
+  local outcome = claim(s, tonumber(ARGV[5]), tonumber(ARGV[6]))
   save(s)
-  return reply(s, outcome, tonumber(ARGV[4]))
+  return reply(s, outcome, tonumber(ARGV[6]))
+end
+
+if op == 'extend' then
+  -- An exchange whose pass could not be handed over (no replica confirmed
+  -- it in time): ARGV[5] epoch, ARGV[6] ticket, ARGV[7] how long
+  -- (microseconds) its holder may still come back for the pass.
+  local ticket = tonumber(ARGV[6])
+  if tonumber(ARGV[5]) == s.epoch and redis.call('GETBIT', claimed, int(ticket)) == 1 then
+    local keep = now + tonumber(ARGV[7]) - EXCHANGE_GRACE
+    redis.call('ZADD', exchanged, 'GT', int(keep), int(ticket))
+  end
+  return reply(s, 'view', 0)
 end
 
 if op == 'update' then
-  -- ARGV[3] rate, ARGV[4] quota ('none' removes it), ARGV[5] paused (0 or
-  -- 1), ARGV[6] pass seconds; an empty value leaves that setting alone.
+  -- ARGV[5] rate, ARGV[6] quota ('none' removes it), ARGV[7] paused (0 or
+  -- 1), ARGV[8] pass seconds; an empty value leaves that setting alone.
   -- The line is brought up to date under the old settings first.
   advance(s)
-  local changes = { { 'rate', ARGV[3] }, { 'quota', ARGV[4] }, { 'paused', ARGV[5] }, { 'pass', ARGV[6] } }
+  local changes = { { 'rate', ARGV[5] }, { 'quota', ARGV[6] }, { 'paused', ARGV[7] }, { 'pass', ARGV[8] } }
   for _, change in ipairs(changes) do
     local name, value = change[1], change[2]
     if value ~= '' then

@@ -699,6 +699,18 @@ pub fn kendall_tau(order: &[u64]) -> f64 {
     (concordant - discordant) as f64 / (concordant + discordant) as f64
 }
 
+/// For tickets in the order they were let in: the most places by which
+/// anyone got in ahead of someone with a lower ticket.
+pub fn most_overtaken(order: &[u64]) -> u64 {
+    let mut highest = 0;
+    let mut most = 0;
+    for &ticket in order {
+        highest = highest.max(ticket);
+        most = most.max(highest - ticket);
+    }
+    most
+}
+
 pub fn size_of(body: &Body) -> Option<u64> {
     body.size_hint().exact()
 }
@@ -743,6 +755,11 @@ impl RedisServer {
         } else {
             free_port()
         };
+        RedisServer::start_on(port, extra)
+    }
+
+    /// A server on `port`, chosen by the caller.
+    pub fn start_on(port: u16, extra: &[&str]) -> RedisServer {
         let dir = temp_dir(&format!("redis-{port}"));
         let mut server = RedisServer {
             port,
@@ -896,5 +913,192 @@ impl RedisCluster {
             }
         }
         total
+    }
+}
+
+// === A cluster with replicas, behind relays ===
+
+/// A TCP relay in front of one Redis node. Everything flows through it,
+/// but a test can hold back what the node sends its replicas (the
+/// replication stream, told apart by the replica's `PSYNC`): the replica
+/// then falls as far behind as the test wants, while clients carry on.
+pub struct Relay {
+    pub port: u16,
+    hold: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    pub fn start(target: u16) -> Relay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hold = Arc::new(AtomicBool::new(false));
+        let held = hold.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let replication = Arc::new(AtomicBool::new(false));
+                let (mut from_client, mut to_server) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut from_server, mut to_client) = (server, client);
+                let marked = replication.clone();
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut buffer = [0u8; 16384];
+                    while let Ok(n) = from_client.read(&mut buffer) {
+                        if n == 0 {
+                            break;
+                        }
+                        let chunk = &buffer[..n];
+                        if chunk.windows(5).any(|w| w.eq_ignore_ascii_case(b"PSYNC")) {
+                            marked.store(true, Ordering::SeqCst);
+                        }
+                        if to_server.write_all(chunk).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_server.shutdown(std::net::Shutdown::Both);
+                });
+                let held = held.clone();
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut buffer = [0u8; 16384];
+                    while let Ok(n) = from_server.read(&mut buffer) {
+                        if n == 0 {
+                            break;
+                        }
+                        while held.load(Ordering::SeqCst) && replication.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        if to_client.write_all(&buffer[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_client.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Relay { port, hold }
+    }
+
+    /// Holds back (true) or lets through (false) the replication stream.
+    pub fn hold_replication(&self, hold: bool) {
+        self.hold.store(hold, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Three masters, each with one replica, every node reached (by clients
+/// and by its replica alike) through its own [`Relay`].
+pub struct ReplicatedCluster {
+    pub nodes: Vec<RedisServer>,
+    pub relays: Vec<Relay>,
+}
+
+impl ReplicatedCluster {
+    pub fn start() -> ReplicatedCluster {
+        let mut nodes = Vec::new();
+        let mut relays = Vec::new();
+        for _ in 0..6 {
+            let port = cluster_port();
+            let relay = Relay::start(port);
+            let announce = relay.port.to_string();
+            let bus = (port + 10_000).to_string();
+            nodes.push(RedisServer::start_on(
+                port,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "2000",
+                    "--cluster-announce-ip",
+                    "127.0.0.1",
+                    "--cluster-announce-port",
+                    &announce,
+                    "--cluster-announce-bus-port",
+                    &bus,
+                    "--repl-timeout",
+                    "60",
+                ],
+            ));
+            relays.push(relay);
+        }
+        for (node, relay) in nodes.iter().zip(&relays).skip(1) {
+            let (port, bus) = (relay.port.to_string(), (node.port + 10_000).to_string());
+            nodes[0].cli(&["CLUSTER", "MEET", "127.0.0.1", &port, &bus]);
+        }
+        let ranges = [("0", "5460"), ("5461", "10922"), ("10923", "16383")];
+        for (node, (from, to)) in nodes.iter().zip(ranges) {
+            node.cli(&["CLUSTER", "ADDSLOTSRANGE", from, to]);
+        }
+        let ids: Vec<String> = nodes
+            .iter()
+            .map(|n| n.cli(&["CLUSTER", "MYID"]).trim().to_owned())
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let wait = |what: &str, ready: &dyn Fn() -> bool| {
+            while !ready() {
+                assert!(std::time::Instant::now() < deadline, "the cluster: {what}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        wait("every node knows every other", &|| {
+            nodes.iter().all(|n| {
+                let known = n.cli(&["CLUSTER", "NODES"]);
+                known.lines().count() == 6 && !known.contains("handshake")
+            })
+        });
+        for replica in 3..6 {
+            let master = &ids[replica - 3];
+            wait("replicas know their masters", &|| {
+                nodes[replica].cli(&["CLUSTER", "REPLICATE", master]).trim() == "OK"
+            });
+        }
+        wait("replicas in sync", &|| {
+            nodes[3..].iter().all(|n| {
+                n.cli(&["INFO", "replication"])
+                    .contains("master_link_status:up")
+            })
+        });
+        wait("the cluster is up", &|| {
+            nodes
+                .iter()
+                .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        });
+        ReplicatedCluster { nodes, relays }
+    }
+
+    /// Addresses for clients: the relays.
+    pub fn urls(&self) -> Vec<String> {
+        self.relays
+            .iter()
+            .map(|r| format!("redis://127.0.0.1:{}", r.port))
+            .collect()
+    }
+
+    /// The master serving `hash_tag`'s slot and its replica (indices).
+    pub fn serving(&self, hash_tag: &str) -> (usize, usize) {
+        let slot: u32 = self.nodes[0]
+            .cli(&["CLUSTER", "KEYSLOT", hash_tag])
+            .trim()
+            .parse()
+            .unwrap();
+        let master = match slot {
+            0..=5460 => 0,
+            5461..=10922 => 1,
+            _ => 2,
+        };
+        (master, master + 3)
+    }
+
+    /// True when node `index` is a master.
+    pub fn is_master(&self, index: usize) -> bool {
+        self.nodes[index]
+            .cli(&["INFO", "replication"])
+            .contains("role:master")
     }
 }
