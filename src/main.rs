@@ -447,6 +447,14 @@ fn summary(config: &Config) -> String {
             "tls      {} (names: {names}); HTTP/2 and HTTP/1.1",
             files.cert.display()
         );
+        if let Ok(validity) = antre::tls::file_validity(&files.cert) {
+            let _ = writeln!(
+                out,
+                "         valid from {} until {}",
+                antre::tls::utc(validity.not_before),
+                antre::tls::utc(validity.not_after)
+            );
+        }
         if let Some(redirect) = config.listen.redirect_http {
             let _ = writeln!(out, "         plain HTTP on {redirect} sent to HTTPS");
         }

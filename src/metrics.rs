@@ -31,9 +31,10 @@ pub const CONNECTIONS_REFUSED: &str = "antre_connections_refused_total";
 pub const CHALLENGES: &str = "antre_challenges_total";
 pub const PASS_REFUSALS: &str = "antre_refusals_total";
 pub const TICKETS_PER_ADDRESS: &str = "antre_tickets_per_address";
+pub const TLS_EXPIRY: &str = "antre_tls_certificate_expiry_timestamp_seconds";
 
 /// Every name above: what dashboards and alert rules may refer to.
-pub const NAMES: [&str; 19] = [
+pub const NAMES: [&str; 20] = [
     REQUESTS,
     ORIGIN_SECONDS,
     ORIGIN_ERRORS,
@@ -53,6 +54,7 @@ pub const NAMES: [&str; 19] = [
     CHALLENGES,
     PASS_REFUSALS,
     TICKETS_PER_ADDRESS,
+    TLS_EXPIRY,
 ];
 
 /// What became of a request, for [`REQUESTS`].
@@ -166,12 +168,26 @@ pub struct Metrics {
     /// The engine's counters of challenges, refusals and tickets per
     /// network.
     pub shields: ShieldMetrics,
+    /// When the visitor listener's TLS certificate expires (Unix seconds);
+    /// registered only with TLS, so an alert on it never fires without.
+    pub tls_expiry: prometheus::IntGauge,
     /// Held while the room gauges are rebuilt for a scrape. A std `Mutex`:
     /// nothing is awaited while it is held.
     rendering: std::sync::Mutex<()>,
 }
 
 impl Metrics {
+    /// Exports [`TLS_EXPIRY`] for `certificate`, kept current through
+    /// reloads.
+    pub fn watch_certificate(
+        &self,
+        certificate: &crate::tls::Certificate,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(Box::new(self.tls_expiry.clone()))?;
+        certificate.report_expiry(self.tls_expiry.clone());
+        Ok(())
+    }
+
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
@@ -249,6 +265,10 @@ impl Metrics {
         registry.register(Box::new(shields.challenges.clone()))?;
         registry.register(Box::new(shields.refusals.clone()))?;
         registry.register(Box::new(shields.tickets_per_address.clone()))?;
+        let tls_expiry = prometheus::IntGauge::new(
+            TLS_EXPIRY,
+            "When the TLS certificate in use expires, in Unix seconds (with TLS only).",
+        )?;
         let mut rooms = Vec::new();
         for (name, help) in [
             (WAITING, "Visitors holding a ticket beyond the frontier."),
@@ -272,6 +292,7 @@ impl Metrics {
             rooms.push((name, gauge));
         }
         Ok(Metrics {
+            tls_expiry,
             registry,
             requests,
             origin_seconds,

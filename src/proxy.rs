@@ -1,8 +1,9 @@
 //! Forwarding to the origin: one pooled HTTP/1.1 client (over TLS for an
-//! `https://` origin, verified), bodies streamed in both directions,
-//! hop-by-hop headers removed, identity headers rewritten (see
-//! [`crate::forwarded`]), and `Upgrade` (WebSocket) connections spliced
-//! through.
+//! `https://` origin, verified), or for an `https://` origin that offers
+//! HTTP/2 by ALPN one multiplexed HTTP/2 connection; bodies streamed in
+//! both directions, hop-by-hop headers removed, identity headers rewritten
+//! (see [`crate::forwarded`]), and `Upgrade` (WebSocket) connections
+//! spliced through (always over HTTP/1.1).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,6 +94,8 @@ pub struct Outgoing<'a> {
 pub struct Proxy {
     client: Client<OriginConnector, ClientBody>,
     origin: Origin,
+    /// For an `https://` origin: HTTP/2, when it offers it.
+    h2: Option<Http2Origin>,
 }
 
 impl Proxy {
@@ -111,17 +114,38 @@ impl Proxy {
                     Some(path) => crate::tls::roots(path)?,
                     None => crate::tls::system_roots(),
                 };
-                let connector = crate::tls::origin_connector(roots, tls.client.as_ref())?;
                 let name = rustls_pki_types::ServerName::try_from(tls.server_name.clone())
                     .map_err(|e| crate::tls::TlsError::Key(format!("origin.server_name: {e}")))?;
-                Some((connector, name))
+                let h1 = crate::tls::origin_connector(
+                    roots.clone(),
+                    tls.client.as_ref(),
+                    &[b"http/1.1"],
+                )?;
+                let h2 = crate::tls::origin_connector(
+                    roots,
+                    tls.client.as_ref(),
+                    &[b"h2", b"http/1.1"],
+                )?;
+                Some((h1, h2, name))
             }
         };
+        let h2 = tls.as_ref().map(|(_, h2, name)| Http2Origin {
+            connector: OriginConnector {
+                http: http.clone(),
+                tls: Some((h2.clone(), name.clone())),
+            },
+            url: origin.url.clone(),
+            live: std::sync::Mutex::new(Protocol::Unknown),
+            connecting: tokio::sync::Mutex::new(()),
+        });
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(origin.pool_idle)
             .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(OriginConnector { http, tls });
-        Ok(Proxy { client, origin })
+            .build(OriginConnector {
+                http,
+                tls: tls.map(|(h1, _, name)| (h1, name)),
+            });
+        Ok(Proxy { client, origin, h2 })
     }
 
     /// Sends `request` to the origin at `outgoing.target` and returns its
@@ -157,21 +181,58 @@ impl Proxy {
             headers.insert(header::HOST, host);
         }
 
-        *request.uri_mut() = self.origin_uri(outgoing.target)?;
-        // The origin is spoken to over HTTP/1.1 whatever the client used.
-        *request.version_mut() = Version::HTTP_11;
-
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-        let sent =
-            tokio::time::timeout(self.origin.response_timeout, self.client.request(request)).await;
-        let mut response = match sent {
-            Err(_) => return Err(ProxyError::Timeout(self.origin.response_timeout)),
-            Ok(Err(e)) if body_failed.load(Ordering::Relaxed) => {
-                return Err(ProxyError::ClientBody(error_chain(&e)))
+        let http2 = match &self.h2 {
+            Some(h2) if !upgrade => tokio::time::timeout(self.origin.connect_timeout, h2.sender())
+                .await
+                .map_err(|_| {
+                    ProxyError::Connect(format!(
+                        "no connection within {:?}",
+                        self.origin.connect_timeout
+                    ))
+                })??,
+            _ => None,
+        };
+        let mut response = match http2 {
+            Some(sender) => {
+                // HTTP/2 names the site in `:authority`, from the URI;
+                // the `Host` antre would send moves there.
+                let host = request.headers_mut().remove(header::HOST);
+                *request.uri_mut() = self.origin_uri_for(host.as_ref(), outgoing.target)?;
+                *request.version_mut() = Version::HTTP_2;
+                let sent =
+                    tokio::time::timeout(self.origin.response_timeout, send_http2(sender, request))
+                        .await;
+                match sent {
+                    Err(_) => return Err(ProxyError::Timeout(self.origin.response_timeout)),
+                    Ok(Err(e)) if body_failed.load(Ordering::Relaxed) => {
+                        return Err(ProxyError::ClientBody(error_chain(&e)))
+                    }
+                    Ok(Err(e)) => return Err(ProxyError::Failed(error_chain(&e))),
+                    Ok(Ok(response)) => response,
+                }
             }
-            Ok(Err(e)) if e.is_connect() => return Err(ProxyError::Connect(error_chain(&e))),
-            Ok(Err(e)) => return Err(ProxyError::Failed(error_chain(&e))),
-            Ok(Ok(response)) => response,
+            None => {
+                *request.uri_mut() = self.origin_uri(outgoing.target)?;
+                // Over HTTP/1.1 whatever the client used.
+                *request.version_mut() = Version::HTTP_11;
+                let sent = tokio::time::timeout(
+                    self.origin.response_timeout,
+                    self.client.request(request),
+                )
+                .await;
+                match sent {
+                    Err(_) => return Err(ProxyError::Timeout(self.origin.response_timeout)),
+                    Ok(Err(e)) if body_failed.load(Ordering::Relaxed) => {
+                        return Err(ProxyError::ClientBody(error_chain(&e)))
+                    }
+                    Ok(Err(e)) if e.is_connect() => {
+                        return Err(ProxyError::Connect(error_chain(&e)))
+                    }
+                    Ok(Err(e)) => return Err(ProxyError::Failed(error_chain(&e))),
+                    Ok(Ok(response)) => response,
+                }
+            }
         };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -219,6 +280,25 @@ impl Proxy {
         Ok(response.map(|body| body.boxed()))
     }
 
+    /// The origin's URL with `host` as its authority, for HTTP/2's
+    /// `:authority`; the origin's own authority when there is no host or
+    /// it cannot be one.
+    fn origin_uri_for(&self, host: Option<&HeaderValue>, target: &str) -> Result<Uri, ProxyError> {
+        let mut uri = self.origin_uri(target)?;
+        // A host with user information is no authority HTTP/2 allows.
+        let authority = host
+            .filter(|h| !h.as_bytes().contains(&b'@'))
+            .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok());
+        if let Some(authority) = authority {
+            let mut parts = uri.clone().into_parts();
+            parts.authority = Some(authority);
+            if let Ok(named) = Uri::from_parts(parts) {
+                uri = named;
+            }
+        }
+        Ok(uri)
+    }
+
     fn origin_uri(&self, target: &str) -> Result<Uri, ProxyError> {
         let mut parts = self.origin.url.clone().into_parts();
         parts.path_and_query = Some(
@@ -228,6 +308,85 @@ impl Proxy {
         );
         Uri::from_parts(parts).map_err(|e| ProxyError::Failed(e.to_string()))
     }
+}
+
+// === HTTP/2 to the origin ===
+
+/// What an `https://` origin was found to speak.
+enum Protocol {
+    /// Not asked yet, or its last connection closed.
+    Unknown,
+    /// It chose HTTP/1.1 by ALPN: the pooled client is used.
+    Http1,
+    /// It chose HTTP/2: one connection carries every request.
+    Http2(hyper::client::conn::http2::SendRequest<ClientBody>),
+}
+
+/// One multiplexed HTTP/2 connection to an origin that offers it, made
+/// on first use and again after it closes. An origin that answers with
+/// HTTP/1.1 is asked once and then left to the pooled client.
+struct Http2Origin {
+    connector: OriginConnector,
+    url: Uri,
+    /// A std `Mutex`: only read or replaced, never held across an await.
+    live: std::sync::Mutex<Protocol>,
+    /// Held while connecting, so a burst of requests makes one connection.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Http2Origin {
+    fn current(&self) -> Option<Option<hyper::client::conn::http2::SendRequest<ClientBody>>> {
+        match &*self.live.lock().unwrap_or_else(|p| p.into_inner()) {
+            Protocol::Http1 => Some(None),
+            Protocol::Http2(sender) if !sender.is_closed() => Some(Some(sender.clone())),
+            _ => None,
+        }
+    }
+
+    /// The HTTP/2 connection to use, or `None` when the origin speaks
+    /// HTTP/1.1.
+    async fn sender(
+        &self,
+    ) -> Result<Option<hyper::client::conn::http2::SendRequest<ClientBody>>, ProxyError> {
+        if let Some(known) = self.current() {
+            return Ok(known);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(known) = self.current() {
+            return Ok(known);
+        }
+        let io = tower_service::Service::call(&mut self.connector.clone(), self.url.clone())
+            .await
+            .map_err(|e| ProxyError::Connect(error_chain(e.as_ref())))?;
+        let h2 = matches!(io.inner(), MaybeTls::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2"));
+        if !h2 {
+            tracing::info!(origin = %self.url, "the origin speaks HTTP/1.1");
+            *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Protocol::Http1;
+            return Ok(None);
+        }
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .handshake(io)
+            .await
+            .map_err(|e| ProxyError::Connect(error_chain(&e)))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP/2 connection to the origin ended");
+            }
+        });
+        tracing::info!(origin = %self.url, "the origin speaks HTTP/2");
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Protocol::Http2(sender.clone());
+        Ok(Some(sender))
+    }
+}
+
+async fn send_http2(
+    mut sender: hyper::client::conn::http2::SendRequest<ClientBody>,
+    request: Request<ClientBody>,
+) -> Result<Response<Incoming>, hyper::Error> {
+    sender.ready().await?;
+    sender.send_request(request).await
 }
 
 // === connecting to the origin ===

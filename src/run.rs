@@ -316,6 +316,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     };
     let acceptor = match &certificate {
         Some(certificate) => {
+            metrics
+                .watch_certificate(certificate)
+                .map_err(|e| StartError::Key(format!("metrics: {e}")))?;
             tokio::spawn(certificate.clone().watch(shutdown_rx.clone()));
             Some(certificate.acceptor()?)
         }

@@ -2,12 +2,12 @@
 //! PEM files, HTTP/2 and HTTP/1.1 by ALPN, TLS 1.2 and 1.3 with rustls'
 //! safe defaults. The certificate is swapped in place, without dropping a
 //! connection, on `SIGHUP` and when its files change; a new one that does
-//! not load (unreadable, malformed, a key that is not the certificate's)
-//! is refused and the one in use kept.
+//! not load (unreadable, malformed, a key that is not the certificate's,
+//! expired or not yet valid) is refused and the one in use kept.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
@@ -43,7 +43,8 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Reads a certificate chain (leaf first) and its private key from PEM
-/// files, and checks that the key is the certificate's.
+/// files, and checks that the key is the certificate's and that the
+/// certificate is valid now.
 pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| file_error(cert, e))?
@@ -65,7 +66,164 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
             cert.display()
         ))
     })?;
+    let validity = validity(&certified.cert[0])
+        .ok_or_else(|| file_error(cert, "the certificate's validity dates cannot be read"))?;
+    let now = unix_now();
+    if now > validity.not_after {
+        return Err(file_error(
+            cert,
+            format!("the certificate expired on {}", utc(validity.not_after)),
+        ));
+    }
+    if now < validity.not_before {
+        return Err(file_error(
+            cert,
+            format!(
+                "the certificate is not valid before {}",
+                utc(validity.not_before)
+            ),
+        ));
+    }
     Ok(certified)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// When a certificate may be used, in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+/// The validity dates of the leaf certificate in `cert`, for `antre check`.
+pub fn file_validity(cert: &Path) -> Result<Validity, TlsError> {
+    let leaf = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| file_error(cert, e))?
+        .next()
+        .ok_or_else(|| file_error(cert, "holds no certificate"))?
+        .map_err(|e| file_error(cert, e))?;
+    validity(&leaf)
+        .ok_or_else(|| file_error(cert, "the certificate's validity dates cannot be read"))
+}
+
+/// Reads `validity` from a DER certificate: Certificate ::= SEQUENCE {
+/// tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber,
+/// signature, issuer, validity SEQUENCE { notBefore, notAfter }, ... } ...}
+/// (RFC 5280, 4.1). `None` for anything else.
+pub fn validity(der: &[u8]) -> Option<Validity> {
+    let (certificate, _) = der_take(der, 0x30)?;
+    let (tbs, _) = der_take(certificate, 0x30)?;
+    let mut rest = tbs;
+    if rest.first() == Some(&0xa0) {
+        rest = der_next(rest)?.2;
+    }
+    for _ in 0..3 {
+        rest = der_next(rest)?.2;
+    }
+    let (dates, _) = der_take(rest, 0x30)?;
+    let (before_tag, before, after) = der_next(dates)?;
+    let (after_tag, after, _) = der_next(after)?;
+    Some(Validity {
+        not_before: der_time(before_tag, before)?,
+        not_after: der_time(after_tag, after)?,
+    })
+}
+
+/// One DER element: its tag, its contents and what follows it.
+fn der_next(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, mut rest) = rest.split_first()?;
+    let length = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let (bytes, tail) = rest.split_at(count);
+        rest = tail;
+        bytes.iter().fold(0usize, |n, &b| (n << 8) | usize::from(b))
+    };
+    (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
+}
+
+fn der_take(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (found, contents, rest) = der_next(input)?;
+    (found == tag).then_some((contents, rest))
+}
+
+/// UTCTime (`YYMMDDHHMMSSZ`, years 1950–2049) or GeneralizedTime
+/// (`YYYYMMDDHHMMSSZ`), as RFC 5280 allows them, in Unix seconds.
+fn der_time(tag: u8, text: &[u8]) -> Option<i64> {
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        part.iter().try_fold(0i64, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+        })
+    };
+    let (year, at) = match (tag, text.len()) {
+        (0x17, 13) => {
+            let yy = digits(0..2)?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, 2)
+        }
+        (0x18, 15) => (digits(0..4)?, 4),
+        _ => return None,
+    };
+    if text.last() != Some(&b'Z') {
+        return None;
+    }
+    let (month, day) = (digits(at..at + 2)?, digits(at + 2..at + 4)?);
+    let (hour, minute, second) = (
+        digits(at + 4..at + 6)?,
+        digits(at + 6..at + 8)?,
+        digits(at + 8..at + 10)?,
+    );
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second)
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// A Unix time as `2026-11-30 19:05 UTC`.
+pub fn utc(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let seconds = unix.rem_euclid(86_400);
+    // The inverse of `days_from_civil`.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        seconds / 3_600,
+        seconds % 3_600 / 60
+    )
 }
 
 /// The DNS names the leaf certificate in `cert` is valid for, for
@@ -111,12 +269,12 @@ pub fn system_roots() -> rustls::RootCertStore {
 }
 
 /// A connector to an `https://` origin: verified against `roots`, named
-/// `server_name`, presenting `client` when given. HTTP/1.1 by ALPN: the
-/// visitor's `Host` is passed on as it is, which HTTP/2's `:authority`
-/// (the origin's own address here) would not carry.
+/// `server_name`, presenting `client` when given, offering `alpn` (the
+/// protocols antre will speak, preferred first).
 pub fn origin_connector(
     roots: rustls::RootCertStore,
     client: Option<&crate::config::TlsFiles>,
+    alpn: &[&[u8]],
 ) -> Result<tokio_rustls::TlsConnector, TlsError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -136,7 +294,7 @@ pub fn origin_connector(
                 .map_err(|e| file_error(&files.key, e))?
         }
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
@@ -148,6 +306,8 @@ pub struct Certificate {
     current: ArcSwap<CertifiedKey>,
     /// The files' modification times when last loaded (or tried).
     seen: std::sync::Mutex<(Option<SystemTime>, Option<SystemTime>)>,
+    /// Set to the expiry of the certificate in use, when attached.
+    expiry: OnceLock<prometheus::IntGauge>,
 }
 
 impl std::fmt::Debug for Certificate {
@@ -179,7 +339,17 @@ impl Certificate {
             key: key.to_path_buf(),
             current: ArcSwap::from_pointee(loaded),
             seen: std::sync::Mutex::new(seen),
+            expiry: OnceLock::new(),
         }))
+    }
+
+    /// Keeps `gauge` at the expiry (Unix seconds) of the certificate in
+    /// use, through reloads.
+    pub fn report_expiry(&self, gauge: prometheus::IntGauge) {
+        if let Some(validity) = validity(&self.leaf()) {
+            gauge.set(validity.not_after);
+        }
+        let _ = self.expiry.set(gauge);
     }
 
     /// Loads the files again. A certificate that loads replaces the one
@@ -190,8 +360,16 @@ impl Certificate {
             (modified(&self.cert), modified(&self.key));
         match load(&self.cert, &self.key) {
             Ok(loaded) => {
+                let expires = validity(&loaded.cert[0]).map_or(0, |v| v.not_after);
                 self.current.store(Arc::new(loaded));
-                tracing::info!(cert = %self.cert.display(), "TLS certificate loaded");
+                if let Some(gauge) = self.expiry.get() {
+                    gauge.set(expires);
+                }
+                tracing::info!(
+                    cert = %self.cert.display(),
+                    expires = %utc(expires),
+                    "TLS certificate loaded"
+                );
                 Ok(())
             }
             Err(e) => {
@@ -237,6 +415,45 @@ impl Certificate {
             if self.changed() {
                 let _ = self.reload();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_read_both_time_forms_and_print_back() {
+        assert_eq!(der_time(0x17, b"700101000000Z"), Some(0));
+        assert_eq!(der_time(0x17, b"491231235959Z"), Some(2_524_607_999));
+        assert_eq!(der_time(0x18, b"20261130190500Z"), Some(1_796_065_500));
+        assert_eq!(utc(1_796_065_500), "2026-11-30 19:05 UTC");
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
+        for bad in [
+            &b"2611301905Z"[..],
+            b"261330190500Z",
+            b"26113019050AZ",
+            b"261130190500+",
+        ] {
+            assert_eq!(der_time(0x17, bad), None, "{bad:?}");
+        }
+        assert_eq!(der_time(0x18, b"261130190500Z"), None);
+    }
+
+    #[test]
+    fn truncated_or_odd_der_is_refused_without_a_panic() {
+        assert_eq!(validity(&[]), None);
+        assert_eq!(validity(&[0x30]), None);
+        assert_eq!(validity(&[0x30, 0x85, 1, 2, 3, 4, 5]), None);
+        assert_eq!(validity(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(validity(&[0x30, 0x02, 0x30, 0x00]), None);
+        // Every prefix of a real shape fails cleanly.
+        let mut der = vec![0x30, 0x80];
+        for _ in 0..64 {
+            der.push(0x30);
+            assert_eq!(validity(&der), None);
         }
     }
 }

@@ -178,7 +178,38 @@ async fn https_by_alpn_with_secure_cookies_and_hsts() {
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
     assert!(!answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+
+    // Monitoring sees when the certificate expires.
+    let expires = openssl_date(&dir.join("cert.pem"), "-enddate");
+    let metrics = antre.admin_get("/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            "antre_tls_certificate_expiry_timestamp_seconds {expires}"
+        )),
+        "{metrics}"
+    );
     assert!(antre.stop().success());
+}
+
+/// A date of the certificate in `path` as openssl reads it (`-startdate`
+/// or `-enddate`), in Unix seconds.
+fn openssl_date(path: &Path, which: &str) -> i64 {
+    let output = Command::new("openssl")
+        .args(["x509", "-noout", which, "-dateopt", "iso_8601", "-in"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    // notAfter=2026-12-03 19:59:52Z
+    let date = text.trim().split_once('=').unwrap().1;
+    let output = Command::new("date")
+        .args(["-u", "-d", date, "+%s"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,6 +315,102 @@ fn a_key_that_is_not_the_certificates_is_named_by_antre_check() {
     );
 }
 
+/// `antre check` shows when the certificate is valid, warns when it
+/// expires soon, and refuses one that has expired, saying when.
+#[test]
+fn antre_check_names_the_certificates_dates_and_refuses_an_expired_one() {
+    let dir = temp_dir("tls-dates");
+    let Some(_) = make_certificate(&dir, "dates") else {
+        return;
+    };
+    let path = dir.join("antre.toml");
+    std::fs::write(&path, tls_config(&dir)).unwrap();
+    let check = || {
+        let output = common::antre_command()
+            .arg("check")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = check();
+    assert!(ok, "{stderr}");
+    let until = openssl_date(&dir.join("cert.pem"), "-enddate");
+    let shown = |unix: i64| {
+        let output = Command::new("date")
+            .args(["-u", "-d", &format!("@{unix}"), "+%Y-%m-%d %H:%M UTC"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let from = openssl_date(&dir.join("cert.pem"), "-startdate");
+    assert!(
+        stdout.contains(&format!(
+            "valid from {} until {}",
+            shown(from),
+            shown(until)
+        )),
+        "{stdout}"
+    );
+    // Three days: soon enough to be told.
+    assert!(
+        stdout.contains("warning  listen.tls_cert")
+            && stdout.contains(&format!("expires on {}", shown(until))),
+        "{stdout}"
+    );
+
+    // A certificate that expired yesterday.
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/CN=old",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "old.csr",
+    ]);
+    std::fs::write(
+        dir.join("old.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509", "-req", "-in", "old.csr", "-signkey", "key.pem", "-days", "-1", "-extfile",
+        "old.ext", "-out", "cert.pem",
+    ]);
+    let expired = openssl_date(&dir.join("cert.pem"), "-enddate");
+    let (ok, _, stderr) = check();
+    assert!(!ok);
+    assert!(
+        stderr.contains("listen.tls_cert")
+            && stderr.contains(&format!("the certificate expired on {}", shown(expired))),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_is_sent_to_https() {
     let dir = temp_dir("tls-redirect");
@@ -332,7 +459,7 @@ async fn curl_and_h2load_get_through_over_http2_to_an_https_origin() {
     let Some(_) = make_certificate(&dir, "antre-clients") else {
         return;
     };
-    let (origin, served) = https_origin(&dir).await;
+    let (origin, served) = https_origin(&dir, &[b"h2", b"http/1.1"]).await;
     let text = tls_config(&dir).replacen(
         "url = \"http://127.0.0.1:9\"",
         &format!(
@@ -393,7 +520,13 @@ async fn curl_and_h2load_get_through_over_http2_to_an_https_origin() {
 
 /// A small `https://` origin with the certificate in `dir`: it answers
 /// every request with the Host it was sent and the protocol, and counts.
-async fn https_origin(dir: &Path) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+/// An https origin with the certificate in `dir`, offering `alpn`. It
+/// answers with the site it was asked for (`:authority` over HTTP/2, `Host`
+/// over HTTP/1.1) and the protocol.
+async fn https_origin(
+    dir: &Path,
+    alpn: &[&[u8]],
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     use http_body_util::Full;
     let certified = antre::tls::load(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap();
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -407,7 +540,7 @@ async fn https_origin(dir: &Path) -> (std::net::SocketAddr, Arc<std::sync::atomi
         rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap()
     })
     .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -424,12 +557,15 @@ async fn https_origin(dir: &Path) -> (std::net::SocketAddr, Arc<std::sync::atomi
                 let service =
                     hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
                         counting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let host = request
-                            .headers()
-                            .get("host")
-                            .and_then(|h| h.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned();
+                        let host = match request.uri().authority() {
+                            Some(authority) => authority.to_string(),
+                            None => request
+                                .headers()
+                                .get("host")
+                                .and_then(|h| h.to_str().ok())
+                                .unwrap_or("")
+                                .to_owned(),
+                        };
                         let body = format!("secure origin ok {host} {:?}", request.version());
                         async move {
                             Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
@@ -452,7 +588,7 @@ async fn an_https_origin_is_verified_against_its_ca_and_name() {
     let Some(_) = make_certificate(&dir, "antre-origin") else {
         return;
     };
-    let (origin, served) = https_origin(&dir).await;
+    let (origin, served) = https_origin(&dir, &[b"h2", b"http/1.1"]).await;
     let with = |origin_lines: &str| {
         config(&format!("https://{origin}"), ROOM).replacen(
             "[origin]\n",
@@ -475,7 +611,37 @@ async fn an_https_origin_is_verified_against_its_ca_and_name() {
         .get(&antre.url("/info"), &[("host", "kota.example")])
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    assert_eq!(answer.body, "secure origin ok kota.example HTTP/1.1");
+    assert_eq!(answer.body, "secure origin ok kota.example HTTP/2.0");
+    // A body goes through too, and the connection is reused.
+    let answer = visitor
+        .send(
+            Request::post(antre.url("/form")),
+            &[("host", "kota.example")],
+            common::full("nik=3201"),
+        )
+        .await;
+    assert_eq!(answer.body, "secure origin ok kota.example HTTP/2.0");
+    assert!(antre.stop().success());
+
+    // An origin that offers only HTTP/1.1 is spoken to in it.
+    let (plain_origin, _) = https_origin(&dir, &[b"http/1.1"]).await;
+    let antre = Antre::start_in(
+        &temp_dir("tls-origin-h1"),
+        &config(&format!("https://{plain_origin}"), ROOM).replacen(
+            "[origin]\n",
+            &format!(
+                "[origin]\nca_file = \"{}\"\n",
+                dir.join("cert.pem").display()
+            ),
+            1,
+        ),
+    );
+    for _ in 0..2 {
+        let answer = visitor
+            .get(&antre.url("/info"), &[("host", "kota.example")])
+            .await;
+        assert_eq!(answer.body, "secure origin ok kota.example HTTP/1.1");
+    }
     assert!(antre.stop().success());
 
     // The same by another name the certificate carries.
