@@ -274,6 +274,23 @@ async fn a_certificate_swapped_on_disk_is_served_after_sighup_and_open_connectio
     assert!(antre.stop().success());
 }
 
+/// `antre check` on the TLS config in `dir`: success, stdout, stderr.
+fn check_tls(dir: &Path) -> (bool, String, String) {
+    let path = dir.join("antre.toml");
+    std::fs::write(&path, tls_config(dir)).unwrap();
+    let output = common::antre_command()
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn a_key_that_is_not_the_certificates_is_named_by_antre_check() {
     let dir = temp_dir("tls-check");
@@ -281,34 +298,14 @@ fn a_key_that_is_not_the_certificates_is_named_by_antre_check() {
         return;
     };
     // A good pair: the summary names the certificate's names.
-    let path = dir.join("antre.toml");
-    std::fs::write(&path, tls_config(&dir)).unwrap();
-    let output = common::antre_command()
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (ok, stdout, stderr) = check_tls(&dir);
+    assert!(ok, "{stderr}");
     assert!(stdout.contains("(names: localhost)"), "{stdout}");
     let key = std::fs::read(dir.join("key.pem")).unwrap();
     make_certificate(&dir, "two").unwrap();
     std::fs::write(dir.join("key.pem"), key).unwrap();
-    let path = dir.join("antre.toml");
-    std::fs::write(&path, tls_config(&dir)).unwrap();
-    let output = common::antre_command()
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let (ok, _, stderr) = check_tls(&dir);
+    assert!(!ok);
     assert!(
         stderr.contains("listen.tls_cert") && stderr.contains("is not the key of"),
         "{stderr}"
@@ -323,22 +320,7 @@ fn antre_check_names_the_certificates_dates_and_refuses_an_expired_one() {
     let Some(_) = make_certificate(&dir, "dates") else {
         return;
     };
-    let path = dir.join("antre.toml");
-    std::fs::write(&path, tls_config(&dir)).unwrap();
-    let check = || {
-        let output = common::antre_command()
-            .arg("check")
-            .arg("--config")
-            .arg(&path)
-            .output()
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
-    let (ok, stdout, stderr) = check();
+    let (ok, stdout, stderr) = check_tls(&dir);
     assert!(ok, "{stderr}");
     let until = openssl_date(&dir.join("cert.pem"), "-enddate");
     let shown = |unix: i64| {
@@ -402,7 +384,7 @@ fn antre_check_names_the_certificates_dates_and_refuses_an_expired_one() {
         "old.ext", "-out", "cert.pem",
     ]);
     let expired = openssl_date(&dir.join("cert.pem"), "-enddate");
-    let (ok, _, stderr) = check();
+    let (ok, _, stderr) = check_tls(&dir);
     assert!(!ok);
     assert!(
         stderr.contains("listen.tls_cert")
