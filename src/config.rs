@@ -529,10 +529,7 @@ impl Config {
         }
         if let Some(files) = &self.listen.tls {
             if let Ok(validity) = crate::tls::file_validity(&files.cert) {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64);
-                let days = (validity.not_after - now) / 86_400;
+                let days = (validity.not_after - crate::tls::unix_now()) / 86_400;
                 if days < 14 {
                     warnings.push(format!(
                         "listen.tls_cert: {} expires on {}, in {days} days; renew it (antre \

@@ -26,7 +26,7 @@ use crate::limit::{Network, Rate, Verdict};
 use crate::shield::{Seen, Shields};
 use crate::status::{Notice, State, Status};
 use crate::store::{Arrival, Claim, RoomView, Store, StoreError};
-use crate::token::{Claims, Keyring, Kind, PassClaims};
+use crate::token::{random_u64, Claims, Keyring, Kind, PassClaims};
 use crate::work::{self, Challenge};
 
 /// A network that paid for tickets with work is remembered this far
@@ -1112,12 +1112,6 @@ fn hold(status: Status, set_cookies: Vec<String>) -> Decision {
         status,
         set_cookies,
     }
-}
-
-fn random_u64() -> u64 {
-    let mut bytes = [0u8; 8];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
-    u64::from_le_bytes(bytes)
 }
 
 fn cookie(name: &str, value: &str, max_age: u64, options: CookieOptions) -> String {

@@ -193,46 +193,36 @@ impl Proxy {
                 })??,
             _ => None,
         };
-        let mut response = match http2 {
+        // Either way, a failure is (whether it was in connecting, its
+        // description).
+        let sent = match http2 {
             Some(sender) => {
                 // HTTP/2 names the site in `:authority`, from the URI;
                 // the `Host` antre would send moves there.
                 let host = request.headers_mut().remove(header::HOST);
                 *request.uri_mut() = self.origin_uri_for(host.as_ref(), outgoing.target)?;
                 *request.version_mut() = Version::HTTP_2;
-                let sent =
-                    tokio::time::timeout(self.origin.response_timeout, send_http2(sender, request))
-                        .await;
-                match sent {
-                    Err(_) => return Err(ProxyError::Timeout(self.origin.response_timeout)),
-                    Ok(Err(e)) if body_failed.load(Ordering::Relaxed) => {
-                        return Err(ProxyError::ClientBody(error_chain(&e)))
-                    }
-                    Ok(Err(e)) => return Err(ProxyError::Failed(error_chain(&e))),
-                    Ok(Ok(response)) => response,
-                }
+                tokio::time::timeout(self.origin.response_timeout, send_http2(sender, request))
+                    .await
+                    .map(|sent| sent.map_err(|e| (false, error_chain(&e))))
             }
             None => {
                 *request.uri_mut() = self.origin_uri(outgoing.target)?;
                 // Over HTTP/1.1 whatever the client used.
                 *request.version_mut() = Version::HTTP_11;
-                let sent = tokio::time::timeout(
-                    self.origin.response_timeout,
-                    self.client.request(request),
-                )
-                .await;
-                match sent {
-                    Err(_) => return Err(ProxyError::Timeout(self.origin.response_timeout)),
-                    Ok(Err(e)) if body_failed.load(Ordering::Relaxed) => {
-                        return Err(ProxyError::ClientBody(error_chain(&e)))
-                    }
-                    Ok(Err(e)) if e.is_connect() => {
-                        return Err(ProxyError::Connect(error_chain(&e)))
-                    }
-                    Ok(Err(e)) => return Err(ProxyError::Failed(error_chain(&e))),
-                    Ok(Ok(response)) => response,
-                }
+                tokio::time::timeout(self.origin.response_timeout, self.client.request(request))
+                    .await
+                    .map(|sent| sent.map_err(|e| (e.is_connect(), error_chain(&e))))
             }
+        };
+        let mut response = match sent {
+            Err(_) => return Err(ProxyError::Timeout(self.origin.response_timeout)),
+            Ok(Err((_, why))) if body_failed.load(Ordering::Relaxed) => {
+                return Err(ProxyError::ClientBody(why))
+            }
+            Ok(Err((true, why))) => return Err(ProxyError::Connect(why)),
+            Ok(Err((false, why))) => return Err(ProxyError::Failed(why)),
+            Ok(Ok(response)) => response,
         };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {

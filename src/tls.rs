@@ -87,7 +87,8 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     Ok(certified)
 }
 
-fn unix_now() -> i64 {
+/// Now, in Unix seconds, for certificate dates.
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -102,12 +103,7 @@ pub struct Validity {
 
 /// The validity dates of the leaf certificate in `cert`, for `antre check`.
 pub fn file_validity(cert: &Path) -> Result<Validity, TlsError> {
-    let leaf = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| file_error(cert, e))?
-        .next()
-        .ok_or_else(|| file_error(cert, "holds no certificate"))?
-        .map_err(|e| file_error(cert, e))?;
-    validity(&leaf)
+    validity(&leaf(cert)?)
         .ok_or_else(|| file_error(cert, "the certificate's validity dates cannot be read"))
 }
 
@@ -226,14 +222,19 @@ pub fn utc(unix: i64) -> String {
     )
 }
 
-/// The DNS names the leaf certificate in `cert` is valid for, for
-/// `antre check` to show.
-pub fn names(cert: &Path) -> Result<Vec<String>, TlsError> {
-    let leaf = CertificateDer::pem_file_iter(cert)
+/// The first (leaf) certificate in the PEM file `cert`.
+fn leaf(cert: &Path) -> Result<CertificateDer<'static>, TlsError> {
+    CertificateDer::pem_file_iter(cert)
         .map_err(|e| file_error(cert, e))?
         .next()
         .ok_or_else(|| file_error(cert, "holds no certificate"))?
-        .map_err(|e| file_error(cert, e))?;
+        .map_err(|e| file_error(cert, e))
+}
+
+/// The DNS names the leaf certificate in `cert` is valid for, for
+/// `antre check` to show.
+pub fn names(cert: &Path) -> Result<Vec<String>, TlsError> {
+    let leaf = leaf(cert)?;
     let parsed = webpki::EndEntityCert::try_from(&leaf).map_err(|e| file_error(cert, e))?;
     Ok(parsed.valid_dns_names().map(str::to_owned).collect())
 }

@@ -321,6 +321,15 @@ pub(crate) fn parse_decimal(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
+/// A random 64-bit number from the system's generator: pass ids of
+/// outages, challenge nonces, store write ids. Zero if the generator fails,
+/// which ring reports only where no system source exists at all.
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

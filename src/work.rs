@@ -74,8 +74,6 @@ pub const CHALLENGE_SECONDS: u64 = 300;
 
 /// Issues a challenge of `bits` for `network` in `room`.
 pub fn issue(keys: &Keyring, room: &str, network: Network, bits: u32, now_s: u64) -> Challenge {
-    let mut nonce = [0u8; 8];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
     let expires = now_s + CHALLENGE_SECONDS;
     let challenge = keys.sign_numbers(
         Kind::Challenge,
@@ -83,7 +81,7 @@ pub fn issue(keys: &Keyring, room: &str, network: Network, bits: u32, now_s: u64
         &[
             u64::from(bits),
             expires,
-            u64::from_le_bytes(nonce),
+            crate::token::random_u64(),
             network.as_u64(),
         ],
     );

@@ -36,6 +36,7 @@ use tokio::sync::OnceCell;
 use super::queue::{Claim, RoomSettings, RoomView, SettingsChange};
 use super::{Arrival, AuditEntry, Store, StoreError, AUDIT_KEEP};
 use crate::clock::Micros;
+use crate::token::random_u64;
 
 const SCRIPT: &str = include_str!("room.lua");
 
@@ -704,12 +705,6 @@ impl RedisStore {
 /// instance that sees it change knows the room was lost and rebuilt.
 fn new_boot() -> String {
     format!("{:016x}", random_u64())
-}
-
-fn random_u64() -> u64 {
-    let mut bytes = [0u8; 8];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
-    u64::from_le_bytes(bytes)
 }
 
 /// Runs the room script and, in the same pipeline on the same connection,
