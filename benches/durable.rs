@@ -62,6 +62,8 @@ async fn measure(store: &RedisStore, room: &str) -> [(u64, u64); 2] {
         paused: false,
         claim_seconds: 600,
         pass_seconds: 1200,
+        phases: Vec::new(),
+        live_rate: false,
     };
     let start = 1_800_000_000 * MICROS_PER_SECOND;
     store.configure(room, &settings, start).await.unwrap();

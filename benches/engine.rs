@@ -124,6 +124,8 @@ fn queue(c: &mut Criterion) {
         paused: false,
         claim_seconds: 600,
         pass_seconds: 1200,
+        phases: Vec::new(),
+        live_rate: false,
     };
     let mut counters = Counters::default();
     let mut now = START;

@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::proxy::Body;
 use crate::series::Series;
 use crate::server::full;
-use crate::store::{AnyStore, AuditEntry, SettingsChange, Store};
+use crate::store::{AnyStore, AuditEntry, SettingsChange, Standing, Store};
 
 /// Largest admin request body read.
 const MAX_BODY: usize = 64 * 1024;
@@ -291,7 +291,7 @@ impl Admin {
         let settings = &view.settings;
         let frontier = view.projected_frontier(now);
         let waiting = view.tail.saturating_sub(frontier);
-        let interval = settings.interval();
+        let interval = settings.interval_at(now, view.releasable(now));
         let seconds = |micros: u64| micros.div_ceil(MICROS_PER_SECOND);
         let last_wait = (waiting > 0)
             .then(|| view.release_time(view.tail, now))
@@ -300,7 +300,14 @@ impl Admin {
         let quota_out = settings
             .quota
             .filter(|_| !settings.paused)
-            .map(|_| seconds(view.releasable().saturating_mul(interval)));
+            .map(|_| seconds(view.releasable(now).saturating_mul(interval)));
+        let (standing, next_opening) = match view.standing(now) {
+            Standing::Open => ("open", None),
+            Standing::Paused => ("paused", None),
+            Standing::SoldOut { next } => ("sold_out", next),
+            Standing::Closed { next } => ("closed", next),
+        };
+        let next_opening = next_opening.map(|at| at / MICROS_PER_SECOND);
         serde_json::json!({
             "id": room.config.id,
             "title": room.config.title,
@@ -314,8 +321,17 @@ impl Admin {
             "admit_per_minute": settings.admit_per_minute,
             "configured_admit_per_minute": room.config.settings.admit_per_minute,
             "quota": settings.quota,
-            "quota_left": view.quota_left(),
-            "sold_out": view.sold_out(),
+            "quota_left": view.quota_left(now),
+            "sold_out": view.sold_out(now),
+            "standing": standing,
+            "next_opening": next_opening,
+            "phase": settings.phase_at(now).map(|phase| serde_json::json!({
+                "opens": phase.start / MICROS_PER_SECOND,
+                "closes": phase.end / MICROS_PER_SECOND,
+                "quota": phase.quota,
+                "admit_per_minute": (!phase.spread()).then_some(phase.admit_per_minute),
+                "spread": phase.spread(),
+            })),
             "paused": settings.paused,
             "pass_minutes": settings.pass_seconds / 60,
             "last_in_line_wait_seconds": last_wait,

@@ -489,38 +489,13 @@ pub fn report(admission: &Admission<'_>, key_id: &str) -> String {
 pub fn utc_time(unix_seconds: u64) -> String {
     let days = unix_seconds / 86_400;
     let of_day = unix_seconds % 86_400;
-    let (year, month, day) = civil_date(days);
+    let (year, month, day) = crate::clock::civil_from_days(days as i64);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         of_day / 3600,
         of_day / 60 % 60,
         of_day % 60
     )
-}
-
-/// The Gregorian date `days` after 1970-01-01. Counted in 400-year eras
-/// (146,097 days each, the calendar's full cycle) of years that start on
-/// 1 March, so the leap day falls at the end of a year and needs no special
-/// case.
-fn civil_date(days: u64) -> (u64, u64, u64) {
-    // 1970-01-01 is day 719,468 counted from 0000-03-01.
-    let days = days + 719_468;
-    let era = days / 146_097;
-    let day_of_era = days % 146_097;
-    // Every 4 years a leap day, except every 100, except every 400.
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    // Months from March, whose lengths repeat 31 30 31 30 31 every five.
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = era * 400 + year_of_era + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! Where time comes from. Queue maths and token expiry read an injected
-//! [`Clock`], never the system clock, so tests can step time by hand.
+//! [`Clock`], never the system clock, so tests can step time by hand. Also
+//! the calendar: Unix times to dates and back, for certificates, schedules
+//! and headers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -66,5 +68,89 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_micros(&self) -> Micros {
         self.now.load(Ordering::SeqCst)
+    }
+}
+
+// === calendar ===
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar.
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The date (year, month, day) `days` after 1970-01-01; the inverse of
+/// [`days_from_civil`]. Counted in 400-year eras (146,097 days each, the
+/// calendar's full cycle) of years that start on 1 March, so the leap day
+/// falls at the end of a year and needs no special case.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    // 1970-01-01 is day 719,468 counted from 0000-03-01.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    // Every 4 years a leap day, except every 100, except every 400.
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    // Months from March, whose lengths repeat 31 30 31 30 31 every five.
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// A Unix time as `2026-11-30 19:05 UTC`.
+pub fn utc(unix: i64) -> String {
+    let (year, month, day) = civil_from_days(unix.div_euclid(86_400));
+    let seconds = unix.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        seconds / 3_600,
+        seconds % 3_600 / 60
+    )
+}
+
+/// A Unix time in the zone `offset_minutes` east of UTC, to the minute:
+/// `2021-07-12 08:00 +07:00`.
+pub fn local_time(unix_seconds: i64, offset_minutes: i32) -> String {
+    let local = unix_seconds + i64::from(offset_minutes) * 60;
+    let (year, month, day) = civil_from_days(local.div_euclid(86_400));
+    let of_day = local.rem_euclid(86_400);
+    let sign = if offset_minutes < 0 { '-' } else { '+' };
+    let offset = offset_minutes.unsigned_abs();
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} {sign}{:02}:{:02}",
+        of_day / 3_600,
+        of_day % 3_600 / 60,
+        offset / 60,
+        offset % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip_and_print_in_a_zone() {
+        for days in [-800_000, -1, 0, 1, 11_016, 18_820, 20_000, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+        }
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        // 2021-07-12 01:00 UTC is 08:00 in Jakarta.
+        let at = days_from_civil(2021, 7, 12) * 86_400 + 3_600;
+        assert_eq!(local_time(at, 420), "2021-07-12 08:00 +07:00");
+        assert_eq!(local_time(at, -210), "2021-07-11 21:30 -03:30");
+        assert_eq!(local_time(at, 0), "2021-07-12 01:00 +00:00");
     }
 }

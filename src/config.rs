@@ -12,10 +12,11 @@ use http::{HeaderValue, Uri};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::clock::{days_from_civil, Micros, MICROS_PER_SECOND};
 use crate::forwarded::Cidr;
 use crate::page::{edit_distance, Template};
 use crate::store::memory::StoredKey;
-use crate::store::RoomSettings;
+use crate::store::{Phase, RoomSettings};
 use crate::token;
 
 /// One problem in the config, naming the key it is about.
@@ -135,6 +136,20 @@ struct RawRoom {
     pass_request_burst: Option<u64>,
     pass_max_minutes: Option<u64>,
     allow: Option<Vec<String>>,
+    /// Checked item by item in [`Checker::phases`], so each error names its
+    /// phase.
+    phases: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPhase {
+    /// A TOML date-time or an RFC 3339 string.
+    start: Option<toml::Value>,
+    end: Option<toml::Value>,
+    quota: Option<u64>,
+    admit_per_minute: Option<u32>,
+    spread: Option<bool>,
 }
 
 /// Keys each table may hold; anything else is reported as unknown. Kept
@@ -232,7 +247,12 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "pass_request_burst",
             "pass_max_minutes",
             "allow",
+            "phases",
         ],
+    ),
+    (
+        "phases",
+        &["start", "end", "quota", "admit_per_minute", "spread"],
     ),
 ];
 
@@ -526,6 +546,40 @@ impl Config {
                     room.paths.join(", ")
                 ));
             }
+            for (i, phase) in room.settings.phases.iter().enumerate() {
+                let minutes = (phase.end - phase.start) / (60 * MICROS_PER_SECOND);
+                let most = u64::from(phase.admit_per_minute).saturating_mul(minutes);
+                if !phase.spread() && most < phase.quota {
+                    warnings.push(format!(
+                        "rooms[{index}].phases[{i}]: at {} a minute for {minutes} minutes it admits \
+                         at most {most} of its quota of {}; raise admit_per_minute or use \
+                         spread = true",
+                        phase.admit_per_minute, phase.quota
+                    ));
+                }
+            }
+            for (i, pair) in room.settings.phases.windows(2).enumerate() {
+                let apart = (pair[1].start - pair[0].start) / MICROS_PER_SECOND;
+                if apart > room.ticket_seconds {
+                    warnings.push(format!(
+                        "rooms[{index}].ticket_hours: a ticket taken when phase {i} opens has \
+                         expired ({} hours) before phase {} opens {} hours later, so whoever is \
+                         still in line loses their place; raise ticket_hours to at least {}",
+                        room.ticket_seconds / 3600,
+                        i + 1,
+                        apart / 3600,
+                        apart.div_ceil(3600)
+                    ));
+                }
+            }
+            let now = crate::tls::unix_now().max(0) as u64 * MICROS_PER_SECOND;
+            if let Some(last) = room.settings.phases.last().filter(|p| p.end <= now) {
+                warnings.push(format!(
+                    "rooms[{index}].phases: the last phase closed on {}; room {:?} stays closed",
+                    crate::clock::utc((last.end / MICROS_PER_SECOND) as i64),
+                    room.id
+                ));
+            }
         }
         if let Some(files) = &self.listen.tls {
             if let Ok(validity) = crate::tls::file_validity(&files.cert) {
@@ -535,7 +589,7 @@ impl Config {
                         "listen.tls_cert: {} expires on {}, in {days} days; renew it (antre \
                          takes the new one on SIGHUP or when the file changes)",
                         files.cert.display(),
-                        crate::tls::utc(validity.not_after)
+                        crate::clock::utc(validity.not_after)
                     ));
                 }
             }
@@ -1341,7 +1395,11 @@ impl Checker {
         let paths = self.prefixes(&key("paths"), &raw_paths);
         let unguarded = self.prefixes(&key("unguarded"), &raw.unguarded.unwrap_or_default());
         let hosts = self.hosts(&key("hosts"), raw.hosts);
-        let Some(rate) = raw.admit_per_minute else {
+        let phases = self.phases(index, raw.phases);
+        // With a schedule the phases set the pace; the room's own rate is
+        // the one an operator may set live.
+        let scheduled = phases.iter().map(|p| p.admit_per_minute).max();
+        let Some(rate) = raw.admit_per_minute.or(scheduled.map(|r| r.max(1))) else {
             self.error(
                 key("admit_per_minute"),
                 "is required: admissions per minute, at least 1",
@@ -1481,6 +1539,8 @@ impl Checker {
                 paused: raw.paused.unwrap_or(false),
                 claim_seconds: claim_minutes * 60,
                 pass_seconds: pass_minutes * 60,
+                phases,
+                live_rate: false,
             },
             pass_seconds: pass_minutes * 60,
             ticket_seconds: ticket_hours * 3600,
@@ -1490,6 +1550,170 @@ impl Checker {
             allow,
         })
     }
+}
+
+impl Checker {
+    /// A room's schedule, `[[rooms.phases]]`: each phase whole and in
+    /// range, the phases in order and apart.
+    fn phases(&mut self, index: usize, raw: Option<toml::Value>) -> Vec<Phase> {
+        let path = format!("rooms[{index}].phases");
+        let raws: Vec<RawPhase> = match raw {
+            None => return Vec::new(),
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| self.decode(&format!("{path}[{i}]"), "phases", item))
+                .collect(),
+            Some(_) => {
+                self.error(&path, "must be an array of tables ([[rooms.phases]])");
+                return Vec::new();
+            }
+        };
+        if raws.len() > MAX_PHASES {
+            self.error(
+                &path,
+                format!("may hold at most {MAX_PHASES} phases, got {}", raws.len()),
+            );
+        }
+        let mut phases: Vec<Phase> = Vec::new();
+        for (i, raw) in raws.into_iter().enumerate() {
+            let key = |name: &str| format!("{path}[{i}].{name}");
+            let start = self.time(&key("start"), raw.start);
+            let end = self.time(&key("end"), raw.end);
+            let quota = match raw.quota {
+                Some(0) => {
+                    self.error(key("quota"), "must be at least 1");
+                    None
+                }
+                Some(quota) => Some(quota),
+                None => {
+                    self.error(key("quota"), "is required: how many this phase admits");
+                    None
+                }
+            };
+            let rate = match (raw.admit_per_minute, raw.spread) {
+                (Some(_), Some(true)) => {
+                    self.error(
+                        key("spread"),
+                        "cannot be set beside admit_per_minute: a phase either has a rate or spreads its quota",
+                    );
+                    None
+                }
+                (Some(rate), _) if rate == 0 || rate > 600_000 => {
+                    self.error(
+                        key("admit_per_minute"),
+                        format!("must be between 1 and 600000, got {rate}"),
+                    );
+                    None
+                }
+                (Some(rate), _) => Some(rate),
+                (None, Some(true)) => Some(0),
+                (None, _) => {
+                    self.error(
+                        key("admit_per_minute"),
+                        "is required unless spread = true (which paces the quota evenly over the phase)",
+                    );
+                    None
+                }
+            };
+            let (Some(start), Some(end), Some(quota), Some(rate)) = (start, end, quota, rate)
+            else {
+                continue;
+            };
+            if end <= start {
+                self.error(
+                    key("end"),
+                    format!("must be after start ({})", utc_label(start)),
+                );
+                continue;
+            }
+            if let Some(previous) = phases.last() {
+                if start < previous.end {
+                    self.error(
+                        key("start"),
+                        format!(
+                            "{} is before the previous phase closes ({}): phases must be in order and must not overlap",
+                            utc_label(start),
+                            utc_label(previous.end)
+                        ),
+                    );
+                    continue;
+                }
+            }
+            phases.push(Phase {
+                start,
+                end,
+                quota,
+                admit_per_minute: rate,
+            });
+        }
+        phases
+    }
+
+    /// A point in time: a TOML date-time or an RFC 3339 string, with its
+    /// UTC offset (`Z`, `+07:00`).
+    fn time(&mut self, key: &str, value: Option<toml::Value>) -> Option<Micros> {
+        const EXAMPLE: &str = "a time like 2021-07-12T08:00:00+07:00";
+        let datetime = match value {
+            None => {
+                self.error(key, format!("is required: {EXAMPLE}"));
+                return None;
+            }
+            Some(toml::Value::Datetime(datetime)) => datetime,
+            Some(toml::Value::String(text)) => match text.parse::<toml::value::Datetime>() {
+                Ok(datetime) => datetime,
+                Err(_) => {
+                    self.error(key, format!("{text:?} is not {EXAMPLE}"));
+                    return None;
+                }
+            },
+            Some(other) => {
+                self.error(key, format!("must be {EXAMPLE}, got {}", other.type_str()));
+                return None;
+            }
+        };
+        match datetime_micros(&datetime) {
+            Ok(micros) => Some(micros),
+            Err(problem) => {
+                self.error(key, format!("{datetime} {problem}"));
+                None
+            }
+        }
+    }
+}
+
+/// The most phases one room's schedule may hold.
+pub const MAX_PHASES: usize = 100;
+
+/// A TOML date-time with a date, a time and an offset, as microseconds
+/// since the Unix epoch; from the year 2000 to 9999.
+fn datetime_micros(datetime: &toml::value::Datetime) -> Result<Micros, &'static str> {
+    let (Some(date), Some(time)) = (datetime.date, datetime.time) else {
+        return Err("needs both a date and a time of day");
+    };
+    let offset_minutes = match datetime.offset {
+        Some(toml::value::Offset::Z) => 0,
+        Some(toml::value::Offset::Custom { minutes }) => i64::from(minutes),
+        None => return Err("needs a UTC offset, such as +07:00 or Z"),
+    };
+    if date.year < 2000 {
+        return Err("is before the year 2000");
+    }
+    let seconds = days_from_civil(
+        i64::from(date.year),
+        i64::from(date.month),
+        i64::from(date.day),
+    ) * 86_400
+        + i64::from(time.hour) * 3_600
+        + i64::from(time.minute) * 60
+        + i64::from(time.second.min(59))
+        - offset_minutes * 60;
+    Ok(seconds as u64 * MICROS_PER_SECOND + u64::from(time.nanosecond) / 1_000)
+}
+
+/// A schedule time for error messages.
+fn utc_label(micros: Micros) -> String {
+    crate::clock::utc((micros / MICROS_PER_SECOND) as i64)
 }
 
 /// The most networks `max_networks_per_pass` may allow.
@@ -1880,6 +2104,109 @@ pass_minutes = 20
             "addr = \"127.0.0.1:8080\"\nmax_connections = 100",
         );
         assert_eq!(parse(&text).unwrap().listen.max_connections, Some(100));
+    }
+
+    const ROOM: &str =
+        "[origin]\nurl = \"http://127.0.0.1:9\"\n[[rooms]]\nid = \"kota\"\npaths = [\"/\"]\n";
+
+    #[test]
+    fn phases_read_rfc3339_times_with_their_offset() {
+        let text = format!(
+            "{ROOM}[[rooms.phases]]\nstart = 2021-07-12T08:00:00+07:00\nend = \"2021-07-12T16:00:00+07:00\"\n\
+             quota = 400\nspread = true\n\
+             [[rooms.phases]]\nstart = 2021-07-13T01:00:00Z\nend = 2021-07-13T09:00:00Z\n\
+             quota = 1000\nadmit_per_minute = 5\n"
+        );
+        let config = parse(&text).unwrap();
+        let settings = &config.rooms[0].settings;
+        // 2021-07-12 08:00 WIB is 01:00 UTC: Unix 1,626,051,600.
+        let start = 1_626_051_600 * MICROS_PER_SECOND;
+        assert_eq!(
+            settings.phases,
+            vec![
+                Phase {
+                    start,
+                    end: start + 8 * 3600 * MICROS_PER_SECOND,
+                    quota: 400,
+                    admit_per_minute: 0,
+                },
+                Phase {
+                    start: start + 24 * 3600 * MICROS_PER_SECOND,
+                    end: start + 32 * 3600 * MICROS_PER_SECOND,
+                    quota: 1000,
+                    admit_per_minute: 5,
+                },
+            ]
+        );
+        // Tickets last 24 hours; the phases open 24 hours apart.
+        assert!(config
+            .warnings()
+            .iter()
+            .all(|w| !w.contains("ticket_hours")));
+        let short =
+            parse(&text.replace("paths = [\"/\"]\n", "paths = [\"/\"]\nticket_hours = 12\n"))
+                .unwrap()
+                .warnings();
+        assert!(
+            short.iter().any(|w| w.starts_with(
+                "rooms[0].ticket_hours: a ticket taken when phase 0 opens has expired (12 hours) before phase 1 opens 24 hours later"
+            )),
+            "{short:?}"
+        );
+        // The room's own rate, unset, is the fastest phase's.
+        assert_eq!(settings.admit_per_minute, 5);
+        // 5 a minute for 8 hours is 2,400: room for the quota of 1,000.
+        assert!(config.warnings().iter().all(|w| !w.contains("phases[1]")));
+        let slow = text.replace("admit_per_minute = 5", "admit_per_minute = 1");
+        let warnings = parse(&slow).unwrap().warnings();
+        assert!(
+            warnings.iter().any(|w| w.starts_with(
+                "rooms[0].phases[1]: at 1 a minute for 480 minutes it admits at most 480 of its quota of 1000"
+            )),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_schedule_is_named_phase_by_phase() {
+        let phase = |body: &str| format!("[[rooms.phases]]\n{body}\n");
+        let text = format!(
+            "{ROOM}{}{}{}{}{}{}",
+            phase("start = 2021-07-12T08:00:00\nend = 2021-07-12T16:00:00+07:00\nquota = 1\nspread = true"),
+            phase("start = 2021-07-12T08:00:00+07:00\nend = 2021-07-12T07:00:00+07:00\nquota = 1\nspread = true"),
+            phase("start = \"tomorrow at nine\"\nend = 2021-07-12T16:00:00+07:00\nquota = 0\nadmit_per_minute = 5\nspread = true"),
+            phase("start = 2021-07-12T08:00:00+07:00\nend = 2021-07-12T16:00:00+07:00\nquota = 5"),
+            phase("start = 2021-07-12T08:00:00+07:00\nend = 2021-07-12T16:00:00+07:00\nquota = 5\nspread = true"),
+            phase("start = 2021-07-12T12:00:00+07:00\nend = 2021-07-12T18:00:00+07:00\nquota = 5\nspred = true"),
+        );
+        let errors = messages(&text);
+        assert_reported(
+            &errors,
+            &[
+                "rooms[0].phases[0].start: 2021-07-12T08:00:00 needs a UTC offset, such as +07:00 or Z",
+                "rooms[0].phases[1].end: must be after start (2021-07-12 01:00 UTC)",
+                "rooms[0].phases[2].start: \"tomorrow at nine\" is not a time like 2021-07-12T08:00:00+07:00",
+                "rooms[0].phases[2].quota: must be at least 1",
+                "rooms[0].phases[2].spread: cannot be set beside admit_per_minute: a phase either has a rate or spreads its quota",
+                "rooms[0].phases[3].admit_per_minute: is required unless spread = true (which paces the quota evenly over the phase)",
+                "rooms[0].phases[5].spred: unknown key `spred`; did you mean `spread`?",
+                "rooms[0].phases[5].admit_per_minute: is required unless spread = true (which paces the quota evenly over the phase)",
+            ],
+        );
+        let overlap = format!(
+            "{ROOM}{}{}",
+            phase("start = 2021-07-12T08:00:00+07:00\nend = 2021-07-12T16:00:00+07:00\nquota = 5\nspread = true"),
+            phase("start = 2021-07-12T12:00:00+07:00\nend = 2021-07-12T18:00:00+07:00\nquota = 5\nspread = true"),
+        );
+        assert_reported(
+            &messages(&overlap),
+            &["rooms[0].phases[1].start: 2021-07-12 05:00 UTC is before the previous phase closes (2021-07-12 09:00 UTC): phases must be in order and must not overlap"],
+        );
+        // Without phases a room still needs its rate.
+        assert_reported(
+            &messages(ROOM),
+            &["rooms[0].admit_per_minute: is required: admissions per minute, at least 1"],
+        );
     }
 
     #[test]

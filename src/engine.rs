@@ -25,7 +25,7 @@ use crate::cookie::{self, Jar};
 use crate::limit::{Network, Rate, Verdict};
 use crate::shield::{Seen, Shields};
 use crate::status::{Notice, State, Status};
-use crate::store::{Arrival, Claim, RoomView, Store, StoreError};
+use crate::store::{Arrival, Claim, RoomView, Standing, Store, StoreError};
 use crate::token::{random_u64, Claims, Keyring, Kind, PassClaims};
 use crate::work::{self, Challenge};
 
@@ -46,6 +46,10 @@ const TURN_MARGIN_MILLIS: u64 = 100;
 
 /// A visitor more than this far ahead of the server clock is not believed.
 const CLOCK_SKEW_SECONDS: u64 = 300;
+
+/// How often a visitor beyond the quota asks: they learn within a few
+/// seconds that the places are gone, or that one came free.
+const BEYOND_QUOTA_REFRESH_SECONDS: u32 = 4;
 
 /// What to do with a request to a guarded route.
 #[derive(Debug, Clone, PartialEq)]
@@ -482,7 +486,7 @@ impl<S: Store> Engine<S> {
     pub fn admitted_status(&self, room_index: usize) -> Option<Status> {
         let room = self.rooms.get(room_index)?;
         let view = room.view();
-        let mut status = base_status(room, &view, State::Admitted);
+        let mut status = base_status(room, &view, State::Admitted, self.clock.now_micros());
         status.refresh_seconds = room.config.refresh_seconds;
         Some(status)
     }
@@ -763,7 +767,7 @@ impl<S: Store> Engine<S> {
     /// told so and sent to the back of the line on their next request.
     fn shared_pass(&self, v: &Visit<'_>) -> Decision {
         self.shields.refusal(&v.room.config.id, "networks");
-        let mut status = base_status(v.room, &v.view, State::Waiting);
+        let mut status = base_status(v.room, &v.view, State::Waiting, v.now);
         status.notice = Some(Notice::PassShared);
         status.refresh_seconds = 5;
         hold(status, vec![clear_cookie(&v.room.pass_cookie, v.cookies)])
@@ -779,13 +783,7 @@ impl<S: Store> Engine<S> {
             return self.arrive(v, view, true).await;
         }
         if ticket.number > view.projected_frontier(v.now) {
-            let state = if view.sold_out() {
-                State::SoldOut
-            } else if view.settings.paused {
-                State::Paused
-            } else {
-                State::Waiting
-            };
+            let state = state_of(view.standing(v.now));
             return hold(
                 waiting_status(room, view, state, ticket.number, v.now),
                 Vec::new(),
@@ -820,12 +818,13 @@ impl<S: Store> Engine<S> {
                         waiting_status(room, &fresh_view, State::Waiting, ticket.number, v.now),
                         Vec::new(),
                     ),
-                    Claim::SoldOut => {
-                        hold(base_status(room, &fresh_view, State::SoldOut), Vec::new())
-                    }
+                    Claim::SoldOut => hold(
+                        base_status(room, &fresh_view, State::SoldOut, v.now),
+                        Vec::new(),
+                    ),
                     Claim::Spent => {
                         self.shields.refusal(&room.config.id, "ticket_spent");
-                        let mut status = base_status(room, &fresh_view, State::Waiting);
+                        let mut status = base_status(room, &fresh_view, State::Waiting, v.now);
                         status.notice = Some(Notice::TicketSpent);
                         status.refresh_seconds = 5;
                         hold(status, vec![clear_cookie(&room.ticket_cookie, v.cookies)])
@@ -845,8 +844,13 @@ impl<S: Store> Engine<S> {
     /// free; past it, it costs a proof of work.
     async fn arrive(&self, v: &Visit<'_>, view: &RoomView, requeued: bool) -> Decision {
         let room = v.room;
-        if view.sold_out() {
-            return hold(base_status(room, view, State::SoldOut), Vec::new());
+        if let standing @ (Standing::SoldOut { .. } | Standing::Closed { .. }) =
+            view.standing(v.now)
+        {
+            return hold(
+                base_status(room, view, state_of(standing), v.now),
+                Vec::new(),
+            );
         }
         let protection = &room.config.protection;
         let rate = Rate::per_minute(protection.tickets_per_minute, protection.ticket_burst);
@@ -975,11 +979,7 @@ impl<S: Store> Engine<S> {
             room.config.ticket_seconds,
             v.cookies,
         )];
-        let state = if arrival.view.settings.paused {
-            State::Paused
-        } else {
-            State::Waiting
-        };
+        let state = state_of(arrival.view.standing(v.now));
         let mut status = waiting_status(room, &arrival.view, state, arrival.ticket, v.now);
         status.requeued = requeued;
         hold(status, set_cookies)
@@ -1009,7 +1009,7 @@ impl<S: Store> Engine<S> {
             room.config.ticket_seconds,
             v.cookies,
         )];
-        hold(promise_status(room, view), set_cookies)
+        hold(promise_status(room, view, v.now), set_cookies)
     }
 
     fn valid_promise(&self, v: &Visit<'_>) -> Option<Claims> {
@@ -1036,7 +1036,7 @@ impl<S: Store> Engine<S> {
             .await
         {
             Ok(Some(arrival)) => self.arrival(v, arrival, false),
-            Ok(None) => hold(promise_status(room, &v.view), Vec::new()),
+            Ok(None) => hold(promise_status(room, &v.view, v.now), Vec::new()),
             Err(e) => {
                 room.store_failed(&e);
                 self.store_trouble(v, &v.view, None)
@@ -1062,7 +1062,7 @@ impl<S: Store> Engine<S> {
         }
         let status = match ticket {
             Some(number) => waiting_status(room, view, State::Paused, number, v.now),
-            None => base_status(room, view, State::Paused),
+            None => base_status(room, view, State::Paused, v.now),
         };
         hold(status, Vec::new())
     }
@@ -1103,6 +1103,8 @@ fn placeholder_view(config: &RoomConfig) -> RoomView {
         outstanding: 0,
         tat: 0,
         running: false,
+        phase: 0,
+        phase_base: 0,
         at: 0,
     }
 }
@@ -1125,14 +1127,41 @@ fn clear_cookie(name: &str, options: CookieOptions) -> String {
 /// What a visitor holding a promise sees: the line is paused for them, and
 /// they are asked back often, so every promise is in before they are
 /// numbered.
-fn promise_status(room: &Room, view: &RoomView) -> Status {
-    let mut status = base_status(room, view, State::Paused);
+fn promise_status(room: &Room, view: &RoomView, now: Micros) -> Status {
+    let mut status = base_status(room, view, State::Paused, now);
     status.refresh_seconds = 2;
     status
 }
 
+/// The state a visitor who is not yet in sees, from the room's standing.
+fn state_of(standing: Standing) -> State {
+    match standing {
+        Standing::Open => State::Waiting,
+        Standing::Paused => State::Paused,
+        Standing::SoldOut { .. } => State::SoldOut,
+        Standing::Closed { .. } => State::Closed,
+    }
+}
+
 /// Status fields that do not depend on a ticket.
-fn base_status(room: &Room, view: &RoomView, state: State) -> Status {
+fn base_status(room: &Room, view: &RoomView, state: State, now: Micros) -> Status {
+    let opens_at = match view.standing(now) {
+        Standing::SoldOut { next } | Standing::Closed { next } => {
+            next.map(|at| at.div_ceil(MICROS_PER_SECOND))
+        }
+        Standing::Open | Standing::Paused => None,
+    };
+    // A page without JavaScript reloads right as the room opens.
+    let refresh_seconds = match opens_at {
+        Some(at) => {
+            let left = at.saturating_sub(now / MICROS_PER_SECOND);
+            room.config
+                .refresh_seconds
+                .min(u32::try_from(left).unwrap_or(u32::MAX))
+                .max(1)
+        }
+        None => room.config.refresh_seconds,
+    };
     Status {
         room: room.config.id.clone(),
         state,
@@ -1141,11 +1170,12 @@ fn base_status(room: &Room, view: &RoomView, state: State) -> Status {
         ahead: None,
         eta_seconds: None,
         eta_range_seconds: None,
-        quota_left: view.quota_left(),
+        quota_left: view.places_left(now),
         beyond_quota: false,
+        opens_at,
         requeued: false,
         notice: None,
-        refresh_seconds: room.config.refresh_seconds,
+        refresh_seconds,
         poll_after_millis: None,
         updated_at: view.at / MICROS_PER_SECOND,
     }
@@ -1163,11 +1193,14 @@ pub fn waiting_status(
 ) -> Status {
     let frontier = view.projected_frontier(now);
     let position = number.saturating_sub(frontier).max(1);
-    let mut status = base_status(room, view, state);
+    let mut status = base_status(room, view, state, now);
     status.ticket = Some(number);
     status.position = Some(position);
     status.ahead = Some(position - 1);
-    status.beyond_quota = number.saturating_sub(view.frontier) > view.releasable();
+    status.beyond_quota = number.saturating_sub(view.frontier) > view.releasable(now);
+    if status.beyond_quota {
+        status.refresh_seconds = status.refresh_seconds.min(BEYOND_QUOTA_REFRESH_SECONDS);
+    }
     if state == State::Waiting && !status.beyond_quota {
         if let Some(at) = view.release_time(number, now) {
             let wait = at.saturating_sub(now);

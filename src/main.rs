@@ -451,8 +451,8 @@ fn summary(config: &Config) -> String {
             let _ = writeln!(
                 out,
                 "         valid from {} until {}",
-                antre::tls::utc(validity.not_before),
-                antre::tls::utc(validity.not_after)
+                antre::clock::utc(validity.not_before),
+                antre::clock::utc(validity.not_after)
             );
         }
         if let Some(redirect) = config.listen.redirect_http {
@@ -529,11 +529,16 @@ fn summary(config: &Config) -> String {
         if room.settings.paused {
             paths.push_str(" (paused)");
         }
+        let rate = if room.settings.phases.is_empty() {
+            room.settings.admit_per_minute.to_string()
+        } else {
+            "by phase".to_owned()
+        };
         let _ = writeln!(
             out,
             "  {:<16} {:>8} {:>6} {:>10} {:>5}m {:>5}m  {}",
             room.id,
-            room.settings.admit_per_minute,
+            rate,
             room.settings.burst,
             quota,
             room.pass_seconds / 60,
@@ -541,8 +546,56 @@ fn summary(config: &Config) -> String {
             paths
         );
     }
+    for room in config
+        .rooms
+        .iter()
+        .filter(|r| !r.settings.phases.is_empty())
+    {
+        let _ = write!(out, "{}", schedule(room, config.page.utc_offset_minutes));
+    }
     for warning in config.warnings() {
         let _ = writeln!(out, "warning  {warning}");
     }
+    out
+}
+
+/// A room's schedule as a table in the page's time zone, so an operator can
+/// read it back the day before.
+fn schedule(room: &antre::config::RoomConfig, offset_minutes: i32) -> String {
+    use antre::clock::{local_time, MICROS_PER_SECOND};
+    use std::fmt::Write as _;
+    let mut out = format!("schedule of {}\n", room.id);
+    let _ = writeln!(
+        out,
+        "  {:<5} {:<23} {:<23} {:>8}  rate",
+        "phase", "opens", "closes", "quota"
+    );
+    let local = |micros: u64| local_time((micros / MICROS_PER_SECOND) as i64, offset_minutes);
+    for (i, phase) in room.settings.phases.iter().enumerate() {
+        let seconds = (phase.end - phase.start) / MICROS_PER_SECOND;
+        let rate = if phase.spread() {
+            format!(
+                "spread: about {:.1} a minute, one every {:.1} s",
+                phase.quota as f64 * 60.0 / seconds as f64,
+                seconds as f64 / phase.quota as f64
+            )
+        } else {
+            format!("{} a minute", phase.admit_per_minute)
+        };
+        let _ = writeln!(
+            out,
+            "  {:<5} {:<23} {:<23} {:>8}  {rate}",
+            i + 1,
+            local(phase.start),
+            local(phase.end),
+            phase.quota
+        );
+    }
+    let total: u64 = room.settings.phases.iter().map(|p| p.quota).sum();
+    let _ = writeln!(
+        out,
+        "  {:<5} {:<23} {:<23} {:>8}  ticket numbers go on from phase to phase",
+        "total", "", "", total
+    );
     out
 }

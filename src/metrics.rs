@@ -67,6 +67,8 @@ pub enum Outcome {
     Waiting,
     Paused,
     SoldOut,
+    /// Held outside the room's schedule.
+    Closed,
     /// A first visit sent back for its cookie.
     CookieCheck,
     /// No room guards the route.
@@ -96,12 +98,13 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in declaration order (`outcome as usize` indexes it).
-    pub const ALL: [Outcome; 16] = [
+    pub const ALL: [Outcome; 17] = [
         Outcome::Forwarded,
         Outcome::Admitted,
         Outcome::Waiting,
         Outcome::Paused,
         Outcome::SoldOut,
+        Outcome::Closed,
         Outcome::CookieCheck,
         Outcome::Unguarded,
         Outcome::Preflight,
@@ -122,6 +125,7 @@ impl Outcome {
             Outcome::Waiting => "waiting",
             Outcome::Paused => "paused",
             Outcome::SoldOut => "sold_out",
+            Outcome::Closed => "closed",
             Outcome::CookieCheck => "cookie_check",
             Outcome::Unguarded => "unguarded",
             Outcome::Preflight => "preflight",
@@ -348,7 +352,7 @@ impl Metrics {
                     ADMITTED_LAST_MINUTE => Some(room.admitted_last_minute()),
                     RATE => Some(u64::from(view.settings.admit_per_minute)),
                     CONFIGURED_RATE => Some(u64::from(room.config.settings.admit_per_minute)),
-                    QUOTA_LEFT => view.quota_left(),
+                    QUOTA_LEFT => view.quota_left(now),
                     PAUSED => Some(u64::from(view.settings.paused)),
                     STORE_UP => Some(u64::from(room.store_healthy())),
                     _ => None,
@@ -385,6 +389,7 @@ mod tests {
             | Outcome::Waiting
             | Outcome::Paused
             | Outcome::SoldOut
+            | Outcome::Closed
             | Outcome::CookieCheck
             | Outcome::Unguarded
             | Outcome::Preflight

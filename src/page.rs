@@ -140,6 +140,8 @@ pub enum PageKind {
     SoldOut,
     /// The operator paused admissions; places are kept.
     Paused,
+    /// Outside the room's schedule: when it opens next, with a countdown.
+    Closed,
     /// Shown to admitted visitors when the origin fails: no numbers, only
     /// "your access is kept, this page retries by itself".
     OriginTrouble,
@@ -154,6 +156,7 @@ impl PageKind {
             State::Waiting => Some(PageKind::Waiting),
             State::SoldOut => Some(PageKind::SoldOut),
             State::Paused => Some(PageKind::Paused),
+            State::Closed => Some(PageKind::Closed),
         }
     }
 
@@ -164,13 +167,17 @@ impl PageKind {
             PageKind::Waiting => "waiting",
             PageKind::SoldOut => "sold_out",
             PageKind::Paused => "paused",
+            PageKind::Closed => "closed",
             PageKind::OriginTrouble => "origin_trouble",
         }
     }
 
     /// Whether the page shows the place-in-line card.
     fn shows_place(self) -> bool {
-        matches!(self, PageKind::Waiting | PageKind::Paused)
+        matches!(
+            self,
+            PageKind::Waiting | PageKind::Paused | PageKind::Closed
+        )
     }
 }
 
@@ -223,7 +230,10 @@ struct Texts {
     waiting: KindCopy,
     paused: KindCopy,
     sold_out: KindCopy,
+    closed: KindCopy,
     origin_trouble: KindCopy,
+    /// The visitor's ticket number, as the organiser would call it out.
+    number: &'static str,
     position: &'static str,
     ahead: &'static str,
     eta: &'static str,
@@ -235,6 +245,13 @@ struct Texts {
     pass_shared: &'static str,
     ticket_spent: &'static str,
     offline: &'static str,
+    /// When the room opens next: `{when}` is a date and time.
+    opens: &'static str,
+    /// Above the countdown to the opening.
+    countdown: &'static str,
+    /// A countdown of a day or more: `{d}` days, `{t}` hours:minutes:seconds.
+    countdown_days: &'static str,
+    months: [&'static str; 12],
     eta_phrases: EtaTexts,
 }
 
@@ -244,6 +261,7 @@ impl Texts {
             PageKind::Waiting => &self.waiting,
             PageKind::Paused => &self.paused,
             PageKind::SoldOut => &self.sold_out,
+            PageKind::Closed => &self.closed,
             PageKind::OriginTrouble => &self.origin_trouble,
         }
     }
@@ -282,6 +300,17 @@ static ID: Texts = Texts {
             "Halaman ini akan diperbarui dengan sendirinya bila ada perubahan.",
         ],
     },
+    closed: KindCopy {
+        headline: "Pendaftaran belum dibuka",
+        lead: "Ruang tunggu ini hanya menerima pendaftaran pada jadwal yang ditentukan \
+               penyelenggara.",
+        notes: &[
+            "Biarkan halaman ini tetap terbuka. Halaman ini akan memuat ulang dengan \
+             sendirinya saat pendaftaran dibuka.",
+            "Datang lebih awal tidak membuat Anda lebih cepat masuk: nomor antrean \
+             dibagikan sejak pendaftaran dibuka.",
+        ],
+    },
     origin_trouble: KindCopy {
         headline: "Situs sedang mengalami gangguan",
         lead: "Situs yang Anda tuju sedang bermasalah dan belum dapat melayani Anda. \
@@ -291,6 +320,7 @@ static ID: Texts = Texts {
                   melakukan apa pun.",
         ],
     },
+    number: "Nomor antrean Anda",
     position: "Posisi Anda dalam antrean",
     ahead: "Orang di depan Anda",
     eta: "Perkiraan waktu tunggu",
@@ -308,6 +338,23 @@ static ID: Texts = Texts {
     ticket_spent: "Nomor antrean ini sudah dipakai untuk masuk dan tidak bisa dipakai lagi. \
                    Anda akan mendapat posisi baru di belakang antrean.",
     offline: "Koneksi terputus. Mencoba lagi… Posisi Anda tetap tersimpan.",
+    opens: "Pendaftaran berikutnya dibuka {when}.",
+    countdown: "Dibuka dalam",
+    countdown_days: "{d} hari {t}",
+    months: [
+        "Januari",
+        "Februari",
+        "Maret",
+        "April",
+        "Mei",
+        "Juni",
+        "Juli",
+        "Agustus",
+        "September",
+        "Oktober",
+        "November",
+        "Desember",
+    ],
     eta_phrases: EtaTexts {
         under_minute: "kurang dari 1 menit",
         up_to_minutes: "hingga {b} menit",
@@ -351,12 +398,23 @@ static EN: Texts = Texts {
             "This page updates itself if anything changes.",
         ],
     },
+    closed: KindCopy {
+        headline: "Registration is not open yet",
+        lead: "This waiting room takes registrations only at the times the organiser \
+               has set.",
+        notes: &[
+            "Keep this tab open. This page reloads itself when registration opens.",
+            "Coming early does not get you in sooner: numbers are handed out from the \
+             moment registration opens.",
+        ],
+    },
     origin_trouble: KindCopy {
         headline: "The site is having trouble",
         lead: "The site you are visiting is having trouble and cannot serve you right \
                now. Your access is kept.",
         notes: &["This page will try again by itself; you do not need to do anything."],
     },
+    number: "Your number",
     position: "Your place in line",
     ahead: "People ahead of you",
     eta: "Estimated wait",
@@ -373,6 +431,23 @@ static EN: Texts = Texts {
     ticket_spent: "This ticket has already been used to get in and cannot be used again. \
                    You will get a new place at the back of the line.",
     offline: "Connection lost. Retrying… your place is kept.",
+    opens: "The next opening is on {when}.",
+    countdown: "Opens in",
+    countdown_days: "{d}d {t}",
+    months: [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ],
     eta_phrases: EtaTexts {
         under_minute: "less than a minute",
         up_to_minutes: "up to {b} minutes",
@@ -467,6 +542,40 @@ pub fn format_updated(unix_seconds: u64, utc_offset_minutes: i32) -> String {
     )
 }
 
+/// A moment as people read it in the page's zone and language:
+/// "12 Juli 2021, 08:00 WIB" / "12 July 2021, 08:00 WIB".
+pub fn format_opening(unix_seconds: u64, utc_offset_minutes: i32, lang: Lang) -> String {
+    let local = unix_seconds as i64 + i64::from(utc_offset_minutes) * 60;
+    let (year, month, day) = crate::clock::civil_from_days(local.div_euclid(86_400));
+    let of_day = local.rem_euclid(86_400);
+    let month_name = lang.texts().months[(month.clamp(1, 12) - 1) as usize];
+    format!(
+        "{day} {month_name} {year}, {:02}:{:02} {}",
+        of_day / 3600,
+        of_day / 60 % 60,
+        zone_name(utc_offset_minutes)
+    )
+}
+
+/// Time left until an opening: "01:59:30", or "2 hari 03:04:05" /
+/// "2d 03:04:05" from a day on. `updater.js` mirrors it.
+pub fn format_countdown(seconds: u64, lang: Lang) -> String {
+    let clock = format!(
+        "{:02}:{:02}:{:02}",
+        seconds % DAY / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    );
+    match seconds / DAY {
+        0 => clock,
+        days => lang
+            .texts()
+            .countdown_days
+            .replacen("{d}", &days.to_string(), 1)
+            .replacen("{t}", &clock, 1),
+    }
+}
+
 /// A count with the language's thousands separator: 12.345 / 12,345.
 fn group_digits(n: u64, lang: Lang) -> String {
     let digits = n.to_string();
@@ -546,6 +655,7 @@ fn push_js_entries(out: &mut String, entries: &[(&str, &str)]) {
 /// `data-antre` key and a template placeholder; empty means "not applicable"
 /// and hides every `data-antre-if` element of that key.
 struct Live {
+    number: String,
     position: String,
     ahead: String,
     eta: String,
@@ -553,6 +663,8 @@ struct Live {
     updated: String,
     beyond_quota: &'static str,
     requeued: &'static str,
+    opens: String,
+    countdown: String,
 }
 
 impl Live {
@@ -563,6 +675,7 @@ impl Live {
         if ctx.kind == PageKind::OriginTrouble {
             // Admitted visitors have no place in line to show.
             return Live {
+                number: String::new(),
                 position: String::new(),
                 ahead: String::new(),
                 eta: String::new(),
@@ -570,6 +683,8 @@ impl Live {
                 updated,
                 beyond_quota: "",
                 requeued: "",
+                opens: String::new(),
+                countdown: String::new(),
             };
         }
         let count = |n: Option<u64>| n.map(|n| group_digits(n, ctx.lang)).unwrap_or_default();
@@ -580,7 +695,19 @@ impl Live {
             Some(range) => format_eta(ctx.lang, range),
             None => texts.eta_none.to_owned(),
         };
+        let (opens, countdown) = match status.opens_at {
+            Some(at) if matches!(ctx.kind, PageKind::Closed | PageKind::SoldOut) => (
+                texts.opens.replacen(
+                    "{when}",
+                    &format_opening(at, ctx.utc_offset_minutes, ctx.lang),
+                    1,
+                ),
+                format_countdown(at.saturating_sub(status.updated_at), ctx.lang),
+            ),
+            _ => (String::new(), String::new()),
+        };
         Live {
+            number: count(status.ticket),
             position: count(status.position),
             ahead: count(status.ahead),
             eta,
@@ -597,11 +724,14 @@ impl Live {
                 None if status.requeued => texts.requeued,
                 None => "",
             },
+            opens,
+            countdown,
         }
     }
 
-    fn entries(&self) -> [(&'static str, &str); 7] {
+    fn entries(&self) -> [(&'static str, &str); 10] {
         [
+            ("number", &self.number),
             ("position", &self.position),
             ("ahead", &self.ahead),
             ("eta", &self.eta),
@@ -609,6 +739,8 @@ impl Live {
             ("updated", &self.updated),
             ("beyond_quota", self.beyond_quota),
             ("requeued", self.requeued),
+            ("opens", &self.opens),
+            ("countdown", &self.countdown),
         ]
     }
 }
@@ -736,9 +868,21 @@ impl<'c> Values<'c> {
                 ("beyond_quota", t.beyond_quota),
                 ("requeued", t.requeued),
                 ("offline", t.offline),
+                ("countdown_days", t.countdown_days),
             ],
         );
-        out.push_str("},\"v\":");
+        let opens_in = self
+            .ctx
+            .status
+            .opens_at
+            .filter(|_| !self.live.countdown.is_empty())
+            .map(|at| at.saturating_sub(self.ctx.status.updated_at));
+        match opens_in {
+            Some(seconds) => {
+                let _ = write!(out, "}},\"opens_in\":{seconds},\"v\":");
+            }
+            None => out.push_str("},\"v\":"),
+        }
         push_js_object(&mut out, &self.live.entries());
         out.push_str("});</script>");
         out
@@ -753,6 +897,9 @@ impl<'c> Values<'c> {
             Placeholder::State => self.state().into(),
             Placeholder::Headline => self.copy.headline.into(),
             Placeholder::Message => self.message().into(),
+            Placeholder::Number => self.live.number.as_str().into(),
+            Placeholder::Opens => self.live.opens.as_str().into(),
+            Placeholder::Countdown => self.live.countdown.as_str().into(),
             Placeholder::Position => self.live.position.as_str().into(),
             Placeholder::Ahead => self.live.ahead.as_str().into(),
             Placeholder::Eta => self.live.eta.as_str().into(),
@@ -802,6 +949,7 @@ fn icon(kind: PageKind) -> &'static str {
         PageKind::Waiting => "<circle cx=\"12\" cy=\"12\" r=\"9\"/><path d=\"M12 7v5l3 2\"/>",
         PageKind::Paused => "<circle cx=\"12\" cy=\"12\" r=\"9\"/><path d=\"M10 9v6M14 9v6\"/>",
         PageKind::SoldOut => "<circle cx=\"12\" cy=\"12\" r=\"9\"/><path d=\"M12 11v5M12 8h.01\"/>",
+        PageKind::Closed => "<rect x=\"3\" y=\"5\" width=\"18\" height=\"16\" rx=\"2\"/><path d=\"M3 10h18M8 3v4M16 3v4\"/>",
         PageKind::OriginTrouble => "<path d=\"M12 3 2 20h20zM12 10v4M12 17h.01\"/>",
     }
 }
@@ -836,6 +984,19 @@ fn builtin(out: &mut String, v: &Values) -> fmt::Result {
     if ctx.kind != PageKind::Waiting {
         out.push_str(&lead);
     }
+    if matches!(ctx.kind, PageKind::Closed | PageKind::SoldOut) {
+        write!(
+            out,
+            "<section class=\"card\" data-antre-if=\"opens\"{hidden}>\n\
+             <p data-antre=\"opens\">{opens}</p>\n\
+             <p class=\"hero\"><span class=\"k\">{countdown_label}</span>\
+             <span class=\"n\" data-antre=\"countdown\" role=\"timer\">{countdown}</span></p>\n</section>\n",
+            hidden = hidden_if_empty(&live.opens),
+            opens = Html(&live.opens),
+            countdown_label = Html(t.countdown),
+            countdown = Html(&live.countdown),
+        )?;
+    }
     if ctx.kind.shows_place() {
         write!(
             out,
@@ -851,6 +1012,7 @@ fn builtin(out: &mut String, v: &Values) -> fmt::Result {
             position = Html(&live.position),
         )?;
         for (key, label, value) in [
+            ("number", t.number, &live.number),
             ("ahead", t.ahead, &live.ahead),
             ("eta", t.eta, &live.eta),
             ("quota_left", t.quota_left, &live.quota_left),
@@ -908,13 +1070,16 @@ fn builtin(out: &mut String, v: &Values) -> fmt::Result {
 /// |---|---|
 /// | `{{lang}}` | page language code: `id` or `en`; use it in `<html lang="{{lang}}">` |
 /// | `{{title}}` | the room's title from the config |
-/// | `{{state}}` | `waiting`, `paused`, `sold_out`, or `admitted`; `origin_trouble` on the page shown to admitted visitors when the site behind fails |
+/// | `{{state}}` | `waiting`, `paused`, `sold_out`, `closed` (outside the room's schedule), or `admitted`; `origin_trouble` on the page shown to admitted visitors when the site behind fails |
 /// | `{{headline}}` | the built-in headline for the page, in the page language |
 /// | `{{message}}` | the built-in explanation for the page and its reassurances ("keep this tab open…"), as one paragraph in the page language |
+/// | `{{number}}` | the visitor's ticket number, as the organiser would call it out, grouped like `{{position}}`; empty without a ticket |
+/// | `{{opens}}` | on the closed and sold-out pages, a sentence saying when the room opens next ("The next opening is on 12 July 2021, 08:00 WIB."); empty when no opening is scheduled |
+/// | `{{countdown}}` | the time left until that opening, `01:59:30` (`2d 03:04:05` from a day on); the script counts it down every second and reloads the page when it reaches zero |
 /// | `{{position}}` | place in line (`1` = next), digits grouped for the language (`1.234` / `1,234`); empty when unknown and on the origin-trouble page |
 /// | `{{ahead}}` | people ahead in line; like `{{position}}` |
 /// | `{{eta}}` | the estimated wait as a range ("3–5 menit"), or a "cannot be estimated right now" sentence when there is no estimate; empty except on the waiting page |
-/// | `{{quota_left}}` | admissions left in the quota, grouped like `{{position}}`; empty when the room has no quota and on the origin-trouble page |
+/// | `{{quota_left}}` | places left for people in the line (admissions the quota still allows, less turns called and not yet taken), grouped like `{{position}}`; empty when the room has no quota and on the origin-trouble page |
 /// | `{{beyond_quota}}` | a sentence saying more people are ahead than places left; empty otherwise |
 /// | `{{requeued}}` | a sentence saying the visitor's earlier turn lapsed and they have a new place; empty otherwise |
 /// | `{{updated}}` | when the numbers were computed, in the configured time zone, e.g. `14:03:27 WIB` (`WITA`, `WIT`, else `UTC+05:30`) |
@@ -935,8 +1100,9 @@ fn builtin(out: &mut String, v: &Values) -> fmt::Result {
 /// marked with:
 ///
 /// - `data-antre="KEY"`: its text becomes the current value of KEY, one of
-///   `position`, `ahead`, `eta`, `quota_left`, `updated`, `beyond_quota`,
-///   `requeued` (the same text as the placeholder of that name);
+///   `number`, `position`, `ahead`, `eta`, `quota_left`, `updated`,
+///   `beyond_quota`, `requeued`, `opens`, `countdown` (the same text as
+///   the placeholder of that name);
 /// - `data-antre-if="KEY"`: hidden while the value of KEY is empty (a row
 ///   such as "places left: …" that should vanish when there is no quota).
 ///   Without JavaScript such an element stays as written;
@@ -970,6 +1136,9 @@ enum Placeholder {
     State,
     Headline,
     Message,
+    Number,
+    Opens,
+    Countdown,
     Position,
     Ahead,
     Eta,
@@ -985,12 +1154,15 @@ enum Placeholder {
 }
 
 impl Placeholder {
-    const ALL: [Placeholder; 17] = [
+    const ALL: [Placeholder; 20] = [
         Placeholder::Lang,
         Placeholder::Title,
         Placeholder::State,
         Placeholder::Headline,
         Placeholder::Message,
+        Placeholder::Number,
+        Placeholder::Opens,
+        Placeholder::Countdown,
         Placeholder::Position,
         Placeholder::Ahead,
         Placeholder::Eta,
@@ -1012,6 +1184,9 @@ impl Placeholder {
             Placeholder::State => "state",
             Placeholder::Headline => "headline",
             Placeholder::Message => "message",
+            Placeholder::Number => "number",
+            Placeholder::Opens => "opens",
+            Placeholder::Countdown => "countdown",
             Placeholder::Position => "position",
             Placeholder::Ahead => "ahead",
             Placeholder::Eta => "eta",
@@ -1147,10 +1322,11 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
-    const KINDS: [PageKind; 4] = [
+    const KINDS: [PageKind; 5] = [
         PageKind::Waiting,
         PageKind::SoldOut,
         PageKind::Paused,
+        PageKind::Closed,
         PageKind::OriginTrouble,
     ];
 
@@ -1165,6 +1341,7 @@ mod tests {
             eta_range_seconds: Some([180, 300]),
             quota_left: Some(1_376),
             beyond_quota: false,
+            opens_at: None,
             requeued: false,
             notice: None,
             refresh_seconds: 7,
@@ -1178,6 +1355,7 @@ mod tests {
             PageKind::Waiting => State::Waiting,
             PageKind::SoldOut => State::SoldOut,
             PageKind::Paused => State::Paused,
+            PageKind::Closed => State::Closed,
             PageKind::OriginTrouble => State::Admitted,
         }
     }
@@ -1625,8 +1803,12 @@ mod tests {
         let s = status(State::Waiting);
         let live = Live::new(&ctx(PageKind::Waiting, Lang::Id, &s, "x"));
         for (key, _) in live.entries() {
+            // The opening's date is written once: a page whose opening
+            // passes reloads.
             assert!(
-                UPDATER.contains(&format!("    {key}: ")),
+                key == "opens"
+                    || UPDATER.contains(&format!("    {key}: "))
+                    || UPDATER.contains(&format!("set(\"{key}\"")),
                 "updater.js does not set {key}"
             );
             assert!(

@@ -443,6 +443,7 @@ impl App {
                     let outcome = match status.state {
                         State::Paused => Outcome::Paused,
                         State::SoldOut => Outcome::SoldOut,
+                        State::Closed => Outcome::Closed,
                         State::Waiting | State::Admitted => Outcome::Waiting,
                     };
                     let mut response = self.hold_page(index, &status, context);
@@ -855,15 +856,14 @@ impl App {
     /// The queue page (or its JSON) for a visitor kept out.
     fn hold_page(&self, room_index: usize, status: &Status, context: &Context) -> Response<Body> {
         let code = match status.state {
-            State::SoldOut => StatusCode::GONE,
+            // Gone for good only when no later phase brings new places.
+            State::SoldOut if status.opens_at.is_none() => StatusCode::GONE,
             State::Admitted => StatusCode::OK,
-            State::Waiting | State::Paused => StatusCode::SERVICE_UNAVAILABLE,
+            State::Waiting | State::Paused | State::Closed | State::SoldOut => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
-        let kind = match status.state {
-            State::SoldOut => PageKind::SoldOut,
-            State::Paused => PageKind::Paused,
-            State::Waiting | State::Admitted => PageKind::Waiting,
-        };
+        let kind = PageKind::for_state(status.state).unwrap_or(PageKind::Waiting);
         let mut response = if context.json {
             json_response(code, status)
         } else {
@@ -876,7 +876,7 @@ impl App {
                 code,
             )
         };
-        if status.state != State::SoldOut {
+        if code == StatusCode::SERVICE_UNAVAILABLE {
             set_retry_after(&mut response, status.refresh_seconds);
         }
         response
@@ -1042,6 +1042,7 @@ fn unknown_status(refresh: u32) -> Status {
         eta_range_seconds: None,
         quota_left: None,
         beyond_quota: false,
+        opens_at: None,
         requeued: false,
         notice: None,
         refresh_seconds: refresh,

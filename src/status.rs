@@ -15,6 +15,9 @@ pub enum State {
     SoldOut,
     /// The operator paused admissions; places are kept.
     Paused,
+    /// Outside the room's schedule: it admits nobody until its next phase
+    /// opens. Places are kept.
+    Closed,
 }
 
 impl State {
@@ -24,6 +27,7 @@ impl State {
             State::Waiting => "waiting",
             State::SoldOut => "sold_out",
             State::Paused => "paused",
+            State::Closed => "closed",
         }
     }
 }
@@ -57,11 +61,17 @@ pub struct Status {
     pub eta_seconds: Option<u64>,
     /// An honest range around `eta_seconds`: `[earliest, latest]`.
     pub eta_range_seconds: Option<[u64; 2]>,
-    /// Admissions left in the quota; `None` when the room has no quota.
+    /// Places left for people in the line: admissions the quota counting
+    /// now still allows, less the turns already called and not yet taken;
+    /// `None` when the room has no quota.
     pub quota_left: Option<u64>,
-    /// True when more people are ahead than admissions are left, so this
+    /// True when as many people are ahead as places are left, so this
     /// visitor gets in only if others give up their place.
     pub beyond_quota: bool,
+    /// Unix time (seconds) of the room's next opening: for `closed`, when
+    /// its next phase opens; for `sold_out`, when a later phase brings new
+    /// places. `None` when no opening is scheduled.
+    pub opens_at: Option<u64>,
     /// True when the visitor's earlier ticket lapsed (their turn came and
     /// went unclaimed for `claim_minutes`) and they were given a new one.
     pub requeued: bool,

@@ -338,6 +338,64 @@ async fn a_browser_without_javascript_is_let_in_by_the_page_refreshing_itself() 
     );
 }
 
+/// A room whose registration opens in a few seconds: the page says it is
+/// not open yet, counts down every second, and at zero reloads itself into
+/// the line and onto the site.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_room_counts_down_and_lets_the_browser_in_when_it_opens() {
+    let Some(browser) = Browser::start(true).await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let rfc3339 = |unix: i64| {
+        let (y, m, d) = antre::clock::civil_from_days(unix.div_euclid(86_400));
+        let s = unix.rem_euclid(86_400);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            s / 3600,
+            s / 60 % 60,
+            s % 60
+        )
+    };
+    let room = format!(
+        "[[rooms]]\nid = \"vaksin\"\npaths = [\"/\"]\nrefresh_seconds = 20\n\
+         [[rooms.phases]]\nstart = {}\nend = {}\nquota = 10\nadmit_per_minute = 60\n",
+        rfc3339(now + 12),
+        rfc3339(now + 3600)
+    );
+    let antre = Antre::start("browser-closed", &config(&origin.url(), &room));
+    browser.open(&antre.url("/daftar")).await;
+    let text = wait_for(
+        &browser,
+        "Pendaftaran belum dibuka",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(text.is_some(), "the closed page: {}", browser.text().await);
+    let countdown = || async {
+        browser
+            .eval("return document.querySelector('[data-antre=countdown]').textContent")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let before = countdown().await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let after = countdown().await;
+    assert!(
+        before.starts_with("00:00:") && after.starts_with("00:00:") && after < before,
+        "the countdown runs: {before} then {after}"
+    );
+    let text = wait_for(&browser, "origin ok", Duration::from_secs(30)).await;
+    browser.quit().await;
+    assert!(text.is_some(), "let in once it opened");
+}
+
 const DASHBOARD_TOKEN: &str = "a dashboard token, long enough";
 
 /// An operator opens the dashboard in a browser, signs in with the token,

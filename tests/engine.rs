@@ -423,7 +423,10 @@ async fn waiting_status_is_honest_and_narrows_as_the_line_moves() {
                 "the range only narrows"
             );
         }
-        assert_eq!(status.quota_left, Some(999));
+        // Turns called count against the places left, taken or not:
+        // 1,000 less everyone up to the frontier.
+        let frontier = 121 - status.position.unwrap();
+        assert_eq!(status.quota_left, Some(1000 - frontier));
         previous = Some([low, high]);
         clock.advance_seconds(5);
         engine.sync_all().await;
@@ -479,4 +482,176 @@ async fn after_a_reset_old_tickets_and_passes_count_as_none() {
         Decision::Forward { admitted_now, .. } => assert!(admitted_now),
         other => panic!("{other:?}"),
     }
+}
+
+/// A campaign of two phases a day apart, three places each: closed before
+/// the first with the opening named, sold out for the day with the next
+/// opening named, closed overnight with places kept, and the second phase
+/// numbering on from the first and letting those still in line in first.
+#[tokio::test]
+async fn a_schedule_opens_closes_and_numbers_on_across_phases() {
+    const HOUR: u64 = 3600;
+    let at = |seconds: u64| (START / MICROS_PER_SECOND + seconds) * MICROS_PER_SECOND;
+    let rfc3339 = |micros: u64| {
+        let seconds = (micros / MICROS_PER_SECOND) as i64;
+        let (y, m, d) = antre::clock::civil_from_days(seconds.div_euclid(86_400));
+        let s = seconds.rem_euclid(86_400);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            s / 3600,
+            s / 60 % 60,
+            s % 60
+        )
+    };
+    let first = at(HOUR);
+    let second = at(25 * HOUR);
+    let rooms = format!(
+        "[[rooms]]\nid = \"kota\"\npaths = [\"/\"]\nticket_hours = 48\nrefresh_seconds = 20\n\
+         [[rooms.phases]]\nstart = {}\nend = {}\nquota = 3\nadmit_per_minute = 60\n\
+         [[rooms.phases]]\nstart = {}\nend = {}\nquota = 3\nadmit_per_minute = 60\n",
+        rfc3339(first),
+        rfc3339(first + 3600 * MICROS_PER_SECOND),
+        rfc3339(second),
+        rfc3339(second + 3600 * MICROS_PER_SECOND),
+    );
+    let (engine, clock) = engine(&rooms).await;
+    let opens = |micros: u64| Some(micros / MICROS_PER_SECOND);
+
+    // Before the first phase: closed, the opening named, no number given.
+    let mut early = Visitor::default();
+    let Decision::Hold { status, .. } = early.visit(&engine, Mode::Request).await else {
+        panic!("an early visitor is held");
+    };
+    assert_eq!(status.state, State::Closed);
+    assert_eq!(status.opens_at, opens(first));
+    assert_eq!(status.ticket, None);
+    assert_eq!(status.refresh_seconds, 20);
+    assert!(early.cookies.is_empty(), "no ticket before opening");
+    clock.set(first - 5 * MICROS_PER_SECOND);
+    let Decision::Hold { status, .. } = early.visit(&engine, Mode::Request).await else {
+        panic!("still held");
+    };
+    assert_eq!(
+        status.refresh_seconds, 5,
+        "a page reloads as the room opens"
+    );
+
+    // It opens: six arrive; one is in at once, two more a second apart.
+    clock.set(first);
+    engine.sync_all().await;
+    let mut people = vec![Visitor::default(); 6];
+    let mut tickets = Vec::new();
+    for person in people.iter_mut() {
+        match person.visit(&engine, Mode::Request).await {
+            Decision::Forward { .. } => tickets.push(1),
+            Decision::Hold { status, .. } => {
+                assert_eq!(status.state, State::Waiting);
+                tickets.push(status.ticket.unwrap());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(tickets, vec![1, 2, 3, 4, 5, 6]);
+    for _ in 0..3 {
+        clock.advance_seconds(1);
+        engine.sync_all().await;
+        for person in &mut people[1..3] {
+            person.visit(&engine, Mode::Status).await;
+        }
+    }
+    for person in &mut people[1..3] {
+        assert_eq!(
+            state(&person.visit(&engine, Mode::Status).await),
+            Some(State::Admitted)
+        );
+    }
+    // The day's three are in: those still waiting, and newcomers, are told
+    // when the next phase opens.
+    for person in &mut people[3..] {
+        let Decision::Hold { status, .. } = person.visit(&engine, Mode::Status).await else {
+            panic!("held");
+        };
+        assert_eq!(status.state, State::SoldOut);
+        assert_eq!(status.opens_at, opens(second));
+    }
+    let mut late = Visitor::default();
+    let Decision::Hold { status, .. } = late.visit(&engine, Mode::Request).await else {
+        panic!("held");
+    };
+    assert_eq!(
+        (status.state, status.opens_at),
+        (State::SoldOut, opens(second))
+    );
+
+    // Overnight: closed, and those in line keep their place.
+    clock.set(first + 12 * HOUR * MICROS_PER_SECOND);
+    engine.sync_all().await;
+    let Decision::Hold { status, .. } = people[4].visit(&engine, Mode::Status).await else {
+        panic!("held");
+    };
+    assert_eq!(status.state, State::Closed);
+    assert_eq!((status.ticket, status.position), (Some(5), Some(2)));
+    assert_eq!(status.opens_at, opens(second));
+
+    // The second phase: a newcomer numbers on from the first phase, behind
+    // those still in line, who go in first and in order.
+    clock.set(second);
+    engine.sync_all().await;
+    let Decision::Hold { status, .. } = late.visit(&engine, Mode::Request).await else {
+        panic!("held");
+    };
+    assert_eq!((status.state, status.ticket), (State::Waiting, Some(7)));
+    let mut order = Vec::new();
+    for _ in 0..5 {
+        clock.advance_seconds(1);
+        engine.sync_all().await;
+        for (i, person) in people.iter_mut().enumerate().skip(3) {
+            if !order.contains(&i)
+                && state(&person.visit(&engine, Mode::Status).await) == Some(State::Admitted)
+            {
+                order.push(i);
+            }
+        }
+    }
+    assert_eq!(order, vec![3, 4, 5], "tickets 4, 5 and 6, in order");
+    // The campaign's places are all gone: the newcomer is told so, with no
+    // opening ahead.
+    let Decision::Hold { status, .. } = late.visit(&engine, Mode::Status).await else {
+        panic!("held");
+    };
+    assert_eq!((status.state, status.opens_at), (State::SoldOut, None));
+}
+
+/// Quota 5 and a queue: "places left" counts only what is still open to
+/// people in the line (not turns called and not yet taken), so a page's
+/// numbers agree: a visitor is beyond the quota exactly when as many are
+/// ahead as places are left. Those beyond it ask every few seconds, so
+/// they hear of the sell-out at once.
+#[tokio::test]
+async fn places_left_agree_with_the_people_ahead() {
+    let (engine, clock) = engine(VAKSIN).await;
+    let mut people = vec![Visitor::default(); 9];
+    for person in people.iter_mut() {
+        person.visit(&engine, Mode::Request).await;
+    }
+    // Two turns are called and nobody has taken them yet.
+    clock.advance_seconds(2);
+    engine.sync_all().await;
+    let mut beyond = Vec::new();
+    for person in &mut people[3..] {
+        let Decision::Hold { status, .. } = person.visit(&engine, Mode::Status).await else {
+            panic!("held");
+        };
+        // Ticket 1 is in, 2 and 3 are called: 5 - 1 - 2 places remain.
+        assert_eq!(status.quota_left, Some(2), "{status:?}");
+        let ahead = status.ahead.unwrap();
+        assert_eq!(status.beyond_quota, ahead >= 2, "{status:?}");
+        if status.beyond_quota {
+            assert!(status.refresh_seconds <= 4, "{status:?}");
+            assert_eq!(status.eta_seconds, None);
+        }
+        beyond.push(status.beyond_quota);
+    }
+    // Tickets 4 and 5 fit; 6 to 9 do not.
+    assert_eq!(beyond, vec![false, false, true, true, true, true]);
 }

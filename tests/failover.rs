@@ -233,6 +233,8 @@ async fn a_history_rewritten_to_the_same_length_is_noticed() {
         paused: false,
         claim_seconds: 600,
         pass_seconds: 1200,
+        phases: Vec::new(),
+        live_rate: false,
     };
     let start = 1_800_000_000 * MICROS_PER_SECOND;
     let at = |seconds: u64| start + seconds * MICROS_PER_SECOND;
@@ -289,6 +291,8 @@ async fn an_unconfirmed_write_hands_nothing_out_and_keeps_the_place() {
         paused: false,
         claim_seconds: 600,
         pass_seconds: 1200,
+        phases: Vec::new(),
+        live_rate: false,
     };
     let start = 1_800_000_000 * MICROS_PER_SECOND;
     let at = |seconds: u64| start + seconds * MICROS_PER_SECOND;

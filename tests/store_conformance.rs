@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use antre::clock::MICROS_PER_SECOND;
 use antre::store::{
-    AnyStore, AuditEntry, Claim, MemoryStore, RedisStore, RoomSettings, RoomView, SettingsChange,
-    Store, StoreError, AUDIT_KEEP,
+    AnyStore, AuditEntry, Claim, MemoryStore, Phase, RedisStore, RoomSettings, RoomView,
+    SettingsChange, Standing, Store, StoreError, AUDIT_KEEP,
 };
 use common::{RedisCluster, RedisServer};
 
@@ -56,7 +56,29 @@ async fn script<S: Store>(store: &S, room: &str, seed: u64, steps: usize) -> Vec
         paused: false,
         claim_seconds: 1 + rng.below(60),
         pass_seconds: 60 * (1 + rng.below(30)),
+        phases: Vec::new(),
+        live_rate: false,
     };
+    if rng.below(2) == 0 {
+        // A schedule: phases with gaps (or none) between them, each with
+        // its quota and a rate or a spread, over the minute or so the steps
+        // cover.
+        let mut at = START + rng.below(10_000_000);
+        for _ in 0..1 + rng.below(3) {
+            let end = at + 2_000_000 + rng.below(30_000_000);
+            settings.phases.push(Phase {
+                start: at,
+                end,
+                quota: 1 + rng.below(15),
+                admit_per_minute: if rng.below(2) == 0 {
+                    0
+                } else {
+                    1 + rng.below(600) as u32
+                },
+            });
+            at = end + rng.below(2) * rng.below(15_000_000);
+        }
+    }
     let mut now = START;
     let mut answers = vec![Answer::View(
         store.configure(room, &settings, now).await.unwrap(),
@@ -165,6 +187,8 @@ async fn live_changes_survive_a_restart<S: Store>(store: &S, label: &str) {
         paused: false,
         claim_seconds: 600,
         pass_seconds: 1200,
+        phases: Vec::new(),
+        live_rate: false,
     };
     store.configure("live", &config, START).await.unwrap();
     let change = SettingsChange {
@@ -241,9 +265,134 @@ async fn audit_trail<S: Store>(store: &S, label: &str) {
     assert_eq!(store.audit(1).await.unwrap(), vec![elsewhere], "{label}");
 }
 
+/// Karawang: 2,000 doses over five days, 400 a day from 08:00 to 16:00,
+/// spread evenly and never faster. 3,000 people take a number on the
+/// first morning. Each day admits its 400 at an even pace and not one
+/// more, in ticket order, nobody at night. From the fourth day every tenth
+/// person never comes back for their turn: their slots are spread over the
+/// rest of the day rather than lost.
+async fn karawang<S: Store>(store: &S, label: &str) {
+    const HOUR: u64 = 3600 * MICROS_PER_SECOND;
+    const DAY: u64 = 24 * HOUR;
+    let opening = START + 8 * HOUR;
+    let settings = RoomSettings {
+        admit_per_minute: 1,
+        burst: 1,
+        quota: Some(2000),
+        paused: false,
+        claim_seconds: 600,
+        pass_seconds: 1200,
+        phases: (0..5)
+            .map(|day| Phase {
+                start: opening + day * DAY,
+                end: opening + day * DAY + 8 * HOUR,
+                quota: 400,
+                admit_per_minute: 0,
+            })
+            .collect(),
+        live_rate: false,
+    };
+    let room = "karawang";
+    let view = store.configure(room, &settings, START).await.unwrap();
+    assert_eq!(
+        view.standing(START),
+        Standing::Closed {
+            next: Some(opening)
+        },
+        "{label}"
+    );
+    let mut admitted: Vec<(u64, u64)> = Vec::new();
+    for _ in 0..3000 {
+        let arrival = store.arrive(room, opening).await.unwrap();
+        if arrival.admitted {
+            admitted.push((opening, arrival.ticket));
+        }
+    }
+    let away = |ticket: u64| ticket > 1200 && ticket.is_multiple_of(10);
+    // The background sync runs several times a second; a step within
+    // queue::CATCH_UP keeps exact time.
+    let step = 4 * MICROS_PER_SECOND;
+    let mut next_claim = 1;
+    for day in 0..5 {
+        let open = opening + day * DAY;
+        let mut now = open;
+        while now <= open + 8 * HOUR + 20 * 60 * MICROS_PER_SECOND {
+            let view = store.sync(room, now).await.unwrap();
+            while next_claim <= view.frontier {
+                if !away(next_claim) {
+                    let (claim, _) = store.claim(room, 1, next_claim, now).await.unwrap();
+                    if claim == (Claim::Admitted { fresh: true }) {
+                        admitted.push((now, next_claim));
+                    }
+                }
+                next_claim += 1;
+            }
+            now += step;
+        }
+        // Overnight nothing moves.
+        let night = open + 16 * HOUR;
+        let before = store.sync(room, night).await.unwrap();
+        let after = store.sync(room, night + 4 * HOUR).await.unwrap();
+        assert_eq!(before.frontier, after.frontier, "{label}: day {day} night");
+        assert!(
+            matches!(after.standing(night + 4 * HOUR), Standing::Closed { .. }),
+            "{label}"
+        );
+    }
+    let tickets: Vec<u64> = admitted.iter().map(|(_, t)| *t).collect();
+    assert!(
+        tickets.windows(2).all(|w| w[0] < w[1]),
+        "{label}: in ticket order"
+    );
+    for day in 0..5 {
+        let open = opening + day * DAY;
+        let in_day: Vec<u64> = admitted
+            .iter()
+            .filter(|(at, _)| (open..open + DAY).contains(at))
+            .map(|(at, _)| at - open)
+            .collect();
+        let everyone_came = day < 3;
+        // A slot that lapses after closing is lost to that day.
+        let least = if everyone_came { 400 } else { 390 };
+        assert!(
+            (least..=400).contains(&in_day.len()),
+            "{label}: day {day} admitted {}",
+            in_day.len()
+        );
+        assert!(
+            in_day
+                .iter()
+                .all(|at| *at <= 8 * HOUR + 10 * 60 * MICROS_PER_SECOND),
+            "{label}: day {day}: nobody after closing but those called before it"
+        );
+        // Even: each hour takes its share, 50, give or take the one in
+        // flight at the hour's edge; with slots given back, a later hour
+        // takes its share of those too.
+        for hour in 0..8 {
+            let in_hour = in_day
+                .iter()
+                .filter(|at| (hour * HOUR..(hour + 1) * HOUR).contains(*at))
+                .count();
+            let band = if everyone_came { 49..=51 } else { 40..=62 };
+            assert!(
+                band.contains(&in_hour),
+                "{label}: day {day} hour {hour}: {in_hour} admitted"
+            );
+        }
+    }
+    let last = store.sync(room, opening + 5 * DAY).await.unwrap();
+    assert_eq!(last.admitted, admitted.len() as u64, "{label}");
+    assert_eq!(
+        last.standing(opening + 5 * DAY),
+        Standing::Closed { next: None },
+        "{label}"
+    );
+}
+
 async fn conforms<S: Store>(store: &S, label: &str) {
     live_changes_survive_a_restart(store, label).await;
     audit_trail(store, label).await;
+    karawang(store, label).await;
     let mut seen = [false; 3];
     for seed in 1..=12u64 {
         let room = format!("room-{seed}");
@@ -309,6 +458,8 @@ fn one_a_second(quota: u64) -> RoomSettings {
         paused: false,
         claim_seconds: 600,
         pass_seconds: 1200,
+        phases: Vec::new(),
+        live_rate: false,
     }
 }
 
@@ -382,7 +533,7 @@ async fn a_rollback_to_older_data_is_noticed_and_merged() {
         merged.admitted, 2,
         "the admission this instance saw is back"
     );
-    assert!(merged.sold_out());
+    assert!(merged.sold_out(later));
     let next = store
         .arrive("vaksin", later + 5 * MICROS_PER_SECOND)
         .await

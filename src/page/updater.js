@@ -33,8 +33,31 @@ function eta(r) {
   a = Math.floor((lo + H / 2) / H); b = Math.ceil(hi / H);
   return fill(a == 0 ? E.up_to_hours : a == b ? E.about_hours : E.range_hours, a, b);
 }
+// Keep in step with `format_countdown` in page.rs.
+function countdown(n) {
+  var t = two(Math.floor(n % 86400 / 3600)) + ":" + two(Math.floor(n / 60) % 60) + ":" + two(n % 60);
+  var d = Math.floor(n / 86400);
+  return d > 0 ? A.t.countdown_days.replace("{d}", d).replace("{t}", t) : t;
+}
+// The opening is counted down on this device's clock from the seconds the
+// server said were left, so a phone whose clock is wrong still shows the
+// right time; at zero the page reloads (spread over a second or two).
+var deadline = null, ticking = false;
+function opening(left) {
+  deadline = left == null ? null : Date.now() + left * 1000;
+  if (deadline != null && !ticking) { ticking = true; tick(); }
+}
+function tick() {
+  if (deadline == null) { ticking = false; return; }
+  var n = Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
+  set("countdown", countdown(n));
+  if (n == 0) { ticking = false; deadline = null; setTimeout(reload, 2000 * Math.random()); return; }
+  setTimeout(tick, 1000);
+}
 function values(s) {
+  opening(s.opens_at != null && s.updated_at ? Math.max(0, s.opens_at - s.updated_at) : null);
   return {
+    number: num(s.ticket),
     position: num(s.position),
     ahead: num(s.ahead),
     eta: s.state != "waiting" ? "" : s.eta_range_seconds ? eta(s.eta_range_seconds) : A.t.eta_none,
@@ -90,6 +113,7 @@ function poll() {
 }
 if (window.fetch) {
   apply(A.v);
+  if (A.opens_in != null) opening(A.opens_in);
   later(wait);
 } else {
   setTimeout(function () { location.reload(); }, wait * 1000);

@@ -842,6 +842,8 @@ mod tests {
             paused: false,
             claim_seconds: 600,
             pass_seconds: 1200,
+            phases: Vec::new(),
+            live_rate: false,
         }
     }
 

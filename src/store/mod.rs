@@ -10,7 +10,9 @@ use std::future::Future;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
-pub use queue::{Claim, Overrides, RoomSettings, RoomView, SettingsChange, EXCHANGE_GRACE};
+pub use queue::{
+    Claim, Overrides, Phase, RoomSettings, RoomView, SettingsChange, Standing, EXCHANGE_GRACE,
+};
 
 use crate::clock::Micros;
 

@@ -26,6 +26,19 @@
 //! released together at the next advance (the background sync asks a few
 //! times a second); after a stall longer than [`CATCH_UP`] the line resumes
 //! at the rate instead of releasing the whole gap.
+//!
+//! Phases. A room with a schedule admits only inside one of its phases,
+//! each with its own quota and rate. The first advance at or after a
+//! phase's start enters it: the slots used until then (released, less
+//! those wasted) become the phase's base, and the frontier may release
+//! `base + phase quota + wasted` in all, so each phase gets exactly its own
+//! quota and a slot wasted in it is given back to it. Outside every phase
+//! the frontier stands still, as if paused; slots already released stay
+//! claimable for their window. A phase with `spread` derives its interval
+//! from what is left: the phase's remaining time over the slots it may
+//! still release, so it uses its quota evenly and a wasted slot is spread
+//! over the rest of the phase rather than lost. Ticket numbers go on across
+//! phases: whoever still waits when a phase closes keeps their place.
 
 use std::collections::VecDeque;
 
@@ -49,6 +62,71 @@ pub struct RoomSettings {
     /// How long a pass lasts after the visitor's last request, in seconds.
     #[serde(default = "default_pass_seconds")]
     pub pass_seconds: u64,
+    /// The room's schedule, in order and never overlapping; empty for a
+    /// room that is always open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Phase>,
+    /// True once an operator set `admit_per_minute` live: it then wins over
+    /// the phases' own rates.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub live_rate: bool,
+}
+
+/// One window of a room's schedule: inside it the room admits up to the
+/// phase's own quota at the phase's own rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phase {
+    /// When it opens, in microseconds since the Unix epoch.
+    pub start: Micros,
+    /// When it closes; after `start`.
+    pub end: Micros,
+    /// Admissions this phase allows.
+    pub quota: u64,
+    /// Admissions per minute; 0 spreads what is left of the quota evenly
+    /// over what is left of the phase.
+    pub admit_per_minute: u32,
+}
+
+impl Phase {
+    pub fn spread(&self) -> bool {
+        self.admit_per_minute == 0
+    }
+
+    /// The schedule as the Redis script keeps it:
+    /// `start:end:quota:rate` per phase, joined by `;`.
+    pub fn encode_all(phases: &[Phase]) -> String {
+        let mut text = String::new();
+        for (i, p) in phases.iter().enumerate() {
+            if i > 0 {
+                text.push(';');
+            }
+            text.push_str(&format!(
+                "{}:{}:{}:{}",
+                p.start, p.end, p.quota, p.admit_per_minute
+            ));
+        }
+        text
+    }
+
+    /// Reads [`Phase::encode_all`]'s form; `None` if any part is not one.
+    pub fn decode_all(text: &str) -> Option<Vec<Phase>> {
+        if text.is_empty() {
+            return Some(Vec::new());
+        }
+        text.split(';')
+            .map(|part| {
+                let mut numbers = part.split(':');
+                let mut next = || numbers.next()?.parse::<u64>().ok();
+                let phase = Phase {
+                    start: next()?,
+                    end: next()?,
+                    quota: next()?,
+                    admit_per_minute: u32::try_from(next()?).ok()?,
+                };
+                numbers.next().is_none().then_some(phase)
+            })
+            .collect()
+    }
 }
 
 fn default_pass_seconds() -> u64 {
@@ -104,6 +182,7 @@ impl RoomSettings {
             } else {
                 config.pass_seconds
             },
+            live_rate: overrides.admit_per_minute,
             ..config.clone()
         }
     }
@@ -112,6 +191,7 @@ impl RoomSettings {
     pub fn change(&mut self, change: &SettingsChange, overrides: &mut Overrides) {
         if let Some(rate) = change.admit_per_minute {
             self.admit_per_minute = rate;
+            self.live_rate = true;
             overrides.admit_per_minute = true;
         }
         if let Some(quota) = change.quota {
@@ -128,11 +208,39 @@ impl RoomSettings {
         }
     }
 
-    /// Microseconds between two releases, rounded up so the room is never
-    /// faster than the configured rate.
+    /// Microseconds between two releases at `admit_per_minute`, rounded up
+    /// so the room is never faster than the configured rate.
     pub fn interval(&self) -> Micros {
-        let rate = u64::from(self.admit_per_minute.max(1));
-        (60 * MICROS_PER_SECOND).div_ceil(rate)
+        per_minute(self.admit_per_minute)
+    }
+
+    /// The phase open at `now`, if the room has a schedule and one is.
+    pub fn phase_at(&self, now: Micros) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.start <= now && now < p.end)
+    }
+
+    /// The first phase opening after `now`.
+    pub fn next_phase(&self, now: Micros) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.start > now)
+    }
+
+    /// True when the room has a schedule and no phase of it is open.
+    pub fn closed_at(&self, now: Micros) -> bool {
+        !self.phases.is_empty() && self.phase_at(now).is_none()
+    }
+
+    /// Microseconds between two releases at `now`, when the frontier may
+    /// still release `left` slots: the open phase's rate (an operator's
+    /// live rate wins), or for a spread phase its remaining time shared
+    /// evenly among them.
+    pub fn interval_at(&self, now: Micros, left: u64) -> Micros {
+        match self.phase_at(now) {
+            Some(phase) if !self.live_rate && phase.spread() => {
+                (phase.end.saturating_sub(now) / left.max(1)).max(1)
+            }
+            Some(phase) if !self.live_rate => per_minute(phase.admit_per_minute),
+            _ => self.interval(),
+        }
     }
 
     /// Width of one expiry checkpoint: the claim window is tracked in about
@@ -275,6 +383,13 @@ pub struct Counters {
     /// not found is spent. Bounded by what the rate admits in the grace.
     #[serde(default)]
     pub exchanged: VecDeque<(Micros, u64)>,
+    /// Start of the phase whose quota is counting; 0 before the first.
+    #[serde(default)]
+    pub phase: Micros,
+    /// Slots used (released, less those wasted) before that phase opened:
+    /// its quota counts from here.
+    #[serde(default)]
+    pub phase_base: u64,
 }
 
 impl Default for Counters {
@@ -291,6 +406,8 @@ impl Default for Counters {
             checkpoints: VecDeque::new(),
             claimed: ClaimedSet::default(),
             exchanged: VecDeque::new(),
+            phase: 0,
+            phase_base: 0,
         }
     }
 }
@@ -308,34 +425,48 @@ impl Counters {
             .saturating_sub(self.claimed.len())
     }
 
-    /// How many more slots the quota lets the frontier release.
+    /// How many more slots the quota counting now lets the frontier
+    /// release.
     pub fn releasable(&self, settings: &RoomSettings) -> u64 {
-        releasable(settings, self.wasted, self.frontier)
+        let limit = limit(settings, self.phase, self.phase_base);
+        releasable(limit, self.wasted, self.frontier)
     }
 
-    /// True when every admission the quota allows has been made.
+    /// True when every admission the quota counting now allows has been
+    /// made.
     pub fn sold_out(&self, settings: &RoomSettings) -> bool {
-        settings.quota.is_some_and(|quota| self.admitted >= quota)
+        limit(settings, self.phase, self.phase_base).is_some_and(|limit| self.admitted >= limit)
     }
 
     /// Moves time forward to `now`: expires unclaimed slots whose window has
-    /// passed, then releases what the rate, the line and the quota allow.
-    /// Returns true when any counter changed.
+    /// passed, enters the phase that opened, then releases what the rate,
+    /// the line and the quota allow. Returns true when any counter changed.
     pub fn advance(&mut self, settings: &RoomSettings, now: Micros) -> bool {
         let expired = self.expire(settings, now);
-        if settings.paused {
+        let (phase, phase_base) = entered(
+            settings,
+            (self.phase, self.phase_base),
+            self.frontier,
+            self.wasted,
+            now,
+        );
+        let expired = expired || phase != self.phase;
+        self.phase = phase;
+        self.phase_base = phase_base;
+        if settings.paused || settings.closed_at(now) {
             let changed = self.running;
             self.running = false;
             return expired || changed;
         }
-        let cap = self.waiting().min(self.releasable(settings));
+        let left = self.releasable(settings);
+        let cap = self.waiting().min(left);
         if cap == 0 {
             let changed = self.running;
             self.running = false;
             return expired || changed;
         }
-        let interval = settings.interval();
-        let base = self.schedule_base(settings, now);
+        let interval = settings.interval_at(now, left);
+        let base = schedule_base(self.tat, self.running, settings.burst, interval, now);
         let due = now.saturating_sub(base) / interval;
         let released = due.min(cap);
         let running = released < cap;
@@ -353,12 +484,6 @@ impl Counters {
         true
     }
 
-    /// Where the release schedule may resume at `now`: right after the last
-    /// release, but never more than `burst` intervals in the past.
-    fn schedule_base(&self, settings: &RoomSettings, now: Micros) -> Micros {
-        schedule_base(self.tat, self.running, settings, now)
-    }
-
     /// A copy of what an instance needs to answer visitors on its own.
     pub fn view(&self, settings: &RoomSettings, at: Micros) -> RoomView {
         RoomView {
@@ -372,6 +497,8 @@ impl Counters {
             outstanding: self.outstanding(),
             tat: self.tat,
             running: self.running,
+            phase: self.phase,
+            phase_base: self.phase_base,
             at,
         }
     }
@@ -495,19 +622,69 @@ pub const CATCH_UP: Micros = 5 * MICROS_PER_SECOND;
 
 /// Where the release schedule may resume at `now`: right after the last
 /// release, but an idle room saves up at most `burst` releases.
-fn schedule_base(tat: Micros, running: bool, settings: &RoomSettings, now: Micros) -> Micros {
-    let mut saved = u64::from(settings.burst.max(1)) * settings.interval();
+fn schedule_base(tat: Micros, running: bool, burst: u32, interval: Micros, now: Micros) -> Micros {
+    let mut saved = u64::from(burst.max(1)).saturating_mul(interval);
     if running {
-        saved += CATCH_UP;
+        saved = saved.saturating_add(CATCH_UP);
     }
     tat.max(now.saturating_sub(saved))
 }
 
-fn releasable(settings: &RoomSettings, wasted: u64, frontier: u64) -> u64 {
-    match settings.quota {
-        Some(quota) => quota.saturating_add(wasted).saturating_sub(frontier),
+fn per_minute(rate: u32) -> Micros {
+    (60 * MICROS_PER_SECOND).div_ceil(u64::from(rate.max(1)))
+}
+
+/// The most slots the frontier may have used (released, less those
+/// wasted): the room's quota, and inside a phase that phase's base plus
+/// its own quota.
+fn limit(settings: &RoomSettings, phase: Micros, base: u64) -> Option<u64> {
+    let in_phase = settings
+        .phases
+        .iter()
+        .find(|p| phase != 0 && p.start == phase)
+        .map(|p| base.saturating_add(p.quota));
+    match (settings.quota, in_phase) {
+        (Some(room), Some(phase)) => Some(room.min(phase)),
+        (room, phase) => room.or(phase),
+    }
+}
+
+/// The phase counting at `now` and its base, from the one counting before:
+/// a phase open at `now` that is not it is entered, with the slots used so
+/// far as its base.
+fn entered(
+    settings: &RoomSettings,
+    (phase, base): (Micros, u64),
+    frontier: u64,
+    wasted: u64,
+    now: Micros,
+) -> (Micros, u64) {
+    match settings.phase_at(now) {
+        Some(open) if open.start != phase => (open.start, frontier.saturating_sub(wasted)),
+        _ => (phase, base),
+    }
+}
+
+fn releasable(limit: Option<u64>, wasted: u64, frontier: u64) -> u64 {
+    match limit {
+        Some(limit) => limit.saturating_add(wasted).saturating_sub(frontier),
         None => u64::MAX,
     }
+}
+
+/// Whether a room admits at some moment, and if not, until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The line moves.
+    Open,
+    /// An operator paused it; places are kept.
+    Paused,
+    /// The quota counting now is used up; `next` is when the next phase
+    /// opens, if one does.
+    SoldOut { next: Option<Micros> },
+    /// Outside every phase of the schedule; `next` is when the next phase
+    /// opens, if one does.
+    Closed { next: Option<Micros> },
 }
 
 /// A room's counters as one instance last saw them: enough to answer a
@@ -524,6 +701,9 @@ pub struct RoomView {
     pub outstanding: u64,
     pub tat: Micros,
     pub running: bool,
+    /// The phase counting and its base (see [`Counters::phase`]).
+    pub phase: Micros,
+    pub phase_base: u64,
     /// When the store produced this view.
     pub at: Micros,
 }
@@ -533,54 +713,107 @@ impl RoomView {
         self.tail.saturating_sub(self.frontier)
     }
 
-    pub fn sold_out(&self) -> bool {
-        self.settings
+    /// The quota counting at `now`, as the store's next advance has it (a
+    /// phase that opened since this view was made counts from here).
+    pub fn limit(&self, now: Micros) -> Option<u64> {
+        let (phase, base) = entered(
+            &self.settings,
+            (self.phase, self.phase_base),
+            self.frontier,
+            self.wasted,
+            now,
+        );
+        limit(&self.settings, phase, base)
+    }
+
+    /// True when the quota counting at `now` is used up.
+    pub fn sold_out(&self, now: Micros) -> bool {
+        self.limit(now).is_some_and(|limit| self.admitted >= limit)
+    }
+
+    /// Admissions left in the quota counting at `now`.
+    pub fn quota_left(&self, now: Micros) -> Option<u64> {
+        self.limit(now)
+            .map(|limit| limit.saturating_sub(self.admitted))
+    }
+
+    /// How many more slots the quota counting at `now` lets the frontier
+    /// release.
+    pub fn releasable(&self, now: Micros) -> u64 {
+        releasable(self.limit(now), self.wasted, self.frontier)
+    }
+
+    /// Places still open to people in the line at `now`: the slots the
+    /// quota lets the frontier release beyond where it has reached, so
+    /// turns called and not yet taken do not count as places left.
+    /// `None` when no quota counts.
+    pub fn places_left(&self, now: Micros) -> Option<u64> {
+        self.limit(now)?;
+        let due = self.projected_frontier(now).saturating_sub(self.frontier);
+        Some(self.releasable(now).saturating_sub(due))
+    }
+
+    /// Whether the room admits at `now`.
+    pub fn standing(&self, now: Micros) -> Standing {
+        let next = self.settings.next_phase(now).map(|p| p.start);
+        if self
+            .settings
             .quota
             .is_some_and(|quota| self.admitted >= quota)
+        {
+            return Standing::SoldOut { next: None };
+        }
+        if self.settings.closed_at(now) {
+            return Standing::Closed { next };
+        }
+        if self.sold_out(now) {
+            return Standing::SoldOut { next };
+        }
+        if self.settings.paused {
+            return Standing::Paused;
+        }
+        Standing::Open
     }
 
-    /// Admissions left in the quota.
-    pub fn quota_left(&self) -> Option<u64> {
-        self.settings
-            .quota
-            .map(|quota| quota.saturating_sub(self.admitted))
-    }
-
-    /// How many more slots the quota lets the frontier release.
-    pub fn releasable(&self) -> u64 {
-        releasable(&self.settings, self.wasted, self.frontier)
+    /// The release interval at `now` and where the schedule resumes from,
+    /// or `None` while nothing is released (paused, closed, nothing left).
+    fn schedule(&self, now: Micros) -> Option<(u64, Micros, Micros)> {
+        if self.settings.paused || self.settings.closed_at(now) {
+            return None;
+        }
+        let left = self.releasable(now);
+        let interval = self.settings.interval_at(now, left);
+        let base = schedule_base(self.tat, self.running, self.settings.burst, interval, now);
+        Some((left, interval, base))
     }
 
     /// The frontier as the store would advance it at `now` (expiry aside).
     /// Lets an instance tell from its cache whether a ticket's turn has come.
     pub fn projected_frontier(&self, now: Micros) -> u64 {
-        if self.settings.paused {
+        let Some((left, interval, base)) = self.schedule(now) else {
             return self.frontier;
-        }
-        let cap = self.waiting().min(self.releasable());
-        let base = schedule_base(self.tat, self.running, &self.settings, now);
-        let due = now.saturating_sub(base) / self.settings.interval();
-        self.frontier + due.min(cap)
+        };
+        let due = now.saturating_sub(base) / interval;
+        self.frontier + due.min(self.waiting().min(left))
     }
 
     /// When the frontier reaches `ticket` if the room keeps its current
-    /// rate; `None` while paused or when the quota runs out first.
+    /// rate; `None` while paused or closed, when the quota runs out first,
+    /// or when the open phase closes first.
     pub fn release_time(&self, ticket: u64, now: Micros) -> Option<Micros> {
-        if self.settings.paused {
-            return None;
-        }
+        let (left, interval, base) = self.schedule(now)?;
         let steps = ticket.saturating_sub(self.frontier);
-        if steps > self.releasable() {
+        if steps > left {
             return None;
         }
         if steps == 0 {
             return Some(now);
         }
         // The j-th release from here is due j intervals after the base.
-        let base = schedule_base(self.tat, self.running, &self.settings, now);
-        Some(
-            base.saturating_add(steps.saturating_mul(self.settings.interval()))
-                .max(now),
-        )
+        let at = base.saturating_add(steps.saturating_mul(interval)).max(now);
+        match self.settings.phase_at(now) {
+            Some(phase) if at > phase.end => None,
+            _ => Some(at),
+        }
     }
 }

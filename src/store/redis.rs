@@ -33,7 +33,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::Value;
 use tokio::sync::OnceCell;
 
-use super::queue::{Claim, RoomSettings, RoomView, SettingsChange};
+use super::queue::{Claim, Phase, RoomSettings, RoomView, SettingsChange};
 use super::{Arrival, AuditEntry, Store, StoreError, AUDIT_KEEP};
 use crate::clock::Micros;
 use crate::token::random_u64;
@@ -660,12 +660,14 @@ impl RedisStore {
                         view.admitted,
                         view.wasted,
                         view.tat,
+                        view.phase,
+                        view.phase_base,
                     ]
                     .iter()
                     .map(u64::to_string),
                 );
             }
-            None => args.extend(["1", "0", "0", "0", "0", "0", "0"].map(str::to_owned)),
+            None => args.extend(["1", "0", "0", "0", "0", "0", "0", "0", "0"].map(str::to_owned)),
         }
         args.push((self.recovery_grace.as_micros() as u64).to_string());
         args.push(override_bits(&config, &settings).to_string());
@@ -737,7 +739,7 @@ async fn confirmed(
     }
 }
 
-fn settings_args(settings: &RoomSettings) -> [String; 6] {
+fn settings_args(settings: &RoomSettings) -> [String; 7] {
     [
         settings.admit_per_minute.to_string(),
         settings.burst.to_string(),
@@ -745,13 +747,14 @@ fn settings_args(settings: &RoomSettings) -> [String; 6] {
         u8::from(settings.paused).to_string(),
         settings.claim_seconds.to_string(),
         settings.pass_seconds.to_string(),
+        Phase::encode_all(&settings.phases),
     ]
 }
 
 /// The bits of `overrides` in room.lua for the settings in which `live`
 /// differs from `config`.
 fn override_bits(config: &RoomSettings, live: &RoomSettings) -> u8 {
-    u8::from(config.admit_per_minute != live.admit_per_minute)
+    u8::from(config.admit_per_minute != live.admit_per_minute || live.live_rate)
         | u8::from(config.quota != live.quota) << 1
         | u8::from(config.paused != live.paused) << 2
         | u8::from(config.pass_seconds != live.pass_seconds) << 3
@@ -820,6 +823,10 @@ fn parse(reply: &[Value], at: Micros) -> Result<Parsed, StoreError> {
             paused: number(14)? == 1,
             claim_seconds: number(15)?,
             pass_seconds: number(17)?,
+            phases: Phase::decode_all(&field(22)?).ok_or_else(|| {
+                StoreError::Unavailable(format!("malformed schedule in Redis reply: {reply:?}"))
+            })?,
+            live_rate: number(23)? == 1,
         },
         epoch: number(2)?,
         tail: number(3)?,
@@ -830,6 +837,8 @@ fn parse(reply: &[Value], at: Micros) -> Result<Parsed, StoreError> {
         outstanding: number(8)?,
         tat: number(9)?,
         running: number(10)? == 1,
+        phase: number(20)?,
+        phase_base: number(21)?,
         at,
     };
     Ok((

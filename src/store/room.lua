@@ -16,7 +16,7 @@
 --
 -- Reply: { outcome, ticket, epoch, tail, frontier, floor, admitted, wasted,
 --          outstanding, tat, running, rate, burst, quota, paused, claim, boot,
---          pass, version, chain }
+--          pass, version, chain, phase, base, phases, live_rate }
 -- or { "missing" } when the room is not in Redis (it was never configured,
 -- or Redis lost its data), or { "rewritten" } when the history the caller
 -- saw is not this room's (a replica that had not caught up took over).
@@ -38,7 +38,8 @@ local EXCHANGE_GRACE = 30 * MICROS
 local HISTORY = 1024
 local ENTRY = 24
 local FIELDS = { 'epoch', 'tail', 'frontier', 'admitted', 'wasted', 'floor', 'tat', 'running', 'open',
-                 'rate', 'burst', 'quota', 'paused', 'claim', 'pass', 'overrides', 'recover', 'version' }
+                 'rate', 'burst', 'quota', 'paused', 'claim', 'pass', 'overrides', 'recover', 'version',
+                 'phase', 'base' }
 
 -- Bits of `overrides`: settings an operator changed live, which a
 -- restart's config does not undo.
@@ -57,15 +58,27 @@ local function int(n)
   return string.format('%.0f', n)
 end
 
+-- The schedule, 'start:end:quota:rate' per phase joined by ';' (queue.rs
+-- Phase::encode_all), as a list of phases; rate 0 spreads the quota.
+local function parse_phases(text)
+  local phases = {}
+  for start, finish, quota, rate in string.gmatch(text, '(%d+):(%d+):(%d+):(%d+)') do
+    phases[#phases + 1] = { start = tonumber(start), finish = tonumber(finish), quota = tonumber(quota),
+                            rate = tonumber(rate) }
+  end
+  return phases
+end
+
 local function load()
-  local values = redis.call('HMGET', state, 'boot', 'chain', unpack(FIELDS))
-  if not values[3] then
+  local values = redis.call('HMGET', state, 'boot', 'chain', 'phases', unpack(FIELDS))
+  if not values[4] then
     return nil
   end
-  local s = { boot = values[1] or '', chain = values[2] or '' }
+  local s = { boot = values[1] or '', chain = values[2] or '', phases = values[3] or '' }
   for i, name in ipairs(FIELDS) do
-    s[name] = tonumber(values[i + 2]) or 0
+    s[name] = tonumber(values[i + 3]) or 0
   end
+  s.schedule = parse_phases(s.phases)
   return s
 end
 
@@ -84,7 +97,7 @@ end
 local function save(s)
   s.version = s.version + 1
   s.chain = string.sub(redis.sha1hex(s.chain .. ':' .. write_id), 1, 16)
-  local args = { 'boot', s.boot, 'chain', s.chain }
+  local args = { 'boot', s.boot, 'chain', s.chain, 'phases', s.phases }
   for _, name in ipairs(FIELDS) do
     args[#args + 1] = name
     args[#args + 1] = int(s[name])
@@ -113,28 +126,86 @@ local function rewritten(s)
   return string.sub(kept, 9) ~= chain
 end
 
-local function interval(s)
-  local rate = math.max(s.rate, 1)
+local function per_minute(rate)
+  rate = math.max(rate, 1)
   return floordiv(60 * MICROS + rate - 1, rate)
+end
+
+local function phase_at(s)
+  for _, phase in ipairs(s.schedule) do
+    if phase.start <= now and now < phase.finish then
+      return phase
+    end
+  end
+  return nil
+end
+
+local function closed(s)
+  return #s.schedule > 0 and phase_at(s) == nil
+end
+
+-- Enters the phase open now, if it is not the one counting: the slots used
+-- so far become its base.
+local function enter_phase(s)
+  local open = phase_at(s)
+  if open and open.start ~= s.phase then
+    s.phase = open.start
+    s.base = math.max(s.frontier - s.wasted, 0)
+    return true
+  end
+  return false
+end
+
+-- The most slots the frontier may have used: the room's quota, and inside
+-- a phase its base plus the phase's own quota; -1 for no limit.
+local function limit(s)
+  local quota = s.quota
+  if s.phase ~= 0 then
+    for _, phase in ipairs(s.schedule) do
+      if phase.start == s.phase then
+        local in_phase = s.base + phase.quota
+        if quota < 0 or in_phase < quota then
+          quota = in_phase
+        end
+        break
+      end
+    end
+  end
+  return quota
+end
+
+local function releasable(s)
+  local quota = limit(s)
+  if quota < 0 then
+    return 2 ^ 52
+  end
+  return math.max(quota + s.wasted - s.frontier, 0)
+end
+
+-- The interval at now when `left` slots may still be released: the open
+-- phase's rate (an operator's live rate wins), or a spread phase's
+-- remaining time shared evenly among them.
+local function interval(s, left)
+  local phase = phase_at(s)
+  if phase and bit.band(s.overrides, OVERRIDE.rate) == 0 then
+    if phase.rate == 0 then
+      return math.max(floordiv(math.max(phase.finish - now, 0), math.max(left, 1)), 1)
+    end
+    return per_minute(phase.rate)
+  end
+  return per_minute(s.rate)
 end
 
 local function checkpoint_width(s)
   return math.max(floordiv(s.claim * MICROS, 32), MICROS)
 end
 
-local function releasable(s)
-  if s.quota < 0 then
-    return 2 ^ 52
-  end
-  return math.max(s.quota + s.wasted - s.frontier, 0)
-end
-
 local function outstanding(s)
   return math.max(s.frontier - s.floor - s.open, 0)
 end
 
-local function schedule_base(s)
-  local saved = math.max(s.burst, 1) * interval(s)
+local function schedule_base(s, step)
+  local saved = math.max(s.burst, 1) * step
   if s.running == 1 then
     saved = saved + CATCH_UP
   end
@@ -189,23 +260,27 @@ local function expire(s)
   return true
 end
 
--- Expires what is due, then releases what the rate, the line and the quota
--- allow. Returns true when anything changed.
+-- Expires what is due, enters the phase that opened, then releases what the
+-- rate, the line and the quota allow. Returns true when anything changed.
 local function advance(s)
   local expired = expire(s)
-  if s.paused == 1 then
+  if enter_phase(s) then
+    expired = true
+  end
+  if s.paused == 1 or closed(s) then
     local changed = s.running == 1
     s.running = 0
     return expired or changed
   end
-  local cap = math.min(math.max(s.tail - s.frontier, 0), releasable(s))
+  local left = releasable(s)
+  local cap = math.min(math.max(s.tail - s.frontier, 0), left)
   if cap <= 0 then
     local changed = s.running == 1
     s.running = 0
     return expired or changed
   end
-  local step = interval(s)
-  local base = schedule_base(s)
+  local step = interval(s, left)
+  local base = schedule_base(s, step)
   local due = floordiv(math.max(now - base, 0), step)
   local released = math.min(due, cap)
   local running = 0
@@ -242,7 +317,8 @@ local function claim(s, epoch, ticket)
     end
     return 'spent'
   end
-  if s.quota >= 0 and s.admitted >= s.quota then
+  local quota = limit(s)
+  if quota >= 0 and s.admitted >= quota then
     return 'sold_out'
   end
   redis.call('SETBIT', claimed, int(ticket), 1)
@@ -268,15 +344,16 @@ end
 local function reply(s, outcome, ticket)
   return { outcome, int(ticket), int(s.epoch), int(s.tail), int(s.frontier), int(s.floor), int(s.admitted),
            int(s.wasted), int(outstanding(s)), int(s.tat), int(s.running), int(s.rate), int(s.burst),
-           int(s.quota), int(s.paused), int(s.claim), s.boot, int(s.pass), int(s.version), s.chain }
+           int(s.quota), int(s.paused), int(s.claim), s.boot, int(s.pass), int(s.version), s.chain,
+           int(s.phase), int(s.base), s.phases, bit.band(s.overrides, OVERRIDE.rate) ~= 0 and 1 or 0 }
 end
 
 local function overridden(s, name)
   return bit.band(s.overrides, OVERRIDE[name]) ~= 0
 end
 
--- The config's settings from ARGV[base..base+5] (rate, burst, quota,
--- paused, claim, pass), except those changed live.
+-- The config's settings from ARGV[base..base+6] (rate, burst, quota,
+-- paused, claim, pass, phases), except those changed live.
 local function apply_settings(s, base)
   if not overridden(s, 'rate') then s.rate = tonumber(ARGV[base]) end
   s.burst = tonumber(ARGV[base + 1])
@@ -284,13 +361,15 @@ local function apply_settings(s, base)
   if not overridden(s, 'paused') then s.paused = tonumber(ARGV[base + 3]) end
   s.claim = tonumber(ARGV[base + 4])
   if not overridden(s, 'pass') then s.pass = tonumber(ARGV[base + 5]) end
+  s.phases = ARGV[base + 6]
+  s.schedule = parse_phases(s.phases)
 end
 
 local function fresh_room(boot)
   redis.call('DEL', claimed, checkpoints, exchanged, history)
   return { boot = boot, chain = '', epoch = 1, tail = 0, frontier = 0, admitted = 0, wasted = 0, floor = 0, tat = 0, running = 0, open = 0,
            rate = 1, burst = 1, quota = -1, paused = 0, claim = 600, pass = 1200, overrides = 0, recover = 0,
-           version = 0 }
+           version = 0, phase = 0, base = 0, phases = '', schedule = {} }
 end
 
 local s = load()
@@ -300,13 +379,13 @@ if s and op ~= 'seed' and rewritten(s) then
 end
 
 if op == 'configure' then
-  -- ARGV[5..10] settings, ARGV[11] boot id for a new room, ARGV[12] grace.
+  -- ARGV[5..11] settings, ARGV[12] boot id for a new room, ARGV[13] grace.
   -- A room created here may be one Redis lost while other instances were
   -- running: nothing moves for `grace`, so they can add what they knew.
   if not s then
-    s = fresh_room(ARGV[11])
-    if tonumber(ARGV[12]) > 0 then
-      s.recover = now + tonumber(ARGV[12])
+    s = fresh_room(ARGV[12])
+    if tonumber(ARGV[13]) > 0 then
+      s.recover = now + tonumber(ARGV[13])
     end
   end
   apply_settings(s, 5)
@@ -348,25 +427,25 @@ end
 
 if op == 'seed' then
   -- Redis lost the room, or holds another history than the caller saw:
-  -- rebuild it from an instance's last view. ARGV[5..10] the live
-  -- settings, ARGV[11] boot id, ARGV[12..18] epoch, tail, frontier, floor,
-  -- admitted, wasted, tat, ARGV[19] grace, ARGV[20] which settings were
-  -- changed live, ARGV[21] what was lost, ARGV[22..] the exchanges the
-  -- instance made lately in that epoch ('ticket:at'). Where the room is
-  -- there, the larger numbers win, except for admissions: when it lost its
+  -- rebuild it from an instance's last view. ARGV[5..11] the live
+  -- settings, ARGV[12] boot id, ARGV[13..21] epoch, tail, frontier, floor,
+  -- admitted, wasted, tat, phase, base, ARGV[22] grace, ARGV[23] which
+  -- settings were changed live, ARGV[24] what was lost, ARGV[25..] the
+  -- exchanges the instance made lately in that epoch ('ticket:at'). Where
+  -- the room is there, the larger numbers win, except for admissions: when it lost its
   -- last writes ('writes'), every exchange it lacks is a pass it did not
   -- count; when it was lost whole ('room') and rebuilt, the views'
   -- admissions count them already.
   -- For `grace` microseconds after a rebuild, no ticket is handed out and
   -- none exchanged, so every instance can add what it knew first.
   local seed = {}
-  for i, name in ipairs({ 'epoch', 'tail', 'frontier', 'floor', 'admitted', 'wasted', 'tat' }) do
-    seed[name] = tonumber(ARGV[11 + i])
+  for i, name in ipairs({ 'epoch', 'tail', 'frontier', 'floor', 'admitted', 'wasted', 'tat', 'phase', 'base' }) do
+    seed[name] = tonumber(ARGV[12 + i])
   end
   if not s then
-    s = fresh_room(ARGV[11])
+    s = fresh_room(ARGV[12])
     apply_settings(s, 5)
-    s.overrides = tonumber(ARGV[20])
+    s.overrides = tonumber(ARGV[23])
     for name, value in pairs(seed) do
       s[name] = value
     end
@@ -374,10 +453,10 @@ if op == 'seed' then
     -- until they expire: the quota cap errs on the safe side, and a slot
     -- whose holder comes now can still be taken. The checkpoint lets them
     -- expire.
-    s.recover = now + tonumber(ARGV[19])
+    s.recover = now + tonumber(ARGV[22])
     record_checkpoint(s)
     -- The view's admissions already count these exchanges.
-    restore(s, 22, false)
+    restore(s, 25, false)
   elseif seed.epoch >= s.epoch then
     if seed.epoch > s.epoch then
       s.epoch = seed.epoch
@@ -386,16 +465,23 @@ if op == 'seed' then
     for _, name in ipairs({ 'tail', 'frontier', 'floor', 'tat' }) do
       s[name] = math.max(s[name], seed[name])
     end
-    s.recover = math.max(s.recover, now + tonumber(ARGV[19]))
+    s.recover = math.max(s.recover, now + tonumber(ARGV[22]))
+    -- The later phase wins; within one phase, the smaller base (the one
+    -- that leaves fewer admissions) does.
+    if seed.phase > s.phase then
+      s.phase, s.base = seed.phase, seed.base
+    elseif seed.phase == s.phase then
+      s.base = math.min(s.base, seed.base)
+    end
     if s.frontier > frontier then
       record_checkpoint(s)
     end
-    if ARGV[21] == 'writes' then
+    if ARGV[24] == 'writes' then
       -- Each instance puts back exactly the passes it handed out, so
       -- none is counted twice (the view may count other instances' too).
-      s.admitted = s.admitted + restore(s, 22, true)
+      s.admitted = s.admitted + restore(s, 25, true)
     else
-      restore(s, 22, false)
+      restore(s, 25, false)
       s.admitted = math.max(s.admitted, seed.admitted)
     end
   end
