@@ -350,17 +350,8 @@ async fn a_closed_room_counts_down_and_lets_the_browser_in_when_it_opens() {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs() as i64;
-    let rfc3339 = |unix: i64| {
-        let (y, m, d) = antre::clock::civil_from_days(unix.div_euclid(86_400));
-        let s = unix.rem_euclid(86_400);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-            s / 3600,
-            s / 60 % 60,
-            s % 60
-        )
-    };
+        .as_secs();
+    let rfc3339 = antre::admission::utc_time;
     let room = format!(
         "[[rooms]]\nid = \"vaksin\"\npaths = [\"/\"]\nrefresh_seconds = 20\n\
          [[rooms.phases]]\nstart = {}\nend = {}\nquota = 10\nadmit_per_minute = 60\n",

@@ -492,17 +492,8 @@ async fn after_a_reset_old_tickets_and_passes_count_as_none() {
 async fn a_schedule_opens_closes_and_numbers_on_across_phases() {
     const HOUR: u64 = 3600;
     let at = |seconds: u64| (START / MICROS_PER_SECOND + seconds) * MICROS_PER_SECOND;
-    let rfc3339 = |micros: u64| {
-        let seconds = (micros / MICROS_PER_SECOND) as i64;
-        let (y, m, d) = antre::clock::civil_from_days(seconds.div_euclid(86_400));
-        let s = seconds.rem_euclid(86_400);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-            s / 3600,
-            s / 60 % 60,
-            s % 60
-        )
-    };
+    // `utc_time` writes RFC 3339 in UTC, as the schedule takes it.
+    let rfc3339 = |micros: u64| antre::admission::utc_time(micros / MICROS_PER_SECOND);
     let first = at(HOUR);
     let second = at(25 * HOUR);
     let rooms = format!(
