@@ -36,6 +36,8 @@ enum Answer {
     View(RoomView),
     Arrival(u64, bool, RoomView),
     Claim(Claim, RoomView),
+    /// A ticket from before a phase brought back to it.
+    Back(u64, Claim, RoomView),
     /// A paid arrival: the ticket, or `None` when its nonce was spent.
     Paid(Option<(u64, bool)>),
     Bound(bool),
@@ -78,6 +80,9 @@ async fn script<S: Store>(store: &S, room: &str, seed: u64, steps: usize) -> Vec
             });
             at = end + rng.below(2) * rng.below(15_000_000);
         }
+        // Short claim windows, so turns lapse within a phase and people
+        // come back after theirs.
+        settings.claim_seconds = 1 + settings.claim_seconds % 8;
     }
     let mut now = START;
     let mut answers = vec![Answer::View(
@@ -95,6 +100,32 @@ async fn script<S: Store>(store: &S, room: &str, seed: u64, steps: usize) -> Vec
                     arrival.admitted,
                     arrival.view,
                 ));
+            }
+            6..=7 if tail > 0 && !settings.phases.is_empty() && rng.below(3) == 0 => {
+                // Someone comes back to a phase (now and then one that is
+                // not open) with a ticket from before it, mostly one whose
+                // turn has come.
+                let reached = answers.iter().rev().find_map(|answer| match answer {
+                    Answer::View(view)
+                    | Answer::Arrival(_, _, view)
+                    | Answer::Claim(_, view)
+                    | Answer::Back(_, _, view) => Some(view.frontier),
+                    _ => None,
+                });
+                let ticket = match reached {
+                    Some(frontier) if frontier > 0 && rng.below(4) > 0 => 1 + rng.below(frontier),
+                    _ => 1 + rng.below(tail),
+                };
+                let any = settings.phases[rng.below(settings.phases.len() as u64) as usize];
+                let phase = match settings.phase_at(now) {
+                    Some(open) if rng.below(4) > 0 => *open,
+                    _ => any,
+                };
+                let (claim, view) = store
+                    .come_back(room, 1, ticket, phase.start, now)
+                    .await
+                    .unwrap();
+                answers.push(Answer::Back(ticket, claim, view));
             }
             6..=7 if tail > 0 => {
                 let ticket = 1 + rng.below(tail);
@@ -389,11 +420,177 @@ async fn karawang<S: Store>(store: &S, label: &str) {
     );
 }
 
+/// A Balikpapan-style campaign over two mornings, 100 places the first
+/// and 90 the second. 160 people come the first morning: 1 to 100 get in,
+/// 101 to 160 are left waiting when it sells out, and come back the second
+/// morning with their return tickets. Those there at the opening (101 to
+/// 140) are let in first, in their order; newcomers are numbered on from
+/// 161; those who come back only after their turn has passed (141 to 160)
+/// are let in on their return while places last, and not one more than
+/// the 90 is admitted. A return ticket works once.
+async fn balikpapan<S: Store>(store: &S, label: &str) {
+    const HOUR: u64 = 3600 * MICROS_PER_SECOND;
+    const DAY: u64 = 24 * HOUR;
+    let opening = START + 9 * HOUR;
+    let second = opening + DAY;
+    let settings = RoomSettings {
+        admit_per_minute: 1,
+        burst: 1,
+        quota: None,
+        paused: false,
+        claim_seconds: 600,
+        pass_seconds: 1200,
+        phases: vec![
+            Phase {
+                start: opening,
+                end: opening + 3 * HOUR,
+                quota: 100,
+                admit_per_minute: 60,
+            },
+            Phase {
+                start: second,
+                end: second + 3 * HOUR,
+                quota: 90,
+                admit_per_minute: 60,
+            },
+        ],
+        live_rate: false,
+    };
+    let room = "balikpapan";
+    store.configure(room, &settings, START).await.unwrap();
+    let mut first_day = Vec::new();
+    for _ in 0..160 {
+        let arrival = store.arrive(room, opening).await.unwrap();
+        if arrival.admitted {
+            first_day.push(arrival.ticket);
+        }
+    }
+    // The first morning: everyone claims on their turn.
+    let mut now = opening;
+    let mut next = first_day.len() as u64 + 1;
+    while now < opening + HOUR {
+        let view = store.sync(room, now).await.unwrap();
+        while next <= view.frontier.min(160) {
+            if let (Claim::Admitted { fresh: true }, _) =
+                store.claim(room, 1, next, now).await.unwrap()
+            {
+                first_day.push(next);
+            }
+            next += 1;
+        }
+        now += 2 * MICROS_PER_SECOND;
+    }
+    assert_eq!(first_day, (1..=100).collect::<Vec<_>>(), "{label}");
+    let view = store.sync(room, opening + 2 * HOUR).await.unwrap();
+    assert_eq!(
+        view.frontier, 100,
+        "{label}: nobody beyond the quota called"
+    );
+    assert_eq!(
+        view.standing(opening + 2 * HOUR),
+        Standing::SoldOut { next: Some(second) },
+        "{label}"
+    );
+    // Before the second morning a return ticket does not get in yet.
+    let (early, _) = store
+        .come_back(room, 1, 101, second, second - HOUR)
+        .await
+        .unwrap();
+    assert_eq!(early, Claim::NotYet, "{label}");
+
+    // The second morning: newcomers a few seconds after the opening.
+    let mut newcomers = Vec::new();
+    for _ in 0..40 {
+        let arrival = store
+            .arrive(room, second + 5 * MICROS_PER_SECOND)
+            .await
+            .unwrap();
+        assert!(
+            !arrival.admitted,
+            "{label}: a newcomer waits behind the returners"
+        );
+        newcomers.push(arrival.ticket);
+    }
+    assert_eq!(
+        newcomers,
+        (161..=200).collect::<Vec<_>>(),
+        "{label}: numbers go on"
+    );
+    let mut second_day = Vec::new();
+    let mut now = second + 5 * MICROS_PER_SECOND;
+    let mut next = 101;
+    while now < second + 30 * 60 * MICROS_PER_SECOND {
+        let view = store.sync(room, now).await.unwrap();
+        while next <= view.frontier {
+            let (claim, _) = if next <= 160 {
+                if next > 140 {
+                    next += 1;
+                    continue;
+                }
+                store.come_back(room, 1, next, second, now).await.unwrap()
+            } else {
+                store.claim(room, 1, next, now).await.unwrap()
+            };
+            assert_eq!(claim, Claim::Admitted { fresh: true }, "{label}: {next}");
+            second_day.push(next);
+            next += 1;
+        }
+        now += 2 * MICROS_PER_SECOND;
+    }
+    let expected: Vec<u64> = (101..=140).chain(161..=200).collect();
+    assert_eq!(second_day, expected, "{label}: returners first, in order");
+    // The latecomers among them: their turns lapsed at ten minutes, and
+    // the quota they gave back went to the newcomers behind them. Ten
+    // places are left, and go to the first ten who come back.
+    let late = second + HOUR;
+    let mut answers = Vec::new();
+    for ticket in 141..=160 {
+        let (claim, view) = store
+            .come_back(room, 1, ticket, second, late)
+            .await
+            .unwrap();
+        assert!(view.admitted <= 100 + 90, "{label}: never past the quota");
+        answers.push(claim);
+    }
+    let admitted = answers
+        .iter()
+        .filter(|c| **c == Claim::Admitted { fresh: true })
+        .count();
+    assert_eq!(admitted, 10, "{label}: {answers:?}");
+    assert!(
+        answers[..10]
+            .iter()
+            .all(|c| *c == Claim::Admitted { fresh: true }),
+        "{label}: {answers:?}"
+    );
+    assert!(
+        answers[10..].iter().all(|c| *c == Claim::SoldOut),
+        "{label}"
+    );
+    let view = store.sync(room, late).await.unwrap();
+    assert_eq!(view.admitted, 190, "{label}");
+    // Used again at once, it gives the same pass (a retry); later, nothing.
+    let (again, _) = store.come_back(room, 1, 141, second, late).await.unwrap();
+    assert_eq!(again, Claim::Admitted { fresh: false }, "{label}");
+    let (spent, _) = store
+        .come_back(room, 1, 141, second, late + HOUR)
+        .await
+        .unwrap();
+    assert_eq!(spent, Claim::Spent, "{label}");
+    // A newcomer's ticket is no return ticket: its lapsed turn is gone.
+    let (lapsed, _) = store
+        .come_back(room, 1, 170, second, late + HOUR)
+        .await
+        .unwrap();
+    assert_ne!(lapsed, Claim::Admitted { fresh: true }, "{label}");
+}
+
 async fn conforms<S: Store>(store: &S, label: &str) {
     live_changes_survive_a_restart(store, label).await;
     audit_trail(store, label).await;
     karawang(store, label).await;
-    let mut seen = [false; 3];
+    balikpapan(store, label).await;
+    let mut seen = [false; 4];
     for seed in 1..=12u64 {
         let room = format!("room-{seed}");
         let reference = script(&MemoryStore::ephemeral(), &room, seed * 7919, 150).await;
@@ -410,13 +607,19 @@ async fn conforms<S: Store>(store: &S, label: &str) {
                 Answer::Claim(Claim::Spent, _) => seen[0] = true,
                 Answer::Paid(None) => seen[1] = true,
                 Answer::Bound(false) => seen[2] = true,
+                Answer::Back(ticket, Claim::Admitted { fresh: true }, view)
+                    if *ticket <= view.floor =>
+                {
+                    seen[3] = true
+                }
                 _ => {}
             }
         }
     }
     // The steps reach a ticket spent after its grace, a nonce offered
-    // twice and a pass past its networks.
-    assert_eq!(seen, [true; 3], "{label}");
+    // twice, a pass past its networks and someone let in on their return
+    // after their turn had lapsed.
+    assert_eq!(seen, [true; 4], "{label}");
 }
 
 #[tokio::test]

@@ -124,6 +124,13 @@ enum Op {
         ticket: u64,
         now: Micros,
     },
+    ComeBack {
+        room: String,
+        epoch: u64,
+        ticket: u64,
+        phase: Micros,
+        now: Micros,
+    },
     Reset {
         room: String,
         now: Micros,
@@ -160,6 +167,7 @@ impl Op {
             | Op::Sync { room, .. }
             | Op::Arrive { room, .. }
             | Op::Claim { room, .. }
+            | Op::ComeBack { room, .. }
             | Op::Reset { room, .. }
             | Op::Update { room, .. }
             | Op::Record {
@@ -444,7 +452,7 @@ impl Inner {
             Op::Sync { room, now } | Op::Arrive { room, now } | Op::Reset { room, now } => {
                 (room, *now)
             }
-            Op::Claim { room, now, .. } => (room, *now),
+            Op::Claim { room, now, .. } | Op::ComeBack { room, now, .. } => (room, *now),
         };
         let room = self
             .rooms
@@ -465,6 +473,12 @@ impl Inner {
             Op::Claim { epoch, ticket, .. } => {
                 Outcome::Claim(counters.claim(settings, *epoch, *ticket, now))
             }
+            Op::ComeBack {
+                epoch,
+                ticket,
+                phase,
+                ..
+            } => Outcome::Claim(counters.come_back(settings, *epoch, *ticket, *phase, now)),
             Op::Reset { .. } => {
                 counters.reset(settings, now);
                 Outcome::View
@@ -564,12 +578,22 @@ struct SnapshotRef<'a> {
 
 /// Every change an operation can make moves one of these: the counters,
 /// the schedule, and the newest expiry checkpoint.
-type Fingerprint = ([u64; 7], bool, usize, Option<(Micros, u64)>);
+type Fingerprint = ([u64; 11], bool, usize, Option<(Micros, u64)>);
 
 fn fingerprint(c: &Counters) -> Fingerprint {
     (
         [
-            c.epoch, c.tail, c.frontier, c.admitted, c.wasted, c.floor, c.tat,
+            c.epoch,
+            c.tail,
+            c.frontier,
+            c.admitted,
+            c.wasted,
+            c.floor,
+            c.tat,
+            c.phase,
+            c.phase_base,
+            c.phase_from,
+            c.phase_to,
         ],
         c.running,
         c.checkpoints.len(),
@@ -772,6 +796,26 @@ impl Store for MemoryStore {
         })? {
             (Outcome::Claim(claim), view) => Ok((claim, view)),
             _ => unreachable!("claim always yields a claim"),
+        }
+    }
+
+    async fn come_back(
+        &self,
+        room: &str,
+        epoch: u64,
+        ticket: u64,
+        phase: Micros,
+        now: Micros,
+    ) -> Result<(Claim, RoomView), StoreError> {
+        match self.run(Op::ComeBack {
+            room: room.to_owned(),
+            epoch,
+            ticket,
+            phase,
+            now,
+        })? {
+            (Outcome::Claim(claim), view) => Ok((claim, view)),
+            _ => unreachable!("a return always yields a claim"),
         }
     }
 

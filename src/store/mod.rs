@@ -134,6 +134,17 @@ pub trait Store: Send + Sync + 'static {
         now: Micros,
     ) -> impl Future<Output = Result<(Claim, RoomView), StoreError>> + Send;
 
+    /// Exchanges a ticket handed out before the phase that opened at
+    /// `phase`: see [`queue::Counters::come_back`].
+    fn come_back(
+        &self,
+        room: &str,
+        epoch: u64,
+        ticket: u64,
+        phase: Micros,
+        now: Micros,
+    ) -> impl Future<Output = Result<(Claim, RoomView), StoreError>> + Send;
+
     /// Turns a place promised during a store outage into a ticket. Places
     /// promised in one outage are numbered together, in arrival order, once
     /// the promises have had a few seconds to come in; until then `None`.
@@ -287,6 +298,20 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(store) => store.claim(room, epoch, ticket, now).await,
             AnyStore::Redis(store) => store.claim(room, epoch, ticket, now).await,
+        }
+    }
+
+    async fn come_back(
+        &self,
+        room: &str,
+        epoch: u64,
+        ticket: u64,
+        phase: Micros,
+        now: Micros,
+    ) -> Result<(Claim, RoomView), StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.come_back(room, epoch, ticket, phase, now).await,
+            AnyStore::Redis(store) => store.come_back(room, epoch, ticket, phase, now).await,
         }
     }
 

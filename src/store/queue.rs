@@ -297,6 +297,14 @@ pub struct ClaimedSet {
 }
 
 impl ClaimedSet {
+    /// An empty set for numbers above `number`.
+    pub fn above(number: u64) -> ClaimedSet {
+        ClaimedSet {
+            start: (number + 1) / 64 * 64,
+            words: VecDeque::new(),
+        }
+    }
+
     fn locate(&self, number: u64) -> Option<(usize, u32)> {
         let offset = number.checked_sub(self.start)?;
         Some(((offset / 64) as usize, (offset % 64) as u32))
@@ -390,6 +398,16 @@ pub struct Counters {
     /// its quota counts from here.
     #[serde(default)]
     pub phase_base: u64,
+    /// The frontier and the tail when that phase opened: the numbers
+    /// between them were still waiting, and may come back to it once (see
+    /// [`Counters::come_back`]).
+    #[serde(default)]
+    pub phase_from: u64,
+    #[serde(default)]
+    pub phase_to: u64,
+    /// Which of those numbers have been let in during the phase.
+    #[serde(default)]
+    pub returned: ClaimedSet,
 }
 
 impl Default for Counters {
@@ -408,6 +426,9 @@ impl Default for Counters {
             exchanged: VecDeque::new(),
             phase: 0,
             phase_base: 0,
+            phase_from: 0,
+            phase_to: 0,
+            returned: ClaimedSet::default(),
         }
     }
 }
@@ -451,6 +472,11 @@ impl Counters {
             now,
         );
         let expired = expired || phase != self.phase;
+        if phase != self.phase {
+            self.phase_from = self.frontier;
+            self.phase_to = self.tail;
+            self.returned = ClaimedSet::above(self.frontier);
+        }
         self.phase = phase;
         self.phase_base = phase_base;
         if settings.paused || settings.closed_at(now) {
@@ -552,8 +578,74 @@ impl Counters {
             return Claim::SoldOut;
         }
         self.claimed.insert(ticket);
+        self.admit(ticket, now);
+        Claim::Admitted { fresh: true }
+    }
+
+    /// Counts `ticket`'s exchange, and notes it when it is one of the
+    /// numbers that came back to this phase.
+    fn admit(&mut self, ticket: u64, now: Micros) {
+        if self.came_back(ticket) {
+            self.returned.insert(ticket);
+        }
         self.admitted += 1;
         self.exchanged.push_back((now, ticket));
+    }
+
+    /// True for the numbers that were still waiting when the phase now
+    /// counting opened.
+    pub fn came_back(&self, ticket: u64) -> bool {
+        self.phase != 0 && self.phase_from < ticket && ticket <= self.phase_to
+    }
+
+    /// Exchanges a ticket handed out before the phase opened at `phase`
+    /// (a return ticket). Whoever was still waiting when it opened keeps
+    /// their place ahead of newcomers: while the frontier has not reached
+    /// them they wait, once it has they are let in as any ticket, and if
+    /// their turn came and went while they were away they are let in on
+    /// their return all the same, for as long as the quota lasts. Each
+    /// such number is let in once. Any other ticket is simply claimed.
+    pub fn come_back(
+        &mut self,
+        settings: &RoomSettings,
+        epoch: u64,
+        ticket: u64,
+        phase: Micros,
+        now: Micros,
+    ) -> Claim {
+        if epoch != self.epoch {
+            return Claim::Stale;
+        }
+        self.advance(settings, now);
+        if self.phase != phase || settings.phase_at(now).map(|p| p.start) != Some(phase) {
+            // Not the phase the visitor was told of (it has just closed,
+            // or the schedule changed): their place is kept as it is.
+            return if ticket > self.floor {
+                self.claim(settings, epoch, ticket, now)
+            } else {
+                Claim::NotYet
+            };
+        }
+        if !self.came_back(ticket) || ticket > self.floor {
+            return self.claim(settings, epoch, ticket, now);
+        }
+        let since = now.saturating_sub(EXCHANGE_GRACE);
+        while self.exchanged.front().is_some_and(|(at, _)| *at < since) {
+            self.exchanged.pop_front();
+        }
+        if self.returned.contains(ticket) {
+            if self.exchanged.iter().any(|(_, number)| *number == ticket) {
+                return Claim::Admitted { fresh: false };
+            }
+            return Claim::Spent;
+        }
+        if self.sold_out(settings) {
+            return Claim::SoldOut;
+        }
+        // The slot lapsed while they were away and was counted as wasted,
+        // giving its quota back: it is taken up again.
+        self.wasted = self.wasted.saturating_sub(1);
+        self.admit(ticket, now);
         Claim::Admitted { fresh: true }
     }
 
@@ -570,10 +662,10 @@ impl Counters {
         self.tat = now;
         self.checkpoints.clear();
         self.exchanged.clear();
-        self.claimed = ClaimedSet {
-            start: (self.tail + 1) / 64 * 64,
-            words: VecDeque::new(),
-        };
+        self.claimed = ClaimedSet::above(self.tail);
+        self.phase_from = self.tail;
+        self.phase_to = self.tail;
+        self.returned = ClaimedSet::above(self.tail);
     }
 
     fn record_checkpoint(&mut self, settings: &RoomSettings, now: Micros) {

@@ -328,7 +328,7 @@ impl RedisStore {
         self
     }
 
-    fn keys(&self, room: &str) -> [String; 8] {
+    fn keys(&self, room: &str) -> [String; 9] {
         let base = format!("{}:{{{room}}}", self.prefix);
         [
             format!("{base}:state"),
@@ -339,6 +339,7 @@ impl RedisStore {
             format!("{base}:exchanged"),
             format!("{base}:spent"),
             format!("{base}:history"),
+            format!("{base}:returned"),
         ]
     }
 
@@ -536,7 +537,8 @@ impl RedisStore {
             }
             let (outcome, ticket, view, boot, version, chain) = parse(&reply.values, now)?;
             if !reply.confirmed {
-                if args[0] == "claim" && (outcome == "fresh" || outcome == "again") {
+                let exchange = args[0] == "claim" || args[0] == "come_back";
+                if exchange && (outcome == "fresh" || outcome == "again") {
                     // Exchanged, but the pass cannot be handed over: its
                     // holder may come back for it after the usual grace.
                     self.extend(room, view.epoch, ticket, view.settings.claim_seconds, now)
@@ -562,7 +564,7 @@ impl RedisStore {
             let entry = known.entry(room.to_owned()).or_default();
             entry.remember(&view, boot, version, chain);
             let handed = match args[0].as_str() {
-                "claim" => outcome == "fresh" || outcome == "again",
+                "claim" | "come_back" => outcome == "fresh" || outcome == "again",
                 "arrive" | "pending" => outcome == "admitted",
                 _ => false,
             };
@@ -970,6 +972,25 @@ impl Store for RedisStore {
             now.to_string(),
             epoch.to_string(),
             ticket.to_string(),
+        ];
+        let (outcome, _, view) = self.run(room, args, false).await?;
+        Ok((claim_of(&outcome)?, view))
+    }
+
+    async fn come_back(
+        &self,
+        room: &str,
+        epoch: u64,
+        ticket: u64,
+        phase: Micros,
+        now: Micros,
+    ) -> Result<(Claim, RoomView), StoreError> {
+        let args = vec![
+            "come_back".into(),
+            now.to_string(),
+            epoch.to_string(),
+            ticket.to_string(),
+            phase.to_string(),
         ];
         let (outcome, _, view) = self.run(room, args, false).await?;
         Ok((claim_of(&outcome)?, view))

@@ -7,7 +7,8 @@
 -- the tickets those promises became, KEYS[6] the exchanges of the last
 -- EXCHANGE_GRACE (ticket scored by time), KEYS[7] proof-of-work nonces
 -- spent (scored by their expiry), KEYS[8] the room's recent history (see
--- `save`); all share the room's hash tag, so the script touches one cluster
+-- `save`), KEYS[9] which numbers still waiting when the phase opened have
+-- been let in during it (bit `ticket - from`); all share the room's hash tag, so the script touches one cluster
 -- slot.
 -- ARGV[1] operation, ARGV[2] now (microseconds since the Unix epoch),
 -- ARGV[3] an id unique to this call, ARGV[4] the version and chain the
@@ -22,7 +23,7 @@
 -- saw is not this room's (a replica that had not caught up took over).
 
 local state, claimed, checkpoints, pending, promised = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local exchanged, spent, history = KEYS[6], KEYS[7], KEYS[8]
+local exchanged, spent, history, returned = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local write_id, seen = ARGV[3], ARGV[4]
@@ -39,7 +40,7 @@ local HISTORY = 1024
 local ENTRY = 24
 local FIELDS = { 'epoch', 'tail', 'frontier', 'admitted', 'wasted', 'floor', 'tat', 'running', 'open',
                  'rate', 'burst', 'quota', 'paused', 'claim', 'pass', 'overrides', 'recover', 'version',
-                 'phase', 'base' }
+                 'phase', 'base', 'from', 'to' }
 
 -- Bits of `overrides`: settings an operator changed live, which a
 -- restart's config does not undo.
@@ -145,12 +146,15 @@ local function closed(s)
 end
 
 -- Enters the phase open now, if it is not the one counting: the slots used
--- so far become its base.
+-- so far become its base, and the numbers still waiting (from the frontier
+-- to the tail) may come back to it.
 local function enter_phase(s)
   local open = phase_at(s)
   if open and open.start ~= s.phase then
     s.phase = open.start
     s.base = math.max(s.frontier - s.wasted, 0)
+    s.from, s.to = s.frontier, s.tail
+    redis.call('DEL', returned)
     return true
   end
   return false
@@ -299,6 +303,25 @@ local function advance(s)
   return true
 end
 
+-- True for the numbers still waiting when the phase counting now opened.
+local function came_back(s, ticket)
+  return s.phase ~= 0 and s.from < ticket and ticket <= s.to
+end
+
+local function sold_out(s)
+  local quota = limit(s)
+  return quota >= 0 and s.admitted >= quota
+end
+
+-- Counts `ticket`'s exchange (queue.rs Counters::admit).
+local function admit(s, ticket)
+  if came_back(s, ticket) then
+    redis.call('SETBIT', returned, int(ticket - s.from), 1)
+  end
+  redis.call('ZADD', exchanged, int(now), int(ticket))
+  s.admitted = s.admitted + 1
+end
+
 local function claim(s, epoch, ticket)
   if epoch ~= s.epoch then
     return 'stale'
@@ -317,14 +340,46 @@ local function claim(s, epoch, ticket)
     end
     return 'spent'
   end
-  local quota = limit(s)
-  if quota >= 0 and s.admitted >= quota then
+  if sold_out(s) then
     return 'sold_out'
   end
   redis.call('SETBIT', claimed, int(ticket), 1)
-  redis.call('ZADD', exchanged, int(now), int(ticket))
-  s.admitted = s.admitted + 1
   s.open = s.open + 1
+  admit(s, ticket)
+  return 'fresh'
+end
+
+-- A ticket handed out before the phase that opened at `phase` (queue.rs
+-- Counters::come_back): one still waiting when it opened is let in on its
+-- return, once, even if its turn came and went while it was away.
+local function come_back(s, epoch, ticket, phase)
+  if epoch ~= s.epoch then
+    return 'stale'
+  end
+  advance(s)
+  local open = phase_at(s)
+  if s.phase ~= phase or not open or open.start ~= phase then
+    if ticket > s.floor then
+      return claim(s, epoch, ticket)
+    end
+    return 'not_yet'
+  end
+  if not came_back(s, ticket) or ticket > s.floor then
+    return claim(s, epoch, ticket)
+  end
+  redis.call('ZREMRANGEBYSCORE', exchanged, '-inf', '(' .. int(now - EXCHANGE_GRACE))
+  if redis.call('GETBIT', returned, int(ticket - s.from)) == 1 then
+    if redis.call('ZSCORE', exchanged, int(ticket)) then
+      return 'again'
+    end
+    return 'spent'
+  end
+  if sold_out(s) then
+    return 'sold_out'
+  end
+  -- Its slot lapsed while they were away and was counted as wasted.
+  s.wasted = math.max(s.wasted - 1, 0)
+  admit(s, ticket)
   return 'fresh'
 end
 
@@ -366,10 +421,10 @@ local function apply_settings(s, base)
 end
 
 local function fresh_room(boot)
-  redis.call('DEL', claimed, checkpoints, exchanged, history)
+  redis.call('DEL', claimed, checkpoints, exchanged, history, returned)
   return { boot = boot, chain = '', epoch = 1, tail = 0, frontier = 0, admitted = 0, wasted = 0, floor = 0, tat = 0, running = 0, open = 0,
            rate = 1, burst = 1, quota = -1, paused = 0, claim = 600, pass = 1200, overrides = 0, recover = 0,
-           version = 0, phase = 0, base = 0, phases = '', schedule = {} }
+           version = 0, phase = 0, base = 0, from = 0, to = 0, phases = '', schedule = {} }
 end
 
 local s = load()
@@ -494,7 +549,7 @@ if not s then
   return { 'missing' }
 end
 
-if (op == 'arrive' or op == 'claim' or op == 'pending') and now < s.recover then
+if (op == 'arrive' or op == 'claim' or op == 'come_back' or op == 'pending') and now < s.recover then
   return { 'recovering' }
 end
 
@@ -566,6 +621,14 @@ if op == 'claim' then
   return reply(s, outcome, tonumber(ARGV[6]))
 end
 
+if op == 'come_back' then
+  -- ARGV[5] epoch, ARGV[6] ticket, ARGV[7] the start of the phase it
+  -- comes back to.
+  local outcome = come_back(s, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+  save(s)
+  return reply(s, outcome, tonumber(ARGV[6]))
+end
+
 if op == 'extend' then
   -- An exchange whose pass could not be handed over (no replica confirmed
   -- it in time): ARGV[5] epoch, ARGV[6] ticket, ARGV[7] how long
@@ -609,7 +672,8 @@ if op == 'reset' then
   s.floor = s.tail
   s.tat = now
   s.open = 0
-  redis.call('DEL', checkpoints, exchanged)
+  s.from, s.to = s.tail, s.tail
+  redis.call('DEL', checkpoints, exchanged, returned)
   save(s)
   return reply(s, 'view', 0)
 end
