@@ -173,6 +173,7 @@ fn pages(c: &mut Criterion) {
         status_url: "/_antre/status?room=vaksin",
         lang_switch_url: "/_antre/lang?back=%2F&set=",
         utc_offset_minutes: 420,
+        return_url: None,
     };
     c.bench_function("page/render_waiting", |b| {
         b.iter(|| page::render(black_box(&context), None))

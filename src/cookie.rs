@@ -141,6 +141,7 @@ pub fn is_own(pair: &[u8]) -> bool {
             || name == HELLO.as_bytes()
             || name.starts_with(b"antre-pass-")
             || name.starts_with(b"antre-ticket-")
+            || name.starts_with(b"antre-return-")
             || name.starts_with(b"antre-work-"))
 }
 
@@ -164,13 +165,14 @@ mod tests {
     #[test]
     fn own_cookies_are_found_whatever_else_the_header_holds() {
         let field: &[u8] =
-            b"nama=J\xc3\xa9r\xc3\xb4me; junk=\xff\xfe; antre-ticket-vaksin=\"1.k.2\"; theme=dark; antre-pass-vaksin=p; novalue; =; antre-lang=en";
+            b"nama=J\xc3\xa9r\xc3\xb4me; junk=\xff\xfe; antre-ticket-vaksin=\"1.k.2\"; theme=dark; antre-return-vaksin=r; antre-pass-vaksin=p; novalue; =; antre-lang=en";
         let jar = Jar::parse([field]);
         assert_eq!(
             jar.values("antre-ticket-vaksin").collect::<Vec<_>>(),
             ["1.k.2"]
         );
         assert_eq!(jar.values("antre-pass-vaksin").collect::<Vec<_>>(), ["p"]);
+        assert_eq!(jar.values("antre-return-vaksin").collect::<Vec<_>>(), ["r"]);
         assert_eq!(jar.values("antre-lang").collect::<Vec<_>>(), ["en"]);
         assert_eq!(jar.values("nama").count(), 0, "only antre's own are kept");
     }

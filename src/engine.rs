@@ -131,6 +131,15 @@ pub enum InviteError {
     Store,
 }
 
+/// Why a return-ticket link was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReturnError {
+    #[error("this is not a return ticket for this room")]
+    Forged,
+    #[error("the session this return ticket was for has closed, or the line was reset since")]
+    Over,
+}
+
 /// Whether the engine may hand out a ticket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -145,6 +154,7 @@ pub struct Room {
     pub config: RoomConfig,
     pass_cookie: String,
     ticket_cookie: String,
+    return_cookie: String,
     work_cookie: String,
     /// The room's id as a number, for the shields' keys: the same in
     /// every config generation.
@@ -180,6 +190,7 @@ impl Room {
         Room {
             pass_cookie: format!("antre-pass-{}", config.id),
             ticket_cookie: format!("antre-ticket-{}", config.id),
+            return_cookie: format!("antre-return-{}", config.id),
             work_cookie: work::cookie_name(&config.id),
             key: hasher.finish(),
             view: RwLock::new(Arc::new(view)),
@@ -261,6 +272,10 @@ impl Room {
 
     pub fn ticket_cookie_name(&self) -> &str {
         &self.ticket_cookie
+    }
+
+    pub fn return_cookie_name(&self) -> &str {
+        &self.return_cookie
     }
 }
 
@@ -461,6 +476,10 @@ impl<S: Store> Engine<S> {
 
         if let Some(ticket) = self.valid_ticket(&v) {
             return self.with_ticket(&v, ticket).await;
+        }
+
+        if let Some(kept) = self.valid_return(&v) {
+            return self.with_return(&v, kept).await;
         }
 
         if let Some(promise) = self.valid_promise(&v) {
@@ -779,64 +798,188 @@ impl<S: Store> Engine<S> {
         if !room.store_healthy() {
             return self.store_trouble(v, view, Some(ticket.number));
         }
+        // A ticket from before the phase now open comes back to it.
+        if let Some(open) = view.settings.phase_at(v.now) {
+            if ticket.time.saturating_mul(MICROS_PER_SECOND) < open.start {
+                return self.back(v, ticket.number, open.start).await;
+            }
+        }
         if ticket.number <= view.floor {
             return self.arrive(v, view, true).await;
         }
         if ticket.number > view.projected_frontier(v.now) {
-            let state = state_of(view.standing(v.now));
-            return hold(
-                waiting_status(room, view, state, ticket.number, v.now),
-                Vec::new(),
-            );
+            return self.waiting(v, view, ticket.number);
         }
-        match self
+        let answer = self
             .store
             .claim(&room.config.id, ticket.epoch, ticket.number, v.now)
-            .await
-        {
-            Ok((claim, fresh_view)) => {
-                room.offer(fresh_view.clone());
-                match claim {
-                    Claim::Admitted { fresh } => {
-                        let pass = self.new_pass(v, ticket.epoch, ticket.number);
-                        // The same ticket again (a retry, a second tab)
-                        // gets the same pass, but counts as using it from
-                        // this network.
-                        if !fresh && !self.bind(v, &pass, &[v.network.as_u64()]).await {
-                            return self.shared_pass(v);
-                        }
-                        Decision::Forward {
-                            set_cookies: vec![
-                                self.pass_cookie(v, &pass),
-                                clear_cookie(&room.ticket_cookie, v.cookies),
-                            ],
-                            admitted_now: fresh,
-                            pass: Some(pass),
-                        }
-                    }
-                    Claim::NotYet => hold(
-                        waiting_status(room, &fresh_view, State::Waiting, ticket.number, v.now),
-                        Vec::new(),
-                    ),
-                    Claim::SoldOut => hold(
-                        base_status(room, &fresh_view, State::SoldOut, v.now),
-                        Vec::new(),
-                    ),
-                    Claim::Spent => {
-                        self.shields.refusal(&room.config.id, "ticket_spent");
-                        let mut status = base_status(room, &fresh_view, State::Waiting, v.now);
-                        status.notice = Some(Notice::TicketSpent);
-                        status.refresh_seconds = 5;
-                        hold(status, vec![clear_cookie(&room.ticket_cookie, v.cookies)])
-                    }
-                    Claim::Lapsed | Claim::Stale => self.arrive(v, &fresh_view, true).await,
-                }
+            .await;
+        self.exchanged(v, ticket.epoch, ticket.number, answer).await
+    }
+
+    /// A place kept for a later phase, brought back: verified, of this
+    /// epoch, for a phase of the schedule that has not closed.
+    fn valid_return(&self, v: &Visit<'_>) -> Option<Claims> {
+        let settings = &v.view.settings;
+        self.first_valid(v, &v.room.return_cookie, Kind::Return, |c| {
+            c.epoch == v.view.epoch
+                && settings
+                    .phases
+                    .iter()
+                    .any(|p| p.start / MICROS_PER_SECOND == c.time && p.end > v.now)
+        })
+    }
+
+    /// A return ticket's holder: before their phase opens they are told
+    /// their place is kept; once it is open they come back to it.
+    async fn with_return(&self, v: &Visit<'_>, kept: Claims) -> Decision {
+        match v.view.settings.phase_at(v.now) {
+            Some(open) if open.start / MICROS_PER_SECOND == kept.time => {
+                self.back(v, kept.number, open.start).await
             }
-            Err(e) => {
-                room.store_failed(&e);
-                self.store_trouble(v, view, Some(ticket.number))
+            _ => {
+                let state = state_of(v.view.standing(v.now));
+                let mut status = waiting_status(v.room, &v.view, state, kept.number, v.now);
+                status.kept_for = Some(kept.time);
+                hold(status, Vec::new())
             }
         }
+    }
+
+    /// Someone who held a place before the phase that opened at `phase`:
+    /// see [`crate::store::queue::Counters::come_back`].
+    async fn back(&self, v: &Visit<'_>, number: u64, phase: Micros) -> Decision {
+        let view = &v.view;
+        if !v.room.store_healthy() {
+            return self.store_trouble(v, view, Some(number));
+        }
+        if number > view.projected_frontier(v.now) {
+            return self.waiting(v, view, number);
+        }
+        let answer = self
+            .store
+            .come_back(&v.room.config.id, view.epoch, number, phase, v.now)
+            .await;
+        self.exchanged(v, view.epoch, number, answer).await
+    }
+
+    /// A visitor whose turn has not come: where they stand, and when the
+    /// phase has ended before their turn, a return ticket that keeps their
+    /// place for the next one.
+    fn waiting(&self, v: &Visit<'_>, view: &RoomView, number: u64) -> Decision {
+        let standing = view.standing(v.now);
+        let mut status = waiting_status(v.room, view, state_of(standing), number, v.now);
+        let mut set_cookies = Vec::new();
+        if let Standing::SoldOut { next: Some(at) } | Standing::Closed { next: Some(at) } = standing
+        {
+            let phase = view.settings.phases.iter().find(|p| p.start == at);
+            if let Some(phase) = phase.filter(|_| number > view.frontier) {
+                let kept = Claims {
+                    epoch: view.epoch,
+                    number,
+                    time: at / MICROS_PER_SECOND,
+                };
+                let token = self.keys.sign(Kind::Return, &v.room.config.id, kept);
+                let max_age = phase.end.saturating_sub(v.now) / MICROS_PER_SECOND;
+                set_cookies.push(cookie(&v.room.return_cookie, &token, max_age, v.cookies));
+                status.kept_for = Some(kept.time);
+                status.return_ticket = Some(token);
+            }
+        }
+        hold(status, set_cookies)
+    }
+
+    /// What the store's answer to an exchange means for the visitor.
+    async fn exchanged(
+        &self,
+        v: &Visit<'_>,
+        epoch: u64,
+        number: u64,
+        answer: Result<(Claim, RoomView), StoreError>,
+    ) -> Decision {
+        let room = v.room;
+        let (claim, fresh_view) = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                room.store_failed(&e);
+                return self.store_trouble(v, &v.view, Some(number));
+            }
+        };
+        room.offer(fresh_view.clone());
+        match claim {
+            Claim::Admitted { fresh } => {
+                let pass = self.new_pass(v, epoch, number);
+                // The same ticket again (a retry, a second tab) gets the
+                // same pass, but counts as using it from this network.
+                if !fresh && !self.bind(v, &pass, &[v.network.as_u64()]).await {
+                    return self.shared_pass(v);
+                }
+                let mut set_cookies = vec![self.pass_cookie(v, &pass)];
+                set_cookies.extend(self.spent_cookies(v));
+                Decision::Forward {
+                    set_cookies,
+                    admitted_now: fresh,
+                    pass: Some(pass),
+                }
+            }
+            Claim::NotYet => self.waiting(v, &fresh_view, number),
+            Claim::SoldOut => hold(
+                base_status(room, &fresh_view, State::SoldOut, v.now),
+                Vec::new(),
+            ),
+            Claim::Spent => {
+                self.shields.refusal(&room.config.id, "ticket_spent");
+                let mut status = base_status(room, &fresh_view, State::Waiting, v.now);
+                status.notice = Some(Notice::TicketSpent);
+                status.refresh_seconds = 5;
+                hold(status, self.spent_cookies(v))
+            }
+            Claim::Lapsed | Claim::Stale => {
+                let mut decision = self.arrive(v, &fresh_view, true).await;
+                if v.jar.values(&room.return_cookie).next().is_some() {
+                    decision.add_cookie(clear_cookie(&room.return_cookie, v.cookies));
+                }
+                decision
+            }
+        }
+    }
+
+    /// Clears the ticket, and the return ticket if the visitor holds one:
+    /// they have been exchanged.
+    fn spent_cookies(&self, v: &Visit<'_>) -> Vec<String> {
+        let room = v.room;
+        let mut cookies = vec![clear_cookie(&room.ticket_cookie, v.cookies)];
+        if v.jar.values(&room.return_cookie).next().is_some() {
+            cookies.push(clear_cookie(&room.return_cookie, v.cookies));
+        }
+        cookies
+    }
+
+    /// `{prefix}/return?room=ID&ticket=T`: a return ticket from a link
+    /// becomes this browser's, so a place kept on one device can be used
+    /// on another (still only once). Returns the cookie to set.
+    pub fn take_return(
+        &self,
+        room_index: usize,
+        token: &str,
+        cookies: CookieOptions,
+    ) -> Result<String, ReturnError> {
+        let room = self.rooms.get(room_index).ok_or(ReturnError::Forged)?;
+        let kept = self
+            .keys
+            .verify(Kind::Return, &room.config.id, token)
+            .ok_or(ReturnError::Forged)?;
+        let view = room.view();
+        let now = self.clock.now_micros();
+        let phase = view
+            .settings
+            .phases
+            .iter()
+            .find(|p| p.start / MICROS_PER_SECOND == kept.time)
+            .filter(|p| kept.epoch == view.epoch && p.end > now)
+            .ok_or(ReturnError::Over)?;
+        let max_age = (phase.end - now) / MICROS_PER_SECOND;
+        Ok(cookie(&room.return_cookie, token, max_age, cookies))
     }
 
     /// Hands the visitor a ticket, admitting them at once when the store
@@ -1173,6 +1316,8 @@ fn base_status(room: &Room, view: &RoomView, state: State, now: Micros) -> Statu
         quota_left: view.places_left(now),
         beyond_quota: false,
         opens_at,
+        kept_for: None,
+        return_ticket: None,
         requeued: false,
         notice: None,
         refresh_seconds,

@@ -198,6 +198,9 @@ pub struct PageContext<'a> {
     pub lang_switch_url: &'a str,
     /// Offset of the local time zone from UTC in minutes (420 = WIB).
     pub utc_offset_minutes: i32,
+    /// The link that brings the visitor's return ticket to another browser
+    /// (`/_antre/return?room=...`), when they hold one.
+    pub return_url: Option<&'a str>,
 }
 
 // === impl Texts ===
@@ -251,6 +254,13 @@ struct Texts {
     countdown: &'static str,
     /// A countdown of a day or more: `{d}` days, `{t}` hours:minutes:seconds.
     countdown_days: &'static str,
+    /// A place kept for the next phase: `{number}` is the visitor's number,
+    /// `{when}` when that phase opens.
+    kept: &'static str,
+    /// Before the link that brings a kept place to another browser.
+    keep_link: &'static str,
+    /// The link's text.
+    return_link: &'static str,
     months: [&'static str; 12],
     eta_phrases: EtaTexts,
 }
@@ -341,6 +351,13 @@ static ID: Texts = Texts {
     opens: "Pendaftaran berikutnya dibuka {when}.",
     countdown: "Dibuka dalam",
     countdown_days: "{d} hari {t}",
+    kept: "Nomor antrean Anda, {number}, disimpan untuk sesi berikutnya yang dibuka pada \
+           {when}. Anda tidak perlu mengantre lagi: kembalilah selama sesi itu dengan \
+           peramban ini, dan Anda dipersilakan masuk lebih dulu daripada pendaftar baru, \
+           sesuai urutan semula.",
+    keep_link: "Untuk kembali dari perangkat atau peramban lain, simpan tautan ini. \
+                Tautan ini hanya berlaku untuk satu orang dan satu kali masuk.",
+    return_link: "Tautan kembali",
     months: [
         "Januari",
         "Februari",
@@ -434,6 +451,12 @@ static EN: Texts = Texts {
     opens: "The next opening is on {when}.",
     countdown: "Opens in",
     countdown_days: "{d}d {t}",
+    kept: "Your number, {number}, is kept for the next session, which opens on {when}. \
+           You need not queue again: come back during that session with this browser and \
+           you will be let in ahead of newcomers, in your original order.",
+    keep_link: "To come back from another device or browser, keep this link. It is for \
+                one person and lets them in once.",
+    return_link: "Return link",
     months: [
         "January",
         "February",
@@ -665,6 +688,9 @@ struct Live {
     requeued: &'static str,
     opens: String,
     countdown: String,
+    /// The place kept for the next phase; not updated live (a change of
+    /// state reloads the page).
+    kept: String,
 }
 
 impl Live {
@@ -685,6 +711,7 @@ impl Live {
                 requeued: "",
                 opens: String::new(),
                 countdown: String::new(),
+                kept: String::new(),
             };
         }
         let count = |n: Option<u64>| n.map(|n| group_digits(n, ctx.lang)).unwrap_or_default();
@@ -706,6 +733,17 @@ impl Live {
             ),
             _ => (String::new(), String::new()),
         };
+        let kept = match (status.kept_for, status.ticket) {
+            (Some(at), Some(number)) => texts
+                .kept
+                .replacen("{number}", &group_digits(number, ctx.lang), 1)
+                .replacen(
+                    "{when}",
+                    &format_opening(at, ctx.utc_offset_minutes, ctx.lang),
+                    1,
+                ),
+            _ => String::new(),
+        };
         Live {
             number: count(status.ticket),
             position: count(status.position),
@@ -726,6 +764,7 @@ impl Live {
             },
             opens,
             countdown,
+            kept,
         }
     }
 
@@ -799,6 +838,14 @@ impl<'c> Values<'c> {
 
     /// `{{lang_switch}}`: one link per language, each in its own language,
     /// the current one marked with `aria-current`.
+    /// The return-ticket link, shown only beside the kept-place sentence.
+    fn return_url(&self) -> &str {
+        match self.ctx.return_url {
+            Some(url) if !self.live.kept.is_empty() => url,
+            _ => "",
+        }
+    }
+
     fn lang_switch(&self) -> String {
         let mut out = format!(
             "<nav class=\"lang\" aria-label=\"{}\">",
@@ -900,6 +947,8 @@ impl<'c> Values<'c> {
             Placeholder::Number => self.live.number.as_str().into(),
             Placeholder::Opens => self.live.opens.as_str().into(),
             Placeholder::Countdown => self.live.countdown.as_str().into(),
+            Placeholder::Kept => self.live.kept.as_str().into(),
+            Placeholder::ReturnLink => self.return_url().into(),
             Placeholder::Position => self.live.position.as_str().into(),
             Placeholder::Ahead => self.live.ahead.as_str().into(),
             Placeholder::Eta => self.live.eta.as_str().into(),
@@ -997,6 +1046,23 @@ fn builtin(out: &mut String, v: &Values) -> fmt::Result {
             countdown = Html(&live.countdown),
         )?;
     }
+    if !live.kept.is_empty() {
+        write!(
+            out,
+            "<section class=\"card\">\n<p>{kept}</p>\n",
+            kept = Html(&live.kept)
+        )?;
+        if let Some(url) = ctx.return_url {
+            writeln!(
+                out,
+                "<p class=\"note\">{keep_link} <a href=\"{url}\">{label}</a></p>",
+                keep_link = Html(t.keep_link),
+                url = Html(url),
+                label = Html(t.return_link),
+            )?;
+        }
+        out.push_str("</section>\n");
+    }
     if ctx.kind.shows_place() {
         write!(
             out,
@@ -1076,6 +1142,8 @@ fn builtin(out: &mut String, v: &Values) -> fmt::Result {
 /// | `{{number}}` | the visitor's ticket number, as the organiser would call it out, grouped like `{{position}}`; empty without a ticket |
 /// | `{{opens}}` | on the closed and sold-out pages, a sentence saying when the room opens next ("The next opening is on 12 July 2021, 08:00 WIB."); empty when no opening is scheduled |
 /// | `{{countdown}}` | the time left until that opening, `01:59:30` (`2d 03:04:05` from a day on); the script counts it down every second and reloads the page when it reaches zero |
+/// | `{{kept}}` | for a visitor holding a return ticket, a sentence saying their number is kept for the next session, when it opens, and that they need not queue again; empty otherwise |
+/// | `{{return_link}}` | with `{{kept}}`, the link that brings the return ticket to another browser (`/_antre/return?room=...`); empty otherwise |
 /// | `{{position}}` | place in line (`1` = next), digits grouped for the language (`1.234` / `1,234`); empty when unknown and on the origin-trouble page |
 /// | `{{ahead}}` | people ahead in line; like `{{position}}` |
 /// | `{{eta}}` | the estimated wait as a range ("3–5 menit"), or a "cannot be estimated right now" sentence when there is no estimate; empty except on the waiting page |
@@ -1139,6 +1207,8 @@ enum Placeholder {
     Number,
     Opens,
     Countdown,
+    Kept,
+    ReturnLink,
     Position,
     Ahead,
     Eta,
@@ -1154,7 +1224,7 @@ enum Placeholder {
 }
 
 impl Placeholder {
-    const ALL: [Placeholder; 20] = [
+    const ALL: [Placeholder; 22] = [
         Placeholder::Lang,
         Placeholder::Title,
         Placeholder::State,
@@ -1163,6 +1233,8 @@ impl Placeholder {
         Placeholder::Number,
         Placeholder::Opens,
         Placeholder::Countdown,
+        Placeholder::Kept,
+        Placeholder::ReturnLink,
         Placeholder::Position,
         Placeholder::Ahead,
         Placeholder::Eta,
@@ -1187,6 +1259,8 @@ impl Placeholder {
             Placeholder::Number => "number",
             Placeholder::Opens => "opens",
             Placeholder::Countdown => "countdown",
+            Placeholder::Kept => "kept",
+            Placeholder::ReturnLink => "return_link",
             Placeholder::Position => "position",
             Placeholder::Ahead => "ahead",
             Placeholder::Eta => "eta",
@@ -1342,6 +1416,8 @@ mod tests {
             quota_left: Some(1_376),
             beyond_quota: false,
             opens_at: None,
+            kept_for: None,
+            return_ticket: None,
             requeued: false,
             notice: None,
             refresh_seconds: 7,
@@ -1369,6 +1445,7 @@ mod tests {
             status_url: "/_antre/status?room=vaksin",
             lang_switch_url: "/_antre/lang?back=%2Fdaftar&set=",
             utc_offset_minutes: 420,
+            return_url: None,
         }
     }
 

@@ -32,7 +32,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::admission::{AdmissionKeys, Via};
 use crate::config::Config;
 use crate::cookie::{self, Jar};
-use crate::engine::{CookieOptions, Decision, Engine, InviteError, Mode};
+use crate::engine::{CookieOptions, Decision, Engine, InviteError, Mode, ReturnError};
 use crate::forwarded::Hop;
 use crate::listener::{self, Limits, Side};
 use crate::live::Live;
@@ -644,6 +644,7 @@ impl App {
             "/lang" => Done::new(switch_lang(query, context), Outcome::Internal, None),
             "/status" => self.status(query, context).await,
             "/invite" => self.invite(query, context).await,
+            "/return" => self.take_return(query, context),
             _ => Done::new(
                 json_response(
                     StatusCode::NOT_FOUND,
@@ -782,6 +783,44 @@ impl App {
                     _ => StatusCode::FORBIDDEN,
                 };
                 let response = error_response(code, "invite_refused", &e.to_string(), context.json);
+                Done::new(response, Outcome::Refused, Some(index))
+            }
+        }
+    }
+
+    /// `GET {prefix}/return?room=ID&ticket=T&next=/path`: a return ticket
+    /// from a link (another browser, a bookmark) becomes this browser's;
+    /// the visitor then goes on to `next` (a path on this site, `/` by
+    /// default), where their kept place counts. It is still let in once.
+    fn take_return(&self, query: Option<&str>, context: &Context) -> Done {
+        let room = query_param(query, "room").unwrap_or_default();
+        let token = query_param(query, "ticket").unwrap_or_default();
+        let Some(index) = self.engine.rooms().iter().position(|r| r.config.id == room) else {
+            let response = error_response(
+                StatusCode::NOT_FOUND,
+                "unknown_room",
+                "This return link names no room here.",
+                context.json,
+            );
+            return Done::new(response, Outcome::Internal, None);
+        };
+        match self
+            .engine
+            .take_return(index, &token, cookie_options(context))
+        {
+            Ok(cookie) => {
+                let next = query_param(query, "next").unwrap_or_else(|| "/".to_owned());
+                let mut response = redirect(StatusCode::SEE_OTHER, &next);
+                append_cookies(&mut response, &[cookie]);
+                Done::new(response, Outcome::Internal, Some(index))
+            }
+            Err(e) => {
+                let code = match e {
+                    ReturnError::Forged => StatusCode::FORBIDDEN,
+                    ReturnError::Over => StatusCode::GONE,
+                };
+                let message = format!("Return ticket refused: {e}.");
+                let response = error_response(code, "return_refused", &message, context.json);
                 Done::new(response, Outcome::Refused, Some(index))
             }
         }
@@ -942,6 +981,13 @@ impl App {
             "{prefix}/lang?back={}&set=",
             form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>()
         );
+        let return_url = status.return_ticket.as_ref().map(|ticket| {
+            format!(
+                "{prefix}/return?room={}&ticket={ticket}&next={}",
+                room.config.id,
+                form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>()
+            )
+        });
         let context = PageContext {
             kind,
             lang,
@@ -950,6 +996,7 @@ impl App {
             status_url: &status_url,
             lang_switch_url: &lang_switch_url,
             utc_offset_minutes: self.config.page.utc_offset_minutes,
+            return_url: return_url.as_deref(),
         };
         html_response(
             code,
@@ -1043,6 +1090,8 @@ fn unknown_status(refresh: u32) -> Status {
         quota_left: None,
         beyond_quota: false,
         opens_at: None,
+        kept_for: None,
+        return_ticket: None,
         requeued: false,
         notice: None,
         refresh_seconds: refresh,

@@ -72,6 +72,14 @@ pub struct Status {
     /// its next phase opens; for `sold_out`, when a later phase brings new
     /// places. `None` when no opening is scheduled.
     pub opens_at: Option<u64>,
+    /// Unix time (seconds) of the phase the visitor's place is kept for:
+    /// they hold a return ticket, need not queue again, and are let in
+    /// ahead of newcomers when they come back once it opens.
+    pub kept_for: Option<u64>,
+    /// The return ticket itself, for a link that brings the kept place to
+    /// another browser: `{prefix}/return?room=ID&ticket=...`. It works
+    /// once, for this room and that phase only.
+    pub return_ticket: Option<String>,
     /// True when the visitor's earlier ticket lapsed (their turn came and
     /// went unclaimed for `claim_minutes`) and they were given a new one.
     pub requeued: bool,

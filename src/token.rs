@@ -101,6 +101,9 @@ pub enum Kind {
     Challenge,
     /// A staff invite link: its id, its uses and its expiry.
     Invite,
+    /// A return ticket: a place kept for a later phase of the room. `time`
+    /// is when that phase opens, in Unix seconds.
+    Return,
 }
 
 impl Kind {
@@ -111,6 +114,7 @@ impl Kind {
             Kind::Pending => "pending",
             Kind::Challenge => "challenge",
             Kind::Invite => "invite",
+            Kind::Return => "return",
         }
     }
 }

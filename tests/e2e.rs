@@ -250,3 +250,116 @@ async fn check_names_a_misspelt_key_and_summarises_a_good_config() {
     let output = common::antre_command().arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("antre "));
 }
+
+/// A sell-out with a later session: the one left waiting sees, in their
+/// language, that their number is kept and they need not queue again, with
+/// a link that takes the kept place to another browser; that browser is
+/// let in when the next session opens. The link is refused for another
+/// room, and when altered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_return_link_brings_a_kept_place_to_another_browser() {
+    let origin = Origin::start().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let rfc3339 = antre::admission::utc_time;
+    let reopens = now + 10;
+    let rooms = format!(
+        "[[rooms]]\nid = \"vaksin\"\npaths = [\"/\"]\n\
+         [[rooms.phases]]\nstart = {}\nend = {}\nquota = 2\nadmit_per_minute = 60\n\
+         [[rooms.phases]]\nstart = {}\nend = {}\nquota = 5\nadmit_per_minute = 60\n\
+         [[rooms]]\nid = \"lain\"\npaths = [\"/lain\"]\nadmit_per_minute = 60\n",
+        rfc3339(now - 10),
+        rfc3339(now + 8),
+        rfc3339(reopens),
+        rfc3339(now + 3600),
+    );
+    let antre = Antre::start("return-link", &config(&origin.url(), &rooms));
+    let url = antre.url("/daftar");
+    let json = [("accept", "application/json")];
+
+    // Two places: the first is let in at once, the second a second later,
+    // and the third is left waiting when they are gone.
+    let mut first = Visitor::new("first");
+    assert_eq!(first.get(&url, &json).await.status, StatusCode::OK);
+    let mut second = Visitor::new("second");
+    let mut left = Visitor::new("left");
+    assert_eq!(second.get(&url, &json).await.json()["ticket"], 2);
+    assert_eq!(left.get(&url, &json).await.json()["ticket"], 3);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while second.get(&url, &json).await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the second is let in");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let answer = left.get(&url, &json).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
+    let status = answer.json();
+    assert_eq!(status["state"], "sold_out");
+    assert_eq!(status["ticket"], 3);
+    assert_eq!(status["kept_for"], reopens);
+    let token = status["return_ticket"].as_str().unwrap().to_owned();
+    assert_eq!(left.cookie("antre-return-vaksin"), Some(token.as_str()));
+
+    let page = left.get(&url, &[("accept-language", "en")]).await;
+    assert!(
+        page.body
+            .contains("Your number, 3, is kept for the next session")
+            && page.body.contains("You need not queue again"),
+        "{}",
+        page.body
+    );
+    let link = format!("/_antre/return?room=vaksin&amp;ticket={token}&amp;next=%2Fdaftar");
+    assert!(page.body.contains(&link), "{}", page.body);
+    let page = left.get(&url, &[("accept-language", "id")]).await;
+    assert!(
+        page.body.contains("Anda tidak perlu mengantre lagi"),
+        "{}",
+        page.body
+    );
+
+    // The link, opened on another phone.
+    let mut phone = Visitor::new("phone");
+    let link = antre.url(&format!(
+        "/_antre/return?room=vaksin&ticket={token}&next=%2Fdaftar"
+    ));
+    let answer = phone.get(&link, &[]).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(answer.headers["location"], "/daftar");
+    assert_eq!(phone.cookie("antre-return-vaksin"), Some(token.as_str()));
+    let mut other = Visitor::new("other");
+    let elsewhere = antre.url(&format!("/_antre/return?room=lain&ticket={token}"));
+    let answer = other.get(&elsewhere, &json).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+    assert_eq!(answer.json()["error"], "return_refused");
+    let altered = antre.url(&format!(
+        "/_antre/return?room=vaksin&ticket={}",
+        token.replacen(".3.", ".2.", 1)
+    ));
+    assert_eq!(
+        other.get(&altered, &json).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(other.cookie("antre-return-vaksin"), None);
+
+    // Before the next session the phone is told its place is kept; once
+    // it opens, the phone is let in.
+    let answer = phone.get(&url, &json).await;
+    assert_eq!(answer.json()["kept_for"], reopens, "{}", answer.body);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = phone.get(&url, &[]).await;
+        if answer.status == StatusCode::OK {
+            assert!(answer.body.contains("origin ok"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "never let in: {}", answer.body);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(phone.cookie("antre-return-vaksin"), None);
+}

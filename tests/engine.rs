@@ -613,6 +613,152 @@ async fn a_schedule_opens_closes_and_numbers_on_across_phases() {
     assert_eq!((status.state, status.opens_at), (State::SoldOut, None));
 }
 
+/// A sell-out with return tickets: those still waiting when the first
+/// phase's places run out are given a return ticket for the second, told
+/// when it opens and that they need not queue again. Their tickets have
+/// expired by then; the return tickets let them in first, in their order,
+/// one of them from another browser by the link, and one who comes back
+/// only after their turn passed. A return ticket works once, and only in
+/// its own room.
+#[tokio::test]
+async fn return_tickets_bring_those_left_waiting_back_first() {
+    const HOUR: u64 = 3600;
+    let at = |seconds: u64| (START / MICROS_PER_SECOND + seconds) * MICROS_PER_SECOND;
+    let rfc3339 = |micros: u64| antre::admission::utc_time(micros / MICROS_PER_SECOND);
+    let first = at(HOUR);
+    let second = at(25 * HOUR);
+    let rooms = format!(
+        "[[rooms]]\nid = \"kota\"\npaths = [\"/\"]\nticket_hours = 1\nclaim_minutes = 1\n\
+         [[rooms.phases]]\nstart = {}\nend = {}\nquota = 3\nadmit_per_minute = 60\n\
+         [[rooms.phases]]\nstart = {}\nend = {}\nquota = 4\nadmit_per_minute = 60\n\
+         [[rooms]]\nid = \"lain\"\npaths = [\"/lain\"]\nadmit_per_minute = 60\n",
+        rfc3339(first),
+        rfc3339(first + 3 * HOUR * MICROS_PER_SECOND),
+        rfc3339(second),
+        rfc3339(second + 3 * HOUR * MICROS_PER_SECOND),
+    );
+    let (engine, clock) = engine(&rooms).await;
+    let return_cookie = engine.rooms()[0].return_cookie_name().to_owned();
+
+    clock.set(first);
+    engine.sync_all().await;
+    let mut people = vec![Visitor::default(); 5];
+    for person in people.iter_mut() {
+        person.visit(&engine, Mode::Request).await;
+    }
+    for _ in 0..3 {
+        clock.advance_seconds(1);
+        engine.sync_all().await;
+        for person in &mut people[..3] {
+            person.visit(&engine, Mode::Status).await;
+        }
+    }
+    // 4 and 5 are left waiting when the three places are gone: each gets
+    // a return ticket for the second phase.
+    let mut links = Vec::new();
+    for (i, person) in people.iter_mut().enumerate().skip(3) {
+        let Decision::Hold { status, .. } = person.visit(&engine, Mode::Status).await else {
+            panic!("held");
+        };
+        assert_eq!(status.state, State::SoldOut);
+        assert_eq!(status.ticket, Some(i as u64 + 1));
+        assert_eq!(status.kept_for, Some(second / MICROS_PER_SECOND));
+        let token = status.return_ticket.expect("a return ticket");
+        assert_eq!(person.get(&return_cookie), Some(token.as_str()));
+        links.push(token);
+    }
+    // Number 4 moves to another phone by the link; the link is no good in
+    // another room, and a forged one is refused.
+    let mut phone = Visitor::default();
+    phone.take(&[engine.take_return(0, &links[0], OPTIONS).unwrap()]);
+    assert_eq!(
+        engine.take_return(1, &links[0], OPTIONS),
+        Err(antre::engine::ReturnError::Forged)
+    );
+    let forged = links[0].replacen(".4.", ".3.", 1);
+    assert_eq!(
+        engine.take_return(0, &forged, OPTIONS),
+        Err(antre::engine::ReturnError::Forged)
+    );
+    let mut copy = phone.clone();
+    copy.from = None;
+
+    // Overnight: the phone is told its place is kept for the morning.
+    clock.set(first + 12 * HOUR * MICROS_PER_SECOND);
+    engine.sync_all().await;
+    let Decision::Hold { status, .. } = phone.visit(&engine, Mode::Request).await else {
+        panic!("held");
+    };
+    assert_eq!(status.state, State::Closed);
+    assert_eq!(status.ticket, Some(4));
+    assert_eq!(status.kept_for, Some(second / MICROS_PER_SECOND));
+
+    // The second morning: a newcomer is numbered on, behind number 4 on
+    // the phone, who goes in first; number 5 is away.
+    clock.set(second);
+    engine.sync_all().await;
+    let mut newcomer = Visitor::default();
+    let Decision::Hold { status, .. } = newcomer.visit(&engine, Mode::Request).await else {
+        panic!("held");
+    };
+    assert_eq!((status.state, status.ticket), (State::Waiting, Some(6)));
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        clock.advance_seconds(1);
+        engine.sync_all().await;
+        if !order.contains(&4)
+            && state(&phone.visit(&engine, Mode::Status).await) == Some(State::Admitted)
+        {
+            order.push(4);
+        }
+        if !order.contains(&6)
+            && state(&newcomer.visit(&engine, Mode::Status).await) == Some(State::Admitted)
+        {
+            order.push(6);
+        }
+    }
+    assert_eq!(order, vec![4, 6]);
+    assert_eq!(
+        phone.get(&return_cookie),
+        None,
+        "spent, the return ticket is cleared"
+    );
+    // The same link used again, from the copy, a minute later: spent.
+    clock.advance_seconds(60);
+    let Decision::Hold { status, .. } = copy.visit(&engine, Mode::Request).await else {
+        panic!("a spent return ticket lets nobody in");
+    };
+    assert_eq!(status.notice, Some(antre::status::Notice::TicketSpent));
+
+    // Number 5 comes back at ten o'clock, long after their turn lapsed:
+    // let in all the same. One more newcomer takes the phase's fourth
+    // place, and the next is told all places are gone.
+    clock.set(second + HOUR * MICROS_PER_SECOND);
+    engine.sync_all().await;
+    assert!(matches!(
+        people[4].visit(&engine, Mode::Request).await,
+        Decision::Forward {
+            admitted_now: true,
+            ..
+        }
+    ));
+    assert_eq!(people[4].get(&return_cookie), None);
+    let mut fourth = Visitor::default();
+    assert!(matches!(
+        fourth.visit(&engine, Mode::Request).await,
+        Decision::Forward {
+            admitted_now: true,
+            ..
+        }
+    ));
+    let mut last = Visitor::default();
+    let Decision::Hold { status, .. } = last.visit(&engine, Mode::Request).await else {
+        panic!("held");
+    };
+    assert_eq!((status.state, status.opens_at), (State::SoldOut, None));
+    assert_eq!(engine.rooms()[0].view().admitted, 3 + 4);
+}
+
 /// Quota 5 and a queue: "places left" counts only what is still open to
 /// people in the line (not turns called and not yet taken), so a page's
 /// numbers agree: a visitor is beyond the quota exactly when as many are
