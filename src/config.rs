@@ -126,6 +126,7 @@ struct RawRoom {
     ticket_hours: Option<u64>,
     paused: Option<bool>,
     refresh_seconds: Option<u32>,
+    board: Option<bool>,
     template: Option<String>,
     tickets_per_address_per_minute: Option<u64>,
     tickets_per_address_burst: Option<u64>,
@@ -237,6 +238,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "ticket_hours",
             "paused",
             "refresh_seconds",
+            "board",
             "template",
             "tickets_per_address_per_minute",
             "tickets_per_address_burst",
@@ -469,6 +471,8 @@ pub struct RoomConfig {
     pub ticket_seconds: u64,
     /// Longest pause between a waiting page's refreshes.
     pub refresh_seconds: u32,
+    /// Whether the public board (`{prefix}/board`) shows the room.
+    pub board: bool,
     pub template: Option<Arc<Template>>,
     pub protection: Protection,
     /// Client addresses or blocks that skip the line (staff, a partner's
@@ -564,7 +568,9 @@ impl Config {
                     warnings.push(format!(
                         "rooms[{index}].ticket_hours: a ticket taken when phase {i} opens has \
                          expired ({} hours) before phase {} opens {} hours later, so whoever is \
-                         still in line loses their place; raise ticket_hours to at least {}",
+                         still in line and has not seen the page since phase {i} ended (which \
+                         gives a return ticket) loses their place; raise ticket_hours to at \
+                         least {}",
                         room.ticket_seconds / 3600,
                         i + 1,
                         apart / 3600,
@@ -1545,6 +1551,7 @@ impl Checker {
             pass_seconds: pass_minutes * 60,
             ticket_seconds: ticket_hours * 3600,
             refresh_seconds: refresh_seconds as u32,
+            board: raw.board.unwrap_or(false),
             template,
             protection,
             allow,

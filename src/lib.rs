@@ -84,6 +84,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod board;
 pub mod clock;
 pub mod config;
 pub mod cookie;

@@ -600,7 +600,7 @@ pub fn format_countdown(seconds: u64, lang: Lang) -> String {
 }
 
 /// A count with the language's thousands separator: 12.345 / 12,345.
-fn group_digits(n: u64, lang: Lang) -> String {
+pub(crate) fn group_digits(n: u64, lang: Lang) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -613,7 +613,7 @@ fn group_digits(n: u64, lang: Lang) -> String {
 }
 
 /// Text made safe for HTML content and quoted attribute values.
-struct Html<'a>(&'a str);
+pub(crate) struct Html<'a>(pub(crate) &'a str);
 
 impl fmt::Display for Html<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{AdmissionKeys, Via};
+use crate::board;
 use crate::config::Config;
 use crate::cookie::{self, Jar};
 use crate::engine::{CookieOptions, Decision, Engine, InviteError, Mode, ReturnError};
@@ -645,6 +646,8 @@ impl App {
             "/status" => self.status(query, context).await,
             "/invite" => self.invite(query, context).await,
             "/return" => self.take_return(query, context),
+            "/board" => Done::new(self.board(context, false), Outcome::Internal, None),
+            "/board.json" => Done::new(self.board(context, true), Outcome::Internal, None),
             _ => Done::new(
                 json_response(
                     StatusCode::NOT_FOUND,
@@ -786,6 +789,34 @@ impl App {
                 Done::new(response, Outcome::Refused, Some(index))
             }
         }
+    }
+
+    /// `GET {prefix}/board` and `{prefix}/board.json`: the public board of
+    /// the rooms with `board = true`, from the cached views (no store call);
+    /// `404` when no room is on it. Caches may keep it a few seconds.
+    fn board(&self, context: &Context, json: bool) -> Response<Body> {
+        let rooms = board::rooms(self.engine.rooms(), self.engine.clock().now_micros());
+        if rooms.is_empty() {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No room is on the public board.",
+                json,
+            );
+        }
+        let mut response = if json {
+            json_response(StatusCode::OK, &board::json(&rooms))
+        } else {
+            html_response(
+                StatusCode::OK,
+                board::html(&rooms, context.lang, self.config.page.utc_offset_minutes),
+            )
+        };
+        let cache = format!("public, max-age={}", board::REFRESH_SECONDS / 3);
+        if let Ok(value) = HeaderValue::from_str(&cache) {
+            response.headers_mut().insert(header::CACHE_CONTROL, value);
+        }
+        response
     }
 
     /// `GET {prefix}/return?room=ID&ticket=T&next=/path`: a return ticket

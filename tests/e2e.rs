@@ -363,3 +363,79 @@ async fn a_return_link_brings_a_kept_place_to_another_browser() {
     }
     assert_eq!(phone.cookie("antre-return-vaksin"), None);
 }
+
+/// The public board: only rooms with `board = true`, each with its state,
+/// the quota left, the people waiting and its sessions, as JSON and as a
+/// small page without script that refreshes itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_shows_each_public_room_and_its_quota_left() {
+    let origin = Origin::start().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let rfc3339 = antre::admission::utc_time;
+    let rooms = format!(
+        "[[rooms]]\nid = \"kota\"\ntitle = \"Vaksinasi Kota\"\npaths = [\"/\"]\nboard = true\n\
+         [[rooms.phases]]\nstart = {}\nend = {}\nquota = 5\nadmit_per_minute = 1\n\
+         [[rooms.phases]]\nstart = {}\nend = {}\nquota = 7\nadmit_per_minute = 60\n\
+         [[rooms]]\nid = \"staf\"\npaths = [\"/staf\"]\nadmit_per_minute = 60\nquota = 9\n",
+        rfc3339(now - 10),
+        rfc3339(now + 3600),
+        rfc3339(now + 7200),
+        rfc3339(now + 10800),
+    );
+    let antre = Antre::start("board", &config(&origin.url(), &rooms));
+    let mut reader = Visitor::new("reader");
+    let board = reader.get(&antre.url("/_antre/board.json"), &[]).await;
+    assert_eq!(board.status, StatusCode::OK, "{}", board.body);
+    let json = board.json();
+    let listed = json["rooms"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "only the room on the board: {json}");
+    let room = &listed[0];
+    assert_eq!(room["id"], "kota");
+    assert_eq!(room["state"], "open");
+    assert_eq!(room["quota_left"], 5);
+    assert_eq!(room["phase"]["opens"], now - 10);
+    assert_eq!(room["next_phase"]["opens"], now + 7200);
+    assert_eq!(room["next_phase"]["quota"], 7);
+
+    // Three come: one is let in at once, two wait.
+    let url = antre.url("/daftar");
+    let accept = [("accept", "application/json")];
+    let mut first = Visitor::new("first");
+    assert_eq!(first.get(&url, &accept).await.status, StatusCode::OK);
+    for name in ["second", "third"] {
+        let answer = Visitor::new(name).get(&url, &accept).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let json = reader
+        .get(&antre.url("/_antre/board.json"), &[])
+        .await
+        .json();
+    let room = &json["rooms"][0];
+    assert_eq!(
+        (room["admitted"].as_u64(), room["waiting"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(room["quota_left"], 4);
+
+    let page = reader
+        .get(&antre.url("/_antre/board"), &[("accept-language", "en")])
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("<dd data-board=\"quota_left\">4</dd>")
+            && page.body.contains("<dd data-board=\"waiting\">2</dd>")
+            && page.body.contains("Vaksinasi Kota"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<script") && !page.body.contains("staf"));
+    assert_eq!(page.headers["cache-control"], "public, max-age=5");
+    assert!(
+        reader.cookies.is_empty(),
+        "reading the board takes no place: {:?}",
+        reader.cookies
+    );
+}

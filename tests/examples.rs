@@ -84,3 +84,40 @@ fn the_example_template_is_accepted_and_a_misspelt_placeholder_is_named() {
         "{stderr}"
     );
 }
+
+/// The campaign examples pass `antre check`, which reads each schedule
+/// back as a table: one line per phase with its opening, closing, quota
+/// and pace.
+#[test]
+fn the_campaign_examples_pass_check_and_print_their_schedules() {
+    for (name, phases, quota, pace) in [
+        ("karawang", 5, "400", "spread"),
+        ("balikpapan", 3, "1000", "40 a minute"),
+    ] {
+        let path = format!("{}/config/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+        let output = common::antre_command()
+            .args(["check", "--config", &path])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains(&format!("schedule of {name}")), "{stdout}");
+        let rows: Vec<&str> = stdout
+            .lines()
+            .filter(|line| line.contains(quota) && line.contains(pace))
+            .collect();
+        assert_eq!(rows.len(), phases, "{name}: {stdout}");
+        // Only the calendar may make a warning: once the campaign is over.
+        assert!(
+            stdout
+                .lines()
+                .filter(|line| line.contains("warning"))
+                .all(|line| line.contains("the last phase closed")),
+            "{name}: {stdout}"
+        );
+    }
+}
