@@ -64,6 +64,7 @@ async fn measure(store: &RedisStore, room: &str) -> [(u64, u64); 2] {
         pass_seconds: 1200,
         phases: Vec::new(),
         live_rate: false,
+        draw_secret: String::new(),
     };
     let start = 1_800_000_000 * MICROS_PER_SECOND;
     store.configure(room, &settings, start).await.unwrap();

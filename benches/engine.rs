@@ -126,6 +126,7 @@ fn queue(c: &mut Criterion) {
         pass_seconds: 1200,
         phases: Vec::new(),
         live_rate: false,
+        draw_secret: String::new(),
     };
     let mut counters = Counters::default();
     let mut now = START;

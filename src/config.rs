@@ -151,6 +151,7 @@ struct RawPhase {
     quota: Option<u64>,
     admit_per_minute: Option<u32>,
     spread: Option<bool>,
+    prequeue_minutes: Option<u64>,
 }
 
 /// Keys each table may hold; anything else is reported as unknown. Kept
@@ -254,7 +255,14 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ),
     (
         "phases",
-        &["start", "end", "quota", "admit_per_minute", "spread"],
+        &[
+            "start",
+            "end",
+            "quota",
+            "admit_per_minute",
+            "spread",
+            "prequeue_minutes",
+        ],
     ),
 ];
 
@@ -1547,6 +1555,7 @@ impl Checker {
                 pass_seconds: pass_minutes * 60,
                 phases,
                 live_rate: false,
+                draw_secret: String::new(),
             },
             pass_seconds: pass_minutes * 60,
             ticket_seconds: ticket_hours * 3600,
@@ -1623,7 +1632,18 @@ impl Checker {
                     None
                 }
             };
-            let (Some(start), Some(end), Some(quota), Some(rate)) = (start, end, quota, rate)
+            let prequeue = match raw.prequeue_minutes {
+                Some(minutes) if minutes == 0 || minutes > 24 * 60 => {
+                    self.error(
+                        key("prequeue_minutes"),
+                        format!("must be between 1 and 1440 (a day), got {minutes}"),
+                    );
+                    None
+                }
+                minutes => Some(minutes.unwrap_or(0) * 60 * MICROS_PER_SECOND),
+            };
+            let (Some(start), Some(end), Some(quota), Some(rate), Some(prequeue)) =
+                (start, end, quota, rate, prequeue)
             else {
                 continue;
             };
@@ -1635,6 +1655,18 @@ impl Checker {
                 continue;
             }
             if let Some(previous) = phases.last() {
+                if prequeue > 0 && start.saturating_sub(prequeue) < previous.end {
+                    self.error(
+                        key("prequeue_minutes"),
+                        format!(
+                            "the draw's pre-queue would open at {}, before the previous phase closes ({}); \
+                             it must open after it",
+                            utc_label(start.saturating_sub(prequeue)),
+                            utc_label(previous.end)
+                        ),
+                    );
+                    continue;
+                }
                 if start < previous.end {
                     self.error(
                         key("start"),
@@ -1652,6 +1684,7 @@ impl Checker {
                 end,
                 quota,
                 admit_per_minute: rate,
+                prequeue,
             });
         }
         phases
@@ -2136,12 +2169,14 @@ pass_minutes = 20
                     end: start + 8 * 3600 * MICROS_PER_SECOND,
                     quota: 400,
                     admit_per_minute: 0,
+                    prequeue: 0,
                 },
                 Phase {
                     start: start + 24 * 3600 * MICROS_PER_SECOND,
                     end: start + 32 * 3600 * MICROS_PER_SECOND,
                     quota: 1000,
                     admit_per_minute: 5,
+                    prequeue: 0,
                 },
             ]
         );

@@ -22,6 +22,7 @@ use crate::admission::Via;
 use crate::clock::{Clock, Micros, MICROS_PER_SECOND};
 use crate::config::{OnError, RoomConfig};
 use crate::cookie::{self, Jar};
+use crate::draw;
 use crate::limit::{Network, Rate, Verdict};
 use crate::shield::{Seen, Shields};
 use crate::status::{Notice, State, Status};
@@ -184,7 +185,12 @@ impl Room {
     }
 
     /// A room starting from the last view this process had of it.
-    fn new(config: RoomConfig, view: RoomView, healthy: bool) -> Room {
+    fn new(mut config: RoomConfig, view: RoomView, healthy: bool) -> Room {
+        // This instance's candidate for the room's draw secret; the store
+        // keeps the first one it is given.
+        if config.settings.draw_secret.is_empty() {
+            config.settings.draw_secret = draw::new_secret();
+        }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         config.id.hash(&mut hasher);
         Room {

@@ -89,6 +89,7 @@ pub mod clock;
 pub mod config;
 pub mod cookie;
 pub mod ctl;
+pub mod draw;
 pub mod engine;
 pub mod forwarded;
 pub mod limit;

@@ -235,6 +235,7 @@ async fn a_history_rewritten_to_the_same_length_is_noticed() {
         pass_seconds: 1200,
         phases: Vec::new(),
         live_rate: false,
+        draw_secret: String::new(),
     };
     let start = 1_800_000_000 * MICROS_PER_SECOND;
     let at = |seconds: u64| start + seconds * MICROS_PER_SECOND;
@@ -293,6 +294,7 @@ async fn an_unconfirmed_write_hands_nothing_out_and_keeps_the_place() {
         pass_seconds: 1200,
         phases: Vec::new(),
         live_rate: false,
+        draw_secret: String::new(),
     };
     let start = 1_800_000_000 * MICROS_PER_SECOND;
     let at = |seconds: u64| start + seconds * MICROS_PER_SECOND;

@@ -40,6 +40,7 @@ fn settings() -> impl Strategy<Value = RoomSettings> {
             pass_seconds: 1200,
             phases: Vec::new(),
             live_rate: false,
+            draw_secret: String::new(),
         },
     )
 }
@@ -163,7 +164,7 @@ proptest! {
     /// background syncs fall.
     #[test]
     fn backlog_drains_at_the_rate(rate in 1u32..100_000, seconds in 1u64..600, tick_ms in 20u64..1000) {
-        let settings = RoomSettings { admit_per_minute: rate, burst: 1, quota: None, paused: false, claim_seconds: 600, pass_seconds: 1200, phases: Vec::new(), live_rate: false };
+        let settings = RoomSettings { admit_per_minute: rate, burst: 1, quota: None, paused: false, claim_seconds: 600, pass_seconds: 1200, phases: Vec::new(), live_rate: false, draw_secret: String::new() };
         let mut counters = Counters::default();
         let window = seconds * MICROS_PER_SECOND;
         let expected = window / settings.interval();
@@ -195,6 +196,7 @@ fn quick(rate: u32, burst: u32, quota: Option<u64>, claim_seconds: u64) -> RoomS
         pass_seconds: 1200,
         phases: Vec::new(),
         live_rate: false,
+        draw_secret: String::new(),
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use antre::clock::MICROS_PER_SECOND;
 use antre::store::{
-    AnyStore, AuditEntry, Claim, MemoryStore, Phase, RedisStore, RoomSettings, RoomView,
+    AnyStore, AuditEntry, Claim, Entry, MemoryStore, Phase, RedisStore, RoomSettings, RoomView,
     SettingsChange, Standing, Store, StoreError, AUDIT_KEEP,
 };
 use common::{RedisCluster, RedisServer};
@@ -38,6 +38,8 @@ enum Answer {
     Claim(Claim, RoomView),
     /// A ticket from before a phase brought back to it.
     Back(u64, Claim, RoomView),
+    /// An entry in a phase's draw.
+    Entered(u64, Entry, RoomView),
     /// A paid arrival: the ticket, or `None` when its nonce was spent.
     Paid(Option<(u64, bool)>),
     Bound(bool),
@@ -60,6 +62,7 @@ async fn script<S: Store>(store: &S, room: &str, seed: u64, steps: usize) -> Vec
         pass_seconds: 60 * (1 + rng.below(30)),
         phases: Vec::new(),
         live_rate: false,
+        draw_secret: String::new(),
     };
     if rng.below(2) == 0 {
         // A schedule: phases with gaps (or none) between them, each with
@@ -77,9 +80,17 @@ async fn script<S: Store>(store: &S, room: &str, seed: u64, steps: usize) -> Vec
                 } else {
                     1 + rng.below(600) as u32
                 },
+                // Half the phases draw among those who come in the last
+                // few seconds before they open.
+                prequeue: rng.below(2) * rng.below(8_000_000),
             });
             at = end + rng.below(2) * rng.below(15_000_000);
+            let last = settings.phases.len() - 1;
+            if last > 0 && settings.phases[last].start - settings.phases[last].prequeue < end {
+                settings.phases[last].prequeue = 0;
+            }
         }
+        settings.draw_secret = format!("secret-{seed}");
         // Short claim windows, so turns lapse within a phase and people
         // come back after theirs.
         settings.claim_seconds = 1 + settings.claim_seconds % 8;
@@ -92,6 +103,23 @@ async fn script<S: Store>(store: &S, room: &str, seed: u64, steps: usize) -> Vec
     for _ in 0..steps {
         match rng.below(12) {
             0..=2 => now += rng.below(3_000_000),
+            3..=5 if !settings.phases.is_empty() && rng.below(3) == 0 => {
+                // Someone enters a draw, or asks what it gave them: ids
+                // repeat, and now and then the phase is one not drawing.
+                let id = 1 + rng.below(12);
+                let phase = match settings.phases.iter().find(|p| p.drawing(now)) {
+                    Some(drawing) if rng.below(4) > 0 => *drawing,
+                    _ => settings.phases[rng.below(settings.phases.len() as u64) as usize],
+                };
+                let (entry, view) = store
+                    .enter_draw(room, 1, id, phase.start, now)
+                    .await
+                    .unwrap();
+                if let Entry::Drawn(ticket) = entry {
+                    tail = tail.max(ticket);
+                }
+                answers.push(Answer::Entered(id, entry, view));
+            }
             3..=5 => {
                 let arrival = store.arrive(room, now).await.unwrap();
                 tail = arrival.ticket;
@@ -109,7 +137,8 @@ async fn script<S: Store>(store: &S, room: &str, seed: u64, steps: usize) -> Vec
                     Answer::View(view)
                     | Answer::Arrival(_, _, view)
                     | Answer::Claim(_, view)
-                    | Answer::Back(_, _, view) => Some(view.frontier),
+                    | Answer::Back(_, _, view)
+                    | Answer::Entered(_, _, view) => Some(view.frontier),
                     _ => None,
                 });
                 let ticket = match reached {
@@ -220,6 +249,7 @@ async fn live_changes_survive_a_restart<S: Store>(store: &S, label: &str) {
         pass_seconds: 1200,
         phases: Vec::new(),
         live_rate: false,
+        draw_secret: String::new(),
     };
     store.configure("live", &config, START).await.unwrap();
     let change = SettingsChange {
@@ -319,9 +349,11 @@ async fn karawang<S: Store>(store: &S, label: &str) {
                 end: opening + day * DAY + 8 * HOUR,
                 quota: 400,
                 admit_per_minute: 0,
+                prequeue: 0,
             })
             .collect(),
         live_rate: false,
+        draw_secret: String::new(),
     };
     let room = "karawang";
     let view = store.configure(room, &settings, START).await.unwrap();
@@ -446,15 +478,18 @@ async fn balikpapan<S: Store>(store: &S, label: &str) {
                 end: opening + 3 * HOUR,
                 quota: 100,
                 admit_per_minute: 60,
+                prequeue: 0,
             },
             Phase {
                 start: second,
                 end: second + 3 * HOUR,
                 quota: 90,
                 admit_per_minute: 60,
+                prequeue: 0,
             },
         ],
         live_rate: false,
+        draw_secret: String::new(),
     };
     let room = "balikpapan";
     store.configure(room, &settings, START).await.unwrap();
@@ -585,12 +620,93 @@ async fn balikpapan<S: Store>(store: &S, label: &str) {
     assert_ne!(lapsed, Claim::Admitted { fresh: true }, "{label}");
 }
 
+/// A draw among those who come in the ten minutes before a phase opens:
+/// each entry is told it is in, at the opening all are numbered in the
+/// order the draw's seed gives (the same on every store, and the one
+/// `antre::draw` computes from the seed), ahead of anyone arriving after
+/// the opening; an entry before the pre-queue or after the opening is not
+/// in the draw.
+async fn draw<S: Store>(store: &S, label: &str) {
+    const MINUTE: u64 = 60 * MICROS_PER_SECOND;
+    let opening = START + 60 * MINUTE;
+    let settings = RoomSettings {
+        admit_per_minute: 1,
+        burst: 1,
+        quota: None,
+        paused: false,
+        claim_seconds: 600,
+        pass_seconds: 1200,
+        phases: vec![Phase {
+            start: opening,
+            end: opening + 60 * MINUTE,
+            quota: 150,
+            admit_per_minute: 600,
+            prequeue: 10 * MINUTE,
+        }],
+        live_rate: false,
+        draw_secret: "the room's secret".into(),
+    };
+    let room = "undian";
+    store.configure(room, &settings, START).await.unwrap();
+    let (early, _) = store
+        .enter_draw(room, 1, 999, opening, opening - 11 * MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(early, Entry::Missed, "{label}: before the pre-queue");
+    let mut rng = Rng(4242);
+    let ids: Vec<u64> = (0..200).map(|_| 1 + rng.below(1 << 53)).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let at = opening - 10 * MINUTE + i as u64 * 2 * MICROS_PER_SECOND;
+        let (entry, view) = store.enter_draw(room, 1, *id, opening, at).await.unwrap();
+        assert_eq!(entry, Entry::Entered, "{label}");
+        assert_eq!(view.tail, 0, "{label}: nobody is numbered before the draw");
+    }
+    // Entering twice changes nothing.
+    let again = store
+        .enter_draw(room, 1, ids[0], opening, opening - MICROS_PER_SECOND)
+        .await
+        .unwrap();
+    assert_eq!(again.0, Entry::Entered, "{label}");
+    // The first newcomer after the opening comes behind the whole group.
+    let newcomer = store.arrive(room, opening).await.unwrap();
+    assert_eq!(newcomer.ticket, 201, "{label}");
+    let seed = antre::draw::seed("the room's secret", opening);
+    let expected = antre::draw::order(&seed, &ids);
+    let mut numbered = vec![0; 200];
+    for id in &ids {
+        let (entry, _) = store
+            .enter_draw(room, 1, *id, opening, opening + MICROS_PER_SECOND)
+            .await
+            .unwrap();
+        let Entry::Drawn(ticket) = entry else {
+            panic!("{label}: {entry:?}");
+        };
+        numbered[ticket as usize - 1] = *id;
+    }
+    assert_eq!(numbered, expected, "{label}: the order the seed gives");
+    let (late, _) = store
+        .enter_draw(room, 1, 7, opening, opening + MICROS_PER_SECOND)
+        .await
+        .unwrap();
+    assert_eq!(late, Entry::Missed, "{label}: after the opening");
+    // The line moves through the drawn group first.
+    let view = store.sync(room, opening + MINUTE).await.unwrap();
+    assert!(
+        view.frontier >= 2 && view.frontier < 201,
+        "{label}: {}",
+        view.frontier
+    );
+    let (claim, _) = store.claim(room, 1, 1, opening + MINUTE).await.unwrap();
+    assert_eq!(claim, Claim::Admitted { fresh: true }, "{label}");
+}
+
 async fn conforms<S: Store>(store: &S, label: &str) {
     live_changes_survive_a_restart(store, label).await;
     audit_trail(store, label).await;
     karawang(store, label).await;
     balikpapan(store, label).await;
-    let mut seen = [false; 4];
+    draw(store, label).await;
+    let mut seen = [false; 5];
     for seed in 1..=12u64 {
         let room = format!("room-{seed}");
         let reference = script(&MemoryStore::ephemeral(), &room, seed * 7919, 150).await;
@@ -612,14 +728,15 @@ async fn conforms<S: Store>(store: &S, label: &str) {
                 {
                     seen[3] = true
                 }
+                Answer::Entered(_, Entry::Drawn(_), _) => seen[4] = true,
                 _ => {}
             }
         }
     }
     // The steps reach a ticket spent after its grace, a nonce offered
     // twice, a pass past its networks and someone let in on their return
-    // after their turn had lapsed.
-    assert_eq!(seen, [true; 4], "{label}");
+    // after their turn had lapsed, and a draw that numbered its entries.
+    assert_eq!(seen, [true; 5], "{label}");
 }
 
 #[tokio::test]
@@ -663,6 +780,7 @@ fn one_a_second(quota: u64) -> RoomSettings {
         pass_seconds: 1200,
         phases: Vec::new(),
         live_rate: false,
+        draw_secret: String::new(),
     }
 }
 

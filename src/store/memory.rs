@@ -20,7 +20,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-use super::queue::{Claim, Counters, Overrides, RoomSettings, RoomView, SettingsChange};
+use super::queue::{Claim, Counters, Entry, Overrides, RoomSettings, RoomView, SettingsChange};
 use super::{Arrival, AuditEntry, Store, StoreError, AUDIT_KEEP};
 use crate::clock::Micros;
 
@@ -124,6 +124,13 @@ enum Op {
         ticket: u64,
         now: Micros,
     },
+    EnterDraw {
+        room: String,
+        epoch: u64,
+        id: u64,
+        phase: Micros,
+        now: Micros,
+    },
     ComeBack {
         room: String,
         epoch: u64,
@@ -168,6 +175,7 @@ impl Op {
             | Op::Arrive { room, .. }
             | Op::Claim { room, .. }
             | Op::ComeBack { room, .. }
+            | Op::EnterDraw { room, .. }
             | Op::Reset { room, .. }
             | Op::Update { room, .. }
             | Op::Record {
@@ -182,6 +190,7 @@ enum Outcome {
     View,
     Arrival { ticket: u64, admitted: bool },
     Claim(Claim),
+    Entry(Entry),
 }
 
 /// Files behind a persistent store.
@@ -452,7 +461,9 @@ impl Inner {
             Op::Sync { room, now } | Op::Arrive { room, now } | Op::Reset { room, now } => {
                 (room, *now)
             }
-            Op::Claim { room, now, .. } | Op::ComeBack { room, now, .. } => (room, *now),
+            Op::Claim { room, now, .. }
+            | Op::ComeBack { room, now, .. }
+            | Op::EnterDraw { room, now, .. } => (room, *now),
         };
         let room = self
             .rooms
@@ -479,6 +490,9 @@ impl Inner {
                 phase,
                 ..
             } => Outcome::Claim(counters.come_back(settings, *epoch, *ticket, *phase, now)),
+            Op::EnterDraw {
+                epoch, id, phase, ..
+            } => Outcome::Entry(counters.enter_draw(settings, *epoch, *id, *phase, now)),
             Op::Reset { .. } => {
                 counters.reset(settings, now);
                 Outcome::View
@@ -578,7 +592,7 @@ struct SnapshotRef<'a> {
 
 /// Every change an operation can make moves one of these: the counters,
 /// the schedule, and the newest expiry checkpoint.
-type Fingerprint = ([u64; 11], bool, usize, Option<(Micros, u64)>);
+type Fingerprint = ([u64; 15], bool, usize, Option<(Micros, u64)>);
 
 fn fingerprint(c: &Counters) -> Fingerprint {
     (
@@ -594,6 +608,10 @@ fn fingerprint(c: &Counters) -> Fingerprint {
             c.phase_base,
             c.phase_from,
             c.phase_to,
+            c.draw_phase,
+            c.entries.len() as u64,
+            c.drawn_phase,
+            c.drawn.len() as u64,
         ],
         c.running,
         c.checkpoints.len(),
@@ -819,6 +837,26 @@ impl Store for MemoryStore {
         }
     }
 
+    async fn enter_draw(
+        &self,
+        room: &str,
+        epoch: u64,
+        id: u64,
+        phase: Micros,
+        now: Micros,
+    ) -> Result<(Entry, RoomView), StoreError> {
+        match self.run(Op::EnterDraw {
+            room: room.to_owned(),
+            epoch,
+            id,
+            phase,
+            now,
+        })? {
+            (Outcome::Entry(entry), view) => Ok((entry, view)),
+            _ => unreachable!("an entry always yields an entry"),
+        }
+    }
+
     /// The in-process store is never unreachable in a way that lets some
     /// visitors through and not others, so a promise simply takes the next
     /// place.
@@ -888,6 +926,7 @@ mod tests {
             pass_seconds: 1200,
             phases: Vec::new(),
             live_rate: false,
+            draw_secret: String::new(),
         }
     }
 

@@ -11,7 +11,8 @@ use std::future::Future;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 pub use queue::{
-    Claim, Overrides, Phase, RoomSettings, RoomView, SettingsChange, Standing, EXCHANGE_GRACE,
+    Claim, Entry, Overrides, Phase, RoomSettings, RoomView, SettingsChange, Standing,
+    EXCHANGE_GRACE,
 };
 
 use crate::clock::Micros;
@@ -144,6 +145,17 @@ pub trait Store: Send + Sync + 'static {
         phase: Micros,
         now: Micros,
     ) -> impl Future<Output = Result<(Claim, RoomView), StoreError>> + Send;
+
+    /// Enters visitor `id` in the draw of the phase opening at `phase`,
+    /// or gives the ticket it drew: see [`queue::Counters::enter_draw`].
+    fn enter_draw(
+        &self,
+        room: &str,
+        epoch: u64,
+        id: u64,
+        phase: Micros,
+        now: Micros,
+    ) -> impl Future<Output = Result<(Entry, RoomView), StoreError>> + Send;
 
     /// Turns a place promised during a store outage into a ticket. Places
     /// promised in one outage are numbered together, in arrival order, once
@@ -312,6 +324,20 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(store) => store.come_back(room, epoch, ticket, phase, now).await,
             AnyStore::Redis(store) => store.come_back(room, epoch, ticket, phase, now).await,
+        }
+    }
+
+    async fn enter_draw(
+        &self,
+        room: &str,
+        epoch: u64,
+        id: u64,
+        phase: Micros,
+        now: Micros,
+    ) -> Result<(Entry, RoomView), StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.enter_draw(room, epoch, id, phase, now).await,
+            AnyStore::Redis(store) => store.enter_draw(room, epoch, id, phase, now).await,
         }
     }
 

@@ -40,7 +40,7 @@
 //! over the rest of the phase rather than lost. Ticket numbers go on across
 //! phases: whoever still waits when a phase closes keeps their place.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +70,11 @@ pub struct RoomSettings {
     /// the phases' own rates.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub live_rate: bool,
+    /// The room's secret for its draws (see [`crate::draw`]): made once,
+    /// the first time a store sees the room, and kept; an instance's
+    /// config brings a candidate that is used only while none is kept.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub draw_secret: String,
 }
 
 /// One window of a room's schedule: inside it the room admits up to the
@@ -85,6 +90,10 @@ pub struct Phase {
     /// Admissions per minute; 0 spreads what is left of the quota evenly
     /// over what is left of the phase.
     pub admit_per_minute: u32,
+    /// How long before `start` visitors may enter the phase's draw; 0 for
+    /// no draw.
+    #[serde(default)]
+    pub prequeue: Micros,
 }
 
 impl Phase {
@@ -92,8 +101,13 @@ impl Phase {
         self.admit_per_minute == 0
     }
 
+    /// True while visitors arriving at `now` enter this phase's draw.
+    pub fn drawing(&self, now: Micros) -> bool {
+        self.prequeue > 0 && self.start.saturating_sub(self.prequeue) <= now && now < self.start
+    }
+
     /// The schedule as the Redis script keeps it:
-    /// `start:end:quota:rate` per phase, joined by `;`.
+    /// `start:end:quota:rate:prequeue` per phase, joined by `;`.
     pub fn encode_all(phases: &[Phase]) -> String {
         let mut text = String::new();
         for (i, p) in phases.iter().enumerate() {
@@ -101,8 +115,8 @@ impl Phase {
                 text.push(';');
             }
             text.push_str(&format!(
-                "{}:{}:{}:{}",
-                p.start, p.end, p.quota, p.admit_per_minute
+                "{}:{}:{}:{}:{}",
+                p.start, p.end, p.quota, p.admit_per_minute, p.prequeue
             ));
         }
         text
@@ -122,6 +136,7 @@ impl Phase {
                     end: next()?,
                     quota: next()?,
                     admit_per_minute: u32::try_from(next()?).ok()?,
+                    prequeue: next()?,
                 };
                 numbers.next().is_none().then_some(phase)
             })
@@ -183,6 +198,11 @@ impl RoomSettings {
                 config.pass_seconds
             },
             live_rate: overrides.admit_per_minute,
+            draw_secret: if live.draw_secret.is_empty() {
+                config.draw_secret.clone()
+            } else {
+                live.draw_secret.clone()
+            },
             ..config.clone()
         }
     }
@@ -217,6 +237,11 @@ impl RoomSettings {
     /// The phase open at `now`, if the room has a schedule and one is.
     pub fn phase_at(&self, now: Micros) -> Option<&Phase> {
         self.phases.iter().find(|p| p.start <= now && now < p.end)
+    }
+
+    /// The seed of the draw of the phase opening at `phase`.
+    pub fn draw_seed(&self, phase: Micros) -> String {
+        crate::draw::seed(&self.draw_secret, phase)
     }
 
     /// The first phase opening after `now`.
@@ -269,6 +294,19 @@ pub enum Claim {
     /// The ticket was exchanged more than [`EXCHANGE_GRACE`] ago: a pass
     /// has been given for it, and it buys nothing more.
     Spent,
+}
+
+/// The answer to an entry in a draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// In the draw; it is made when the phase opens.
+    Entered,
+    /// Drawn: this is the entry's ticket number.
+    Drawn(u64),
+    /// Not in this draw: its pre-queue has not opened or has closed, the
+    /// entry came too late or is of an earlier epoch. The visitor joins
+    /// the line as any newcomer.
+    Missed,
 }
 
 /// How long after a ticket's exchange it still gives the same pass again
@@ -408,6 +446,18 @@ pub struct Counters {
     /// Which of those numbers have been let in during the phase.
     #[serde(default)]
     pub returned: ClaimedSet,
+    /// The entries of the coming draw, for the phase opening at
+    /// `draw_phase` (0: none yet).
+    #[serde(default)]
+    pub draw_phase: Micros,
+    #[serde(default)]
+    pub entries: BTreeSet<u64>,
+    /// The last draw: each entry's ticket number, for the phase that
+    /// opened at `drawn_phase`.
+    #[serde(default)]
+    pub drawn_phase: Micros,
+    #[serde(default)]
+    pub drawn: BTreeMap<u64, u64>,
 }
 
 impl Default for Counters {
@@ -429,6 +479,10 @@ impl Default for Counters {
             phase_from: 0,
             phase_to: 0,
             returned: ClaimedSet::default(),
+            draw_phase: 0,
+            entries: BTreeSet::new(),
+            drawn_phase: 0,
+            drawn: BTreeMap::new(),
         }
     }
 }
@@ -476,6 +530,9 @@ impl Counters {
             self.phase_from = self.frontier;
             self.phase_to = self.tail;
             self.returned = ClaimedSet::above(self.frontier);
+            if self.draw_phase == phase {
+                self.draw(settings, phase);
+            }
         }
         self.phase = phase;
         self.phase_base = phase_base;
@@ -649,6 +706,56 @@ impl Counters {
         Claim::Admitted { fresh: true }
     }
 
+    /// Numbers the entries of the draw of the phase opening at `phase`, in
+    /// the order [`crate::draw::order`] gives them from the phase's seed,
+    /// right behind everyone already holding a number.
+    fn draw(&mut self, settings: &RoomSettings, phase: Micros) {
+        let entries: Vec<u64> = std::mem::take(&mut self.entries).into_iter().collect();
+        self.drawn.clear();
+        for id in crate::draw::order(&settings.draw_seed(phase), &entries) {
+            self.tail += 1;
+            self.drawn.insert(id, self.tail);
+        }
+        self.drawn_phase = phase;
+        self.draw_phase = 0;
+    }
+
+    /// A visitor's entry `id` in the draw of the phase opening at `phase`:
+    /// taken while its pre-queue is open, answered with the ticket number
+    /// once the draw is made.
+    pub fn enter_draw(
+        &mut self,
+        settings: &RoomSettings,
+        epoch: u64,
+        id: u64,
+        phase: Micros,
+        now: Micros,
+    ) -> Entry {
+        if epoch != self.epoch || id == 0 || id > crate::draw::MAX_ENTRY {
+            return Entry::Missed;
+        }
+        self.advance(settings, now);
+        if self.drawn_phase == phase {
+            if let Some(ticket) = self.drawn.get(&id) {
+                return Entry::Drawn(*ticket);
+            }
+        }
+        let open = settings
+            .phases
+            .iter()
+            .find(|p| p.start == phase)
+            .is_some_and(|p| p.drawing(now));
+        if !open {
+            return Entry::Missed;
+        }
+        if self.draw_phase != phase {
+            self.entries.clear();
+            self.draw_phase = phase;
+        }
+        self.entries.insert(id);
+        Entry::Entered
+    }
+
     /// Starts a new epoch: everyone waiting or released but unclaimed
     /// loses their place (their cookies stop counting), and numbering goes
     /// on from the tail. Admissions so far still count against the quota.
@@ -666,6 +773,10 @@ impl Counters {
         self.phase_from = self.tail;
         self.phase_to = self.tail;
         self.returned = ClaimedSet::above(self.tail);
+        self.entries.clear();
+        self.drawn.clear();
+        self.draw_phase = 0;
+        self.drawn_phase = 0;
     }
 
     fn record_checkpoint(&mut self, settings: &RoomSettings, now: Micros) {

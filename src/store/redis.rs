@@ -33,7 +33,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::Value;
 use tokio::sync::OnceCell;
 
-use super::queue::{Claim, Phase, RoomSettings, RoomView, SettingsChange};
+use super::queue::{Claim, Entry, Phase, RoomSettings, RoomView, SettingsChange};
 use super::{Arrival, AuditEntry, Store, StoreError, AUDIT_KEEP};
 use crate::clock::Micros;
 use crate::token::random_u64;
@@ -328,7 +328,7 @@ impl RedisStore {
         self
     }
 
-    fn keys(&self, room: &str) -> [String; 9] {
+    fn keys(&self, room: &str) -> [String; 11] {
         let base = format!("{}:{{{room}}}", self.prefix);
         [
             format!("{base}:state"),
@@ -340,6 +340,8 @@ impl RedisStore {
             format!("{base}:spent"),
             format!("{base}:history"),
             format!("{base}:returned"),
+            format!("{base}:entries"),
+            format!("{base}:drawn"),
         ]
     }
 
@@ -741,7 +743,7 @@ async fn confirmed(
     }
 }
 
-fn settings_args(settings: &RoomSettings) -> [String; 7] {
+fn settings_args(settings: &RoomSettings) -> [String; 8] {
     [
         settings.admit_per_minute.to_string(),
         settings.burst.to_string(),
@@ -750,6 +752,7 @@ fn settings_args(settings: &RoomSettings) -> [String; 7] {
         settings.claim_seconds.to_string(),
         settings.pass_seconds.to_string(),
         Phase::encode_all(&settings.phases),
+        settings.draw_secret.clone(),
     ]
 }
 
@@ -829,6 +832,7 @@ fn parse(reply: &[Value], at: Micros) -> Result<Parsed, StoreError> {
                 StoreError::Unavailable(format!("malformed schedule in Redis reply: {reply:?}"))
             })?,
             live_rate: number(23)? == 1,
+            draw_secret: field(24)?,
         },
         epoch: number(2)?,
         tail: number(3)?,
@@ -851,6 +855,19 @@ fn parse(reply: &[Value], at: Micros) -> Result<Parsed, StoreError> {
         number(18)?,
         field(19).unwrap_or_default(),
     ))
+}
+
+fn entry_of(outcome: &str, ticket: u64) -> Result<Entry, StoreError> {
+    Ok(match outcome {
+        "entered" => Entry::Entered,
+        "drawn" => Entry::Drawn(ticket),
+        "missed" => Entry::Missed,
+        other => {
+            return Err(StoreError::Unavailable(format!(
+                "unexpected draw outcome {other:?}"
+            )))
+        }
+    })
 }
 
 fn claim_of(outcome: &str) -> Result<Claim, StoreError> {
@@ -975,6 +992,25 @@ impl Store for RedisStore {
         ];
         let (outcome, _, view) = self.run(room, args, false).await?;
         Ok((claim_of(&outcome)?, view))
+    }
+
+    async fn enter_draw(
+        &self,
+        room: &str,
+        epoch: u64,
+        id: u64,
+        phase: Micros,
+        now: Micros,
+    ) -> Result<(Entry, RoomView), StoreError> {
+        let args = vec![
+            "enter".into(),
+            now.to_string(),
+            epoch.to_string(),
+            id.to_string(),
+            phase.to_string(),
+        ];
+        let (outcome, ticket, view) = self.run(room, args, false).await?;
+        Ok((entry_of(&outcome, ticket)?, view))
     }
 
     async fn come_back(

@@ -8,7 +8,9 @@
 -- EXCHANGE_GRACE (ticket scored by time), KEYS[7] proof-of-work nonces
 -- spent (scored by their expiry), KEYS[8] the room's recent history (see
 -- `save`), KEYS[9] which numbers still waiting when the phase opened have
--- been let in during it (bit `ticket - from`); all share the room's hash tag, so the script touches one cluster
+-- been let in during it (bit `ticket - from`), KEYS[10] the entries of the
+-- coming draw (a set of ids), KEYS[11] the last draw (id -> ticket); all
+-- share the room's hash tag, so the script touches one cluster
 -- slot.
 -- ARGV[1] operation, ARGV[2] now (microseconds since the Unix epoch),
 -- ARGV[3] an id unique to this call, ARGV[4] the version and chain the
@@ -17,13 +19,14 @@
 --
 -- Reply: { outcome, ticket, epoch, tail, frontier, floor, admitted, wasted,
 --          outstanding, tat, running, rate, burst, quota, paused, claim, boot,
---          pass, version, chain, phase, base, phases, live_rate }
+--          pass, version, chain, phase, base, phases, live_rate, secret }
 -- or { "missing" } when the room is not in Redis (it was never configured,
 -- or Redis lost its data), or { "rewritten" } when the history the caller
 -- saw is not this room's (a replica that had not caught up took over).
 
 local state, claimed, checkpoints, pending, promised = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local exchanged, spent, history, returned = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local entries, drawn = KEYS[10], KEYS[11]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local write_id, seen = ARGV[3], ARGV[4]
@@ -40,7 +43,7 @@ local HISTORY = 1024
 local ENTRY = 24
 local FIELDS = { 'epoch', 'tail', 'frontier', 'admitted', 'wasted', 'floor', 'tat', 'running', 'open',
                  'rate', 'burst', 'quota', 'paused', 'claim', 'pass', 'overrides', 'recover', 'version',
-                 'phase', 'base', 'from', 'to' }
+                 'phase', 'base', 'from', 'to', 'draw_phase', 'drawn_phase' }
 
 -- Bits of `overrides`: settings an operator changed live, which a
 -- restart's config does not undo.
@@ -59,25 +62,29 @@ local function int(n)
   return string.format('%.0f', n)
 end
 
--- The schedule, 'start:end:quota:rate' per phase joined by ';' (queue.rs
--- Phase::encode_all), as a list of phases; rate 0 spreads the quota.
+-- The schedule, 'start:end:quota:rate:prequeue' per phase joined by ';'
+-- (queue.rs Phase::encode_all), as a list of phases; rate 0 spreads the
+-- quota, prequeue 0 means no draw.
 local function parse_phases(text)
   local phases = {}
-  for start, finish, quota, rate in string.gmatch(text, '(%d+):(%d+):(%d+):(%d+)') do
-    phases[#phases + 1] = { start = tonumber(start), finish = tonumber(finish), quota = tonumber(quota),
-                            rate = tonumber(rate) }
+  for part in string.gmatch(text, '[^;]+') do
+    local start, finish, quota, rate, prequeue = string.match(part, '^(%d+):(%d+):(%d+):(%d+):(%d+)$')
+    if start then
+      phases[#phases + 1] = { start = tonumber(start), finish = tonumber(finish), quota = tonumber(quota),
+                              rate = tonumber(rate), prequeue = tonumber(prequeue) }
+    end
   end
   return phases
 end
 
 local function load()
-  local values = redis.call('HMGET', state, 'boot', 'chain', 'phases', unpack(FIELDS))
-  if not values[4] then
+  local values = redis.call('HMGET', state, 'boot', 'chain', 'phases', 'secret', unpack(FIELDS))
+  if not values[5] then
     return nil
   end
-  local s = { boot = values[1] or '', chain = values[2] or '', phases = values[3] or '' }
+  local s = { boot = values[1] or '', chain = values[2] or '', phases = values[3] or '', secret = values[4] or '' }
   for i, name in ipairs(FIELDS) do
-    s[name] = tonumber(values[i + 3]) or 0
+    s[name] = tonumber(values[i + 4]) or 0
   end
   s.schedule = parse_phases(s.phases)
   return s
@@ -98,7 +105,7 @@ end
 local function save(s)
   s.version = s.version + 1
   s.chain = string.sub(redis.sha1hex(s.chain .. ':' .. write_id), 1, 16)
-  local args = { 'boot', s.boot, 'chain', s.chain, 'phases', s.phases }
+  local args = { 'boot', s.boot, 'chain', s.chain, 'phases', s.phases, 'secret', s.secret }
   for _, name in ipairs(FIELDS) do
     args[#args + 1] = name
     args[#args + 1] = int(s[name])
@@ -145,6 +152,30 @@ local function closed(s)
   return #s.schedule > 0 and phase_at(s) == nil
 end
 
+-- Numbers the entries of the draw of the phase opening at `phase` (queue.rs
+-- Counters::draw, draw.rs): sorted by SHA-1 of 'seed:id', where the seed is
+-- SHA-1 of 'secret:phase'; equal keys by id.
+local function draw(s, phase)
+  local seed = redis.sha1hex(s.secret .. ':' .. int(phase))
+  local keyed = {}
+  for _, id in ipairs(redis.call('SMEMBERS', entries)) do
+    keyed[#keyed + 1] = { key = redis.sha1hex(seed .. ':' .. id), id = tonumber(id) }
+  end
+  table.sort(keyed, function(a, b)
+    if a.key ~= b.key then
+      return a.key < b.key
+    end
+    return a.id < b.id
+  end)
+  redis.call('DEL', drawn, entries)
+  for _, entry in ipairs(keyed) do
+    s.tail = s.tail + 1
+    redis.call('HSET', drawn, int(entry.id), int(s.tail))
+  end
+  s.drawn_phase = phase
+  s.draw_phase = 0
+end
+
 -- Enters the phase open now, if it is not the one counting: the slots used
 -- so far become its base, and the numbers still waiting (from the frontier
 -- to the tail) may come back to it.
@@ -155,6 +186,9 @@ local function enter_phase(s)
     s.base = math.max(s.frontier - s.wasted, 0)
     s.from, s.to = s.frontier, s.tail
     redis.call('DEL', returned)
+    if s.draw_phase == open.start then
+      draw(s, open.start)
+    end
     return true
   end
   return false
@@ -400,15 +434,16 @@ local function reply(s, outcome, ticket)
   return { outcome, int(ticket), int(s.epoch), int(s.tail), int(s.frontier), int(s.floor), int(s.admitted),
            int(s.wasted), int(outstanding(s)), int(s.tat), int(s.running), int(s.rate), int(s.burst),
            int(s.quota), int(s.paused), int(s.claim), s.boot, int(s.pass), int(s.version), s.chain,
-           int(s.phase), int(s.base), s.phases, bit.band(s.overrides, OVERRIDE.rate) ~= 0 and 1 or 0 }
+           int(s.phase), int(s.base), s.phases, bit.band(s.overrides, OVERRIDE.rate) ~= 0 and 1 or 0, s.secret }
 end
 
 local function overridden(s, name)
   return bit.band(s.overrides, OVERRIDE[name]) ~= 0
 end
 
--- The config's settings from ARGV[base..base+6] (rate, burst, quota,
--- paused, claim, pass, phases), except those changed live.
+-- The config's settings from ARGV[base..base+7] (rate, burst, quota,
+-- paused, claim, pass, phases, draw secret), except those changed live;
+-- the draw secret is taken only while the room has none.
 local function apply_settings(s, base)
   if not overridden(s, 'rate') then s.rate = tonumber(ARGV[base]) end
   s.burst = tonumber(ARGV[base + 1])
@@ -418,13 +453,15 @@ local function apply_settings(s, base)
   if not overridden(s, 'pass') then s.pass = tonumber(ARGV[base + 5]) end
   s.phases = ARGV[base + 6]
   s.schedule = parse_phases(s.phases)
+  if s.secret == '' then s.secret = ARGV[base + 7] end
 end
 
 local function fresh_room(boot)
-  redis.call('DEL', claimed, checkpoints, exchanged, history, returned)
+  redis.call('DEL', claimed, checkpoints, exchanged, history, returned, entries, drawn)
   return { boot = boot, chain = '', epoch = 1, tail = 0, frontier = 0, admitted = 0, wasted = 0, floor = 0, tat = 0, running = 0, open = 0,
            rate = 1, burst = 1, quota = -1, paused = 0, claim = 600, pass = 1200, overrides = 0, recover = 0,
-           version = 0, phase = 0, base = 0, from = 0, to = 0, phases = '', schedule = {} }
+           version = 0, phase = 0, base = 0, from = 0, to = 0, draw_phase = 0, drawn_phase = 0, phases = '',
+           secret = '', schedule = {} }
 end
 
 local s = load()
@@ -434,13 +471,13 @@ if s and op ~= 'seed' and rewritten(s) then
 end
 
 if op == 'configure' then
-  -- ARGV[5..11] settings, ARGV[12] boot id for a new room, ARGV[13] grace.
+  -- ARGV[5..12] settings, ARGV[13] boot id for a new room, ARGV[14] grace.
   -- A room created here may be one Redis lost while other instances were
   -- running: nothing moves for `grace`, so they can add what they knew.
   if not s then
-    s = fresh_room(ARGV[12])
-    if tonumber(ARGV[13]) > 0 then
-      s.recover = now + tonumber(ARGV[13])
+    s = fresh_room(ARGV[13])
+    if tonumber(ARGV[14]) > 0 then
+      s.recover = now + tonumber(ARGV[14])
     end
   end
   apply_settings(s, 5)
@@ -482,10 +519,10 @@ end
 
 if op == 'seed' then
   -- Redis lost the room, or holds another history than the caller saw:
-  -- rebuild it from an instance's last view. ARGV[5..11] the live
-  -- settings, ARGV[12] boot id, ARGV[13..21] epoch, tail, frontier, floor,
-  -- admitted, wasted, tat, phase, base, ARGV[22] grace, ARGV[23] which
-  -- settings were changed live, ARGV[24] what was lost, ARGV[25..] the
+  -- rebuild it from an instance's last view. ARGV[5..12] the live
+  -- settings, ARGV[13] boot id, ARGV[14..22] epoch, tail, frontier, floor,
+  -- admitted, wasted, tat, phase, base, ARGV[23] grace, ARGV[24] which
+  -- settings were changed live, ARGV[25] what was lost, ARGV[26..] the
   -- exchanges the instance made lately in that epoch ('ticket:at'). Where
   -- the room is there, the larger numbers win, except for admissions: when it lost its
   -- last writes ('writes'), every exchange it lacks is a pass it did not
@@ -495,12 +532,12 @@ if op == 'seed' then
   -- none exchanged, so every instance can add what it knew first.
   local seed = {}
   for i, name in ipairs({ 'epoch', 'tail', 'frontier', 'floor', 'admitted', 'wasted', 'tat', 'phase', 'base' }) do
-    seed[name] = tonumber(ARGV[12 + i])
+    seed[name] = tonumber(ARGV[13 + i])
   end
   if not s then
-    s = fresh_room(ARGV[12])
+    s = fresh_room(ARGV[13])
     apply_settings(s, 5)
-    s.overrides = tonumber(ARGV[23])
+    s.overrides = tonumber(ARGV[24])
     for name, value in pairs(seed) do
       s[name] = value
     end
@@ -508,10 +545,10 @@ if op == 'seed' then
     -- until they expire: the quota cap errs on the safe side, and a slot
     -- whose holder comes now can still be taken. The checkpoint lets them
     -- expire.
-    s.recover = now + tonumber(ARGV[22])
+    s.recover = now + tonumber(ARGV[23])
     record_checkpoint(s)
     -- The view's admissions already count these exchanges.
-    restore(s, 25, false)
+    restore(s, 26, false)
   elseif seed.epoch >= s.epoch then
     if seed.epoch > s.epoch then
       s.epoch = seed.epoch
@@ -520,7 +557,7 @@ if op == 'seed' then
     for _, name in ipairs({ 'tail', 'frontier', 'floor', 'tat' }) do
       s[name] = math.max(s[name], seed[name])
     end
-    s.recover = math.max(s.recover, now + tonumber(ARGV[22]))
+    s.recover = math.max(s.recover, now + tonumber(ARGV[23]))
     -- The later phase wins; within one phase, the smaller base (the one
     -- that leaves fewer admissions) does.
     if seed.phase > s.phase then
@@ -531,12 +568,12 @@ if op == 'seed' then
     if s.frontier > frontier then
       record_checkpoint(s)
     end
-    if ARGV[24] == 'writes' then
+    if ARGV[25] == 'writes' then
       -- Each instance puts back exactly the passes it handed out, so
       -- none is counted twice (the view may count other instances' too).
-      s.admitted = s.admitted + restore(s, 25, true)
+      s.admitted = s.admitted + restore(s, 26, true)
     else
-      restore(s, 25, false)
+      restore(s, 26, false)
       s.admitted = math.max(s.admitted, seed.admitted)
     end
   end
@@ -549,7 +586,8 @@ if not s then
   return { 'missing' }
 end
 
-if (op == 'arrive' or op == 'claim' or op == 'come_back' or op == 'pending') and now < s.recover then
+if (op == 'arrive' or op == 'claim' or op == 'come_back' or op == 'enter' or op == 'pending')
+    and now < s.recover then
   return { 'recovering' }
 end
 
@@ -621,6 +659,36 @@ if op == 'claim' then
   return reply(s, outcome, tonumber(ARGV[6]))
 end
 
+if op == 'enter' then
+  -- ARGV[5] epoch, ARGV[6] the entry's id, ARGV[7] the start of the phase
+  -- whose draw it is for (queue.rs Counters::enter_draw).
+  local epoch, id, phase = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+  if epoch ~= s.epoch or id < 1 or id > 2 ^ 53 - 1 then
+    return reply(s, 'missed', 0)
+  end
+  local changed = advance(s)
+  local outcome, ticket = 'missed', 0
+  local number = s.drawn_phase == phase and tonumber(redis.call('HGET', drawn, int(id)))
+  if number then
+    outcome, ticket = 'drawn', number
+  else
+    for _, p in ipairs(s.schedule) do
+      if p.start == phase and p.prequeue > 0 and math.max(p.start - p.prequeue, 0) <= now and now < p.start then
+        if s.draw_phase ~= phase then
+          redis.call('DEL', entries)
+          s.draw_phase = phase
+        end
+        redis.call('SADD', entries, int(id))
+        outcome, changed = 'entered', true
+      end
+    end
+  end
+  if changed then
+    save(s)
+  end
+  return reply(s, outcome, ticket)
+end
+
 if op == 'come_back' then
   -- ARGV[5] epoch, ARGV[6] ticket, ARGV[7] the start of the phase it
   -- comes back to.
@@ -673,7 +741,8 @@ if op == 'reset' then
   s.tat = now
   s.open = 0
   s.from, s.to = s.tail, s.tail
-  redis.call('DEL', checkpoints, exchanged, returned)
+  s.draw_phase, s.drawn_phase = 0, 0
+  redis.call('DEL', checkpoints, exchanged, returned, entries, drawn)
   save(s)
   return reply(s, 'view', 0)
 end
