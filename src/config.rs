@@ -2244,6 +2244,21 @@ pass_minutes = 20
             &messages(&overlap),
             &["rooms[0].phases[1].start: 2021-07-12 05:00 UTC is before the previous phase closes (2021-07-12 09:00 UTC): phases must be in order and must not overlap"],
         );
+        // A draw's pre-queue: in range, and open only after the previous
+        // phase has closed.
+        let draws = format!(
+            "{ROOM}{}{}{}",
+            phase("start = 2021-07-12T08:00:00+07:00\nend = 2021-07-12T16:00:00+07:00\nquota = 5\nspread = true"),
+            phase("start = 2021-07-12T17:00:00+07:00\nend = 2021-07-12T18:00:00+07:00\nquota = 5\nspread = true\nprequeue_minutes = 90"),
+            phase("start = 2021-07-13T08:00:00+07:00\nend = 2021-07-13T09:00:00+07:00\nquota = 5\nspread = true\nprequeue_minutes = 0"),
+        );
+        assert_reported(
+            &messages(&draws),
+            &[
+                "rooms[0].phases[2].prequeue_minutes: must be between 1 and 1440 (a day), got 0",
+                "rooms[0].phases[1].prequeue_minutes: the draw's pre-queue would open at 2021-07-12 08:30 UTC, before the previous phase closes (2021-07-12 09:00 UTC); it must open after it",
+            ],
+        );
         // Without phases a room still needs its rate.
         assert_reported(
             &messages(ROOM),

@@ -25,8 +25,8 @@ use crate::cookie::{self, Jar};
 use crate::draw;
 use crate::limit::{Network, Rate, Verdict};
 use crate::shield::{Seen, Shields};
-use crate::status::{Notice, State, Status};
-use crate::store::{Arrival, Claim, RoomView, Standing, Store, StoreError};
+use crate::status::{DrawEntry, Notice, State, Status};
+use crate::store::{Arrival, Claim, Entry, Phase, RoomView, Standing, Store, StoreError};
 use crate::token::{random_u64, Claims, Keyring, Kind, PassClaims};
 use crate::work::{self, Challenge};
 
@@ -93,6 +93,17 @@ impl Decision {
             Decision::Forward { set_cookies, .. }
             | Decision::Hold { set_cookies, .. }
             | Decision::Challenge { set_cookies, .. } => set_cookies.push(cookie),
+            Decision::Slow { .. } | Decision::NoTicket => {}
+        }
+    }
+
+    /// Sets `cookie` before any the decision sets already, so those win
+    /// where they name the same cookie.
+    fn first_cookie(&mut self, cookie: String) {
+        match self {
+            Decision::Forward { set_cookies, .. }
+            | Decision::Hold { set_cookies, .. }
+            | Decision::Challenge { set_cookies, .. } => set_cookies.insert(0, cookie),
             Decision::Slow { .. } | Decision::NoTicket => {}
         }
     }
@@ -174,6 +185,34 @@ pub struct Room {
     /// Whether the store has taken this config's settings for the room;
     /// until then the background sync configures instead of syncing.
     configured: AtomicBool,
+    /// The last draw's entries as published, by (phase, epoch): a draw
+    /// never changes once made, so the store is asked once.
+    drawn: Mutex<Option<(Micros, u64, Arc<Drawn>)>>,
+}
+
+/// A draw's entries in ascending order and the first ticket it gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Drawn {
+    entries: Vec<u64>,
+    first_ticket: Option<u64>,
+}
+
+/// A room's draw as anyone may check it: `{prefix}/draw.json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DrawReport {
+    pub room: String,
+    /// Unix seconds of the opening the draw is for; entries are taken
+    /// from `entries_from` until then.
+    pub opens_at: u64,
+    pub entries_from: u64,
+    /// SHA-256 of the seed, in hex, published before the draw.
+    pub commitment: String,
+    /// The seed, revealed once the phase has opened.
+    pub seed: Option<String>,
+    /// Once drawn, every entry's id, in ascending order.
+    pub entries: Option<Vec<u64>>,
+    /// The ticket number of the draw's first place.
+    pub first_ticket: Option<u64>,
 }
 
 impl Room {
@@ -204,6 +243,7 @@ impl Room {
             healthy: AtomicBool::new(healthy),
             history: Mutex::new(VecDeque::new()),
             configured: AtomicBool::new(false),
+            drawn: Mutex::new(None),
         }
     }
 
@@ -488,6 +528,10 @@ impl<S: Store> Engine<S> {
             return self.with_return(&v, kept).await;
         }
 
+        if let Some((entry, phase)) = self.valid_entry(&v) {
+            return self.with_entry(&v, entry, phase).await;
+        }
+
         if let Some(promise) = self.valid_promise(&v) {
             return self.keep_promise(&v, promise).await;
         }
@@ -514,6 +558,73 @@ impl<S: Store> Engine<S> {
         let mut status = base_status(room, &view, State::Admitted, self.clock.now_micros());
         status.refresh_seconds = room.config.refresh_seconds;
         Some(status)
+    }
+
+    /// The room's draw for the public: the one taking entries now, else
+    /// the last one made, else the next; `None` when the room has no draw.
+    pub async fn draw_report(&self, room_index: usize) -> Result<Option<DrawReport>, StoreError> {
+        let Some(room) = self.rooms.get(room_index) else {
+            return Ok(None);
+        };
+        let view = room.view();
+        let now = self.clock.now_micros();
+        let drawn_phases = view.settings.phases.iter().filter(|p| p.prequeue > 0);
+        let phase = drawn_phases
+            .clone()
+            .find(|p| p.drawing(now))
+            .or_else(|| drawn_phases.clone().rfind(|p| p.start <= now))
+            .or_else(|| drawn_phases.clone().find(|p| p.start > now));
+        let Some(phase) = phase.copied() else {
+            return Ok(None);
+        };
+        let seed = view.settings.draw_seed(phase.start);
+        let mut report = DrawReport {
+            room: room.config.id.clone(),
+            opens_at: phase.start.div_ceil(MICROS_PER_SECOND),
+            entries_from: (phase.start - phase.prequeue) / MICROS_PER_SECOND,
+            commitment: draw::commitment(&seed),
+            seed: None,
+            entries: None,
+            first_ticket: None,
+        };
+        if now < phase.start {
+            return Ok(Some(report));
+        }
+        let cached = room
+            .drawn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(at, epoch, _)| *at == phase.start && *epoch == view.epoch)
+            .map(|(_, _, drawn)| drawn.clone());
+        let drawn = match cached {
+            Some(drawn) => drawn,
+            None => {
+                let (drawn_phase, list) = self.store.drawn(&room.config.id).await?;
+                let list = if drawn_phase == phase.start {
+                    list
+                } else {
+                    Vec::new()
+                };
+                let mut entries: Vec<u64> = list.iter().map(|(id, _)| *id).collect();
+                entries.sort_unstable();
+                let drawn = Arc::new(Drawn {
+                    entries,
+                    first_ticket: list.iter().map(|(_, ticket)| *ticket).min(),
+                });
+                // Only a draw already made is kept: one not made yet (the
+                // store has not stepped into the phase) is asked again.
+                if drawn_phase == phase.start {
+                    *room.drawn.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some((phase.start, view.epoch, drawn.clone()));
+                }
+                drawn
+            }
+        };
+        report.seed = Some(seed);
+        report.entries = Some(drawn.entries.clone());
+        report.first_ticket = drawn.first_ticket;
+        Ok(Some(report))
     }
 
     /// A staff invite link for `room`: `uses` visitors may skip the line
@@ -823,6 +934,140 @@ impl<S: Store> Engine<S> {
         self.exchanged(v, ticket.epoch, ticket.number, answer).await
     }
 
+    /// Enters a newcomer in the draw of `phase`: a random entry id, kept by
+    /// the store, and a cookie carrying it. `None` when the store says the
+    /// draw is no longer taking entries (it has just opened): the visitor
+    /// then takes a ticket as anyone arriving now.
+    async fn enter(&self, v: &Visit<'_>, view: &RoomView, phase: &Phase) -> Option<Decision> {
+        let room = v.room;
+        let id = draw::new_entry();
+        match self
+            .store
+            .enter_draw(&room.config.id, view.epoch, id, phase.start, v.now)
+            .await
+        {
+            Ok((Entry::Entered, fresh)) => {
+                room.offer(fresh.clone());
+                let claims = Claims {
+                    epoch: fresh.epoch,
+                    number: id,
+                    time: phase.start / MICROS_PER_SECOND,
+                };
+                let token = self.keys.sign(Kind::Draw, &room.config.id, claims);
+                let max_age = phase.start.saturating_sub(v.now) / MICROS_PER_SECOND
+                    + room.config.ticket_seconds;
+                let cookie = cookie(&room.ticket_cookie, &token, max_age, v.cookies);
+                Some(self.entered(v, &fresh, id, phase, vec![cookie]))
+            }
+            Ok((_, fresh)) => {
+                room.offer(fresh);
+                None
+            }
+            Err(e) => {
+                room.store_failed(&e);
+                Some(self.promise(v, view))
+            }
+        }
+    }
+
+    /// What someone in the draw sees until it is made: the room's opening,
+    /// their entry and the draw's commitment.
+    fn entered(
+        &self,
+        v: &Visit<'_>,
+        view: &RoomView,
+        id: u64,
+        phase: &Phase,
+        set_cookies: Vec<String>,
+    ) -> Decision {
+        let mut status = base_status(v.room, view, State::Closed, v.now);
+        status.draw = Some(DrawEntry {
+            entry: id,
+            opens_at: phase.start.div_ceil(MICROS_PER_SECOND),
+            commitment: draw::commitment(&view.settings.draw_seed(phase.start)),
+        });
+        hold(status, set_cookies)
+    }
+
+    /// An entry in a draw of this epoch, for a phase of the schedule that
+    /// has not closed, with that phase.
+    fn valid_entry(&self, v: &Visit<'_>) -> Option<(Claims, Phase)> {
+        let phases = &v.view.settings.phases;
+        let phase_of = |c: &Claims| {
+            phases
+                .iter()
+                .find(|p| p.start / MICROS_PER_SECOND == c.time && v.now < p.end)
+                .copied()
+        };
+        let entry = self.first_valid(v, &v.room.ticket_cookie, Kind::Draw, |c| {
+            c.epoch == v.view.epoch && phase_of(c).is_some()
+        })?;
+        Some((entry, phase_of(&entry)?))
+    }
+
+    /// Someone in a draw: before the opening they wait for it; from the
+    /// opening the store tells them the ticket the draw gave them, which
+    /// then counts as any ticket.
+    async fn with_entry(&self, v: &Visit<'_>, entry: Claims, phase: Phase) -> Decision {
+        let room = v.room;
+        if v.now < phase.start {
+            return self.entered(v, &v.view, entry.number, &phase, Vec::new());
+        }
+        if !room.store_healthy() {
+            return self.store_trouble(v, &v.view, None);
+        }
+        let answer = self
+            .store
+            .enter_draw(
+                &room.config.id,
+                entry.epoch,
+                entry.number,
+                phase.start,
+                v.now,
+            )
+            .await;
+        match answer {
+            Ok((Entry::Drawn(number), fresh)) => {
+                room.offer(fresh);
+                let drawn = Visit {
+                    room,
+                    view: room.view(),
+                    now: v.now,
+                    now_s: v.now_s,
+                    network: v.network,
+                    jar: v.jar,
+                    cookies: v.cookies,
+                };
+                let ticket = Claims {
+                    epoch: entry.epoch,
+                    number,
+                    time: v.now_s,
+                };
+                let token = self.keys.sign(Kind::Ticket, &room.config.id, ticket);
+                let mut decision = self.with_ticket(&drawn, ticket).await;
+                decision.first_cookie(cookie(
+                    &room.ticket_cookie,
+                    &token,
+                    room.config.ticket_seconds,
+                    v.cookies,
+                ));
+                decision
+            }
+            Ok((Entry::Entered, fresh)) => {
+                room.offer(fresh.clone());
+                self.entered(v, &fresh, entry.number, &phase, Vec::new())
+            }
+            Ok((Entry::Missed, fresh)) => {
+                room.offer(fresh.clone());
+                self.arrive(v, &fresh, false).await
+            }
+            Err(e) => {
+                room.store_failed(&e);
+                self.store_trouble(v, &v.view, None)
+            }
+        }
+    }
+
     /// A place kept for a later phase, brought back: verified, of this
     /// epoch, for a phase of the schedule that has not closed.
     fn valid_return(&self, v: &Visit<'_>) -> Option<Claims> {
@@ -993,8 +1238,19 @@ impl<S: Store> Engine<S> {
     /// free; past it, it costs a proof of work.
     async fn arrive(&self, v: &Visit<'_>, view: &RoomView, requeued: bool) -> Decision {
         let room = v.room;
-        if let standing @ (Standing::SoldOut { .. } | Standing::Closed { .. }) =
-            view.standing(v.now)
+        let standing = view.standing(v.now);
+        // Before a phase with a draw, newcomers enter the draw.
+        let drawing = match standing {
+            Standing::Closed { next: Some(at) } => view
+                .settings
+                .phases
+                .iter()
+                .find(|p| p.start == at && p.drawing(v.now))
+                .copied(),
+            _ => None,
+        };
+        if drawing.is_none()
+            && matches!(standing, Standing::SoldOut { .. } | Standing::Closed { .. })
         {
             return hold(
                 base_status(room, view, state_of(standing), v.now),
@@ -1022,6 +1278,20 @@ impl<S: Store> Engine<S> {
         }
         if !room.store_healthy() {
             return self.promise(v, view);
+        }
+        if let Some(phase) = drawing {
+            if let Some(mut decision) = self.enter(v, view, &phase).await {
+                if paid.is_some() {
+                    self.shields.challenge(&room.config.id, "solved");
+                    self.shields
+                        .budget
+                        .with(key, v.now, &mut forgotten, |slot| {
+                            slot.force(rate, v.now, WORK_MEMORY)
+                        });
+                    decision.add_cookie(clear_cookie(&room.work_cookie, v.cookies));
+                }
+                return decision;
+            }
         }
         let answer = match paid {
             Some(solved) => {
@@ -1324,6 +1594,7 @@ fn base_status(room: &Room, view: &RoomView, state: State, now: Micros) -> Statu
         opens_at,
         kept_for: None,
         return_ticket: None,
+        draw: None,
         requeued: false,
         notice: None,
         refresh_seconds,

@@ -56,6 +56,26 @@ enum Command {
         #[arg(short, long, value_name = "FILE", default_value = "config/antre.toml")]
         config: PathBuf,
     },
+    /// Recompute a draw from its revealed seed and its list of entry ids
+    /// (one per line, as `/_antre/draw.json` publishes them): print each
+    /// entry with its place in the draw, first place first. With
+    /// `--commitment`, also check the seed against the hash published
+    /// before the draw.
+    VerifyDraw {
+        /// The draw's seed, revealed once the phase opened.
+        #[arg(long)]
+        seed: String,
+        /// A file of entry ids, one per line; `-` reads standard input.
+        #[arg(long, value_name = "FILE")]
+        tickets: PathBuf,
+        /// The commitment published before the draw (SHA-256 of the seed).
+        #[arg(long)]
+        commitment: Option<String>,
+        /// The ticket number of the first place (`first_ticket` in
+        /// draw.json), to print each entry's ticket beside its place.
+        #[arg(long)]
+        first_ticket: Option<u64>,
+    },
     /// Watch and steer a running antre through its admin API.
     Ctl {
         /// The admin API.
@@ -125,6 +145,12 @@ fn main() -> ExitCode {
         },
         Command::VerifyAdmission { config, value } => verify_admission(&config, &value),
         Command::AdmissionKey { config } => admission_key(&config),
+        Command::VerifyDraw {
+            seed,
+            tickets,
+            commitment,
+            first_ticket,
+        } => verify_draw(&seed, &tickets, commitment.as_deref(), first_ticket),
         Command::Ctl {
             addr,
             token,
@@ -186,6 +212,59 @@ fn verify_admission(path: &std::path::Path, value: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn verify_draw(
+    seed: &str,
+    tickets: &std::path::Path,
+    commitment: Option<&str>,
+    first_ticket: Option<u64>,
+) -> ExitCode {
+    if !antre::draw::valid_seed(seed) {
+        eprintln!(
+            "antre verify-draw: --seed {seed:?} is not a draw seed (40 lowercase hex digits)"
+        );
+        return ExitCode::from(CONFIG_PROBLEM);
+    }
+    if let Some(published) = commitment {
+        let computed = antre::draw::commitment(seed);
+        if !published.eq_ignore_ascii_case(&computed) {
+            eprintln!(
+                "antre verify-draw: the seed does not match the commitment: SHA-256 of the seed is {computed}, the commitment {published}"
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    let text = if tickets.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
+    } else {
+        std::fs::read_to_string(tickets)
+    };
+    let text = match text {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("antre verify-draw: cannot read {}: {e}", tickets.display());
+            return ExitCode::from(CONFIG_PROBLEM);
+        }
+    };
+    let entries = match antre::draw::read_entries(&text) {
+        Ok(entries) => entries,
+        Err(e) => {
+            eprintln!("antre verify-draw: {}: {e}", tickets.display());
+            return ExitCode::from(CONFIG_PROBLEM);
+        }
+    };
+    let mut out = String::new();
+    for (place, id) in antre::draw::order(seed, &entries).iter().enumerate() {
+        let place = place as u64 + 1;
+        match first_ticket {
+            Some(first) => out.push_str(&format!("{place}\t{id}\tticket {}\n", first + place - 1)),
+            None => out.push_str(&format!("{place}\t{id}\n")),
+        }
+    }
+    print!("{out}");
+    ExitCode::SUCCESS
 }
 
 fn admission_key(path: &std::path::Path) -> ExitCode {
@@ -581,6 +660,14 @@ fn schedule(room: &antre::config::RoomConfig, offset_minutes: i32) -> String {
             )
         } else {
             format!("{} a minute", phase.admit_per_minute)
+        };
+        let rate = if phase.prequeue > 0 {
+            format!(
+                "{rate}; draw among entries from {}",
+                local(phase.start - phase.prequeue)
+            )
+        } else {
+            rate
         };
         let _ = writeln!(
             out,

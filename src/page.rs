@@ -261,6 +261,8 @@ struct Texts {
     keep_link: &'static str,
     /// The link's text.
     return_link: &'static str,
+    /// In the draw at the opening: `{when}`, `{entry}`, `{commitment}`.
+    draw: &'static str,
     months: [&'static str; 12],
     eta_phrases: EtaTexts,
 }
@@ -358,6 +360,10 @@ static ID: Texts = Texts {
     keep_link: "Untuk kembali dari perangkat atau peramban lain, simpan tautan ini. \
                 Tautan ini hanya berlaku untuk satu orang dan satu kali masuk.",
     return_link: "Tautan kembali",
+    draw: "Anda sudah masuk undian untuk pembukaan pada {when}. Saat pendaftaran dibuka, \
+           semua yang datang sebelumnya diurutkan secara acak, jadi datang lebih awal tidak \
+           memberi keuntungan. Nomor undian Anda: {entry}. Bukti undian (SHA-256 dari \
+           benihnya, yang diumumkan setelah pembukaan): {commitment}.",
     months: [
         "Januari",
         "Februari",
@@ -457,6 +463,10 @@ static EN: Texts = Texts {
     keep_link: "To come back from another device or browser, keep this link. It is for \
                 one person and lets them in once.",
     return_link: "Return link",
+    draw: "You are in the draw for the opening on {when}. When registration opens, everyone \
+           who came before it is put in a random order, so coming earlier gives no \
+           advantage. Your entry: {entry}. The draw's commitment (SHA-256 of its seed, \
+           which is published after the opening): {commitment}.",
     months: [
         "January",
         "February",
@@ -691,6 +701,9 @@ struct Live {
     /// The place kept for the next phase; not updated live (a change of
     /// state reloads the page).
     kept: String,
+    /// The visitor's entry in the draw at the opening; not updated live
+    /// either.
+    draw: String,
 }
 
 impl Live {
@@ -712,6 +725,7 @@ impl Live {
                 opens: String::new(),
                 countdown: String::new(),
                 kept: String::new(),
+                draw: String::new(),
             };
         }
         let count = |n: Option<u64>| n.map(|n| group_digits(n, ctx.lang)).unwrap_or_default();
@@ -744,6 +758,18 @@ impl Live {
                 ),
             _ => String::new(),
         };
+        let draw = match &status.draw {
+            Some(entry) => texts
+                .draw
+                .replacen(
+                    "{when}",
+                    &format_opening(entry.opens_at, ctx.utc_offset_minutes, ctx.lang),
+                    1,
+                )
+                .replacen("{entry}", &entry.entry.to_string(), 1)
+                .replacen("{commitment}", &entry.commitment, 1),
+            None => String::new(),
+        };
         Live {
             number: count(status.ticket),
             position: count(status.position),
@@ -765,6 +791,7 @@ impl Live {
             opens,
             countdown,
             kept,
+            draw,
         }
     }
 
@@ -948,6 +975,7 @@ impl<'c> Values<'c> {
             Placeholder::Opens => self.live.opens.as_str().into(),
             Placeholder::Countdown => self.live.countdown.as_str().into(),
             Placeholder::Kept => self.live.kept.as_str().into(),
+            Placeholder::Draw => self.live.draw.as_str().into(),
             Placeholder::ReturnLink => self.return_url().into(),
             Placeholder::Position => self.live.position.as_str().into(),
             Placeholder::Ahead => self.live.ahead.as_str().into(),
@@ -1044,6 +1072,13 @@ fn builtin(out: &mut String, v: &Values) -> fmt::Result {
             opens = Html(&live.opens),
             countdown_label = Html(t.countdown),
             countdown = Html(&live.countdown),
+        )?;
+    }
+    if !live.draw.is_empty() {
+        write!(
+            out,
+            "<section class=\"card\" data-antre-draw>\n<p>{draw}</p>\n</section>\n",
+            draw = Html(&live.draw)
         )?;
     }
     if !live.kept.is_empty() {
@@ -1144,6 +1179,7 @@ fn builtin(out: &mut String, v: &Values) -> fmt::Result {
 /// | `{{countdown}}` | the time left until that opening, `01:59:30` (`2d 03:04:05` from a day on); the script counts it down every second and reloads the page when it reaches zero |
 /// | `{{kept}}` | for a visitor holding a return ticket, a sentence saying their number is kept for the next session, when it opens, and that they need not queue again; empty otherwise |
 /// | `{{return_link}}` | with `{{kept}}`, the link that brings the return ticket to another browser (`/_antre/return?room=...`); empty otherwise |
+/// | `{{draw}}` | for a visitor in the draw at the next opening, a sentence saying so, that coming earlier gives no advantage, their entry and the draw's commitment; empty otherwise |
 /// | `{{position}}` | place in line (`1` = next), digits grouped for the language (`1.234` / `1,234`); empty when unknown and on the origin-trouble page |
 /// | `{{ahead}}` | people ahead in line; like `{{position}}` |
 /// | `{{eta}}` | the estimated wait as a range ("3–5 menit"), or a "cannot be estimated right now" sentence when there is no estimate; empty except on the waiting page |
@@ -1209,6 +1245,7 @@ enum Placeholder {
     Countdown,
     Kept,
     ReturnLink,
+    Draw,
     Position,
     Ahead,
     Eta,
@@ -1224,7 +1261,7 @@ enum Placeholder {
 }
 
 impl Placeholder {
-    const ALL: [Placeholder; 22] = [
+    const ALL: [Placeholder; 23] = [
         Placeholder::Lang,
         Placeholder::Title,
         Placeholder::State,
@@ -1235,6 +1272,7 @@ impl Placeholder {
         Placeholder::Countdown,
         Placeholder::Kept,
         Placeholder::ReturnLink,
+        Placeholder::Draw,
         Placeholder::Position,
         Placeholder::Ahead,
         Placeholder::Eta,
@@ -1261,6 +1299,7 @@ impl Placeholder {
             Placeholder::Countdown => "countdown",
             Placeholder::Kept => "kept",
             Placeholder::ReturnLink => "return_link",
+            Placeholder::Draw => "draw",
             Placeholder::Position => "position",
             Placeholder::Ahead => "ahead",
             Placeholder::Eta => "eta",
@@ -1418,6 +1457,7 @@ mod tests {
             opens_at: None,
             kept_for: None,
             return_ticket: None,
+            draw: None,
             requeued: false,
             notice: None,
             refresh_seconds: 7,

@@ -648,6 +648,7 @@ impl App {
             "/return" => self.take_return(query, context),
             "/board" => Done::new(self.board(context, false), Outcome::Internal, None),
             "/board.json" => Done::new(self.board(context, true), Outcome::Internal, None),
+            "/draw.json" => self.draw(query).await,
             _ => Done::new(
                 json_response(
                     StatusCode::NOT_FOUND,
@@ -817,6 +818,38 @@ impl App {
             response.headers_mut().insert(header::CACHE_CONTROL, value);
         }
         response
+    }
+
+    /// `GET {prefix}/draw.json?room=ID`: the room's draw, so anyone can
+    /// check it: the commitment before the opening; after it the seed, the
+    /// entries and the first ticket. `404` for a room without a draw.
+    async fn draw(&self, query: Option<&str>) -> Done {
+        let room = query_param(query, "room").unwrap_or_default();
+        let index = self.engine.rooms().iter().position(|r| r.config.id == room);
+        let report = match index {
+            Some(index) => self.engine.draw_report(index).await,
+            None => Ok(None),
+        };
+        let response = match report {
+            Ok(Some(report)) => json_response(StatusCode::OK, &report),
+            Ok(None) => error_response(
+                StatusCode::NOT_FOUND,
+                "no_draw",
+                "No room here by that id holds a draw.",
+                true,
+            ),
+            Err(e) => {
+                let mut response = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    &format!("The draw's entries cannot be read right now: {e}."),
+                    true,
+                );
+                set_retry_after(&mut response, 5);
+                response
+            }
+        };
+        Done::new(response, Outcome::Internal, index)
     }
 
     /// `GET {prefix}/return?room=ID&ticket=T&next=/path`: a return ticket
@@ -1123,6 +1156,7 @@ fn unknown_status(refresh: u32) -> Status {
         opens_at: None,
         kept_for: None,
         return_ticket: None,
+        draw: None,
         requeued: false,
         notice: None,
         refresh_seconds: refresh,

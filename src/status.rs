@@ -43,6 +43,17 @@ pub enum Notice {
     TicketSpent,
 }
 
+/// An entry in the draw at a phase's opening (see [`crate::draw`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DrawEntry {
+    /// The entry's id: its place in the draw follows from it and the seed.
+    pub entry: u64,
+    /// Unix seconds of the opening, when the draw is made.
+    pub opens_at: u64,
+    /// SHA-256 of the draw's seed, in hex, published before the draw.
+    pub commitment: String,
+}
+
 /// A visitor's own status in one room, as served by `GET /_antre/status`.
 ///
 /// Numbers that do not apply to the state are `None` (JSON `null`).
@@ -80,6 +91,9 @@ pub struct Status {
     /// another browser: `{prefix}/return?room=ID&ticket=...`. It works
     /// once, for this room and that phase only.
     pub return_ticket: Option<String>,
+    /// The visitor's entry in the draw at the next opening, while they
+    /// wait for it.
+    pub draw: Option<DrawEntry>,
     /// True when the visitor's earlier ticket lapsed (their turn came and
     /// went unclaimed for `claim_minutes`) and they were given a new one.
     pub requeued: bool,

@@ -104,6 +104,9 @@ pub enum Kind {
     /// A return ticket: a place kept for a later phase of the room. `time`
     /// is when that phase opens, in Unix seconds.
     Return,
+    /// An entry in a phase's draw: `number` is the entry's id, `time` when
+    /// the phase opens, in Unix seconds.
+    Draw,
 }
 
 impl Kind {
@@ -115,6 +118,7 @@ impl Kind {
             Kind::Challenge => "challenge",
             Kind::Invite => "invite",
             Kind::Return => "return",
+            Kind::Draw => "draw",
         }
     }
 }

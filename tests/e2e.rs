@@ -439,3 +439,152 @@ async fn the_board_shows_each_public_room_and_its_quota_left() {
         reader.cookies
     );
 }
+
+/// A draw at the opening: those who come in the pre-queue are told they
+/// are in the draw, with their entry and the commitment; at the opening
+/// they are numbered in the drawn order, ahead of a newcomer, and
+/// `antre verify-draw` recomputes that order from the revealed seed and
+/// the published entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draw_at_the_opening_is_recomputed_from_its_revealed_seed() {
+    let origin = Origin::start().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let opens = now + 8;
+    let rooms = format!(
+        "[[rooms]]\nid = \"undian\"\npaths = [\"/\"]\n\
+         [[rooms.phases]]\nstart = {}\nend = {}\nquota = 100\nadmit_per_minute = 1\nprequeue_minutes = 1\n",
+        antre::admission::utc_time(opens),
+        antre::admission::utc_time(now + 3600),
+    );
+    let antre = Antre::start("draw", &config(&origin.url(), &rooms));
+    let url = antre.url("/daftar");
+    let json = [("accept", "application/json")];
+
+    let mut people: Vec<Visitor> = (0..12).map(|i| Visitor::new(format!("p{i}"))).collect();
+    let mut entries = Vec::new();
+    let mut commitment = String::new();
+    for person in &mut people {
+        let answer = person.get(&url, &json).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            answer.body
+        );
+        let status = answer.json();
+        assert_eq!(status["state"], "closed");
+        assert_eq!(
+            status["ticket"],
+            serde_json::Value::Null,
+            "no number before the draw"
+        );
+        assert_eq!(status["draw"]["opens_at"], opens);
+        entries.push(status["draw"]["entry"].as_u64().unwrap());
+        commitment = status["draw"]["commitment"].as_str().unwrap().to_owned();
+    }
+    let page = people[0].get(&url, &[("accept-language", "en")]).await;
+    assert!(
+        page.body.contains("You are in the draw")
+            && page.body.contains(&format!("Your entry: {}.", entries[0])),
+        "{}",
+        page.body
+    );
+    let draw_url = antre.url("/_antre/draw.json?room=undian");
+    let before = people[0].get(&draw_url, &[]).await.json();
+    assert_eq!(before["commitment"], commitment.as_str());
+    assert_eq!(
+        before["seed"],
+        serde_json::Value::Null,
+        "the seed is kept until the opening"
+    );
+
+    // The opening: everyone asks again and learns their number.
+    let wait = opens * 1000 + 500;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    tokio::time::sleep(Duration::from_millis(wait.saturating_sub(now_ms))).await;
+    let mut tickets = Vec::new();
+    for person in &mut people {
+        let answer = person.get(&url, &json).await;
+        let ticket = match answer.status {
+            // The first place is let in at once.
+            StatusCode::OK => 1,
+            _ => answer.json()["ticket"].as_u64().unwrap(),
+        };
+        tickets.push(ticket);
+    }
+    let mut sorted = tickets.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        (1..=12).collect::<Vec<u64>>(),
+        "the drawn group is 1 to 12"
+    );
+    let mut newcomer = Visitor::new("newcomer");
+    let answer = newcomer.get(&url, &json).await;
+    assert_eq!(answer.json()["ticket"], 13, "behind the whole drawn group");
+
+    let after = people[0].get(&draw_url, &[]).await.json();
+    let seed = after["seed"].as_str().unwrap().to_owned();
+    assert_eq!(after["first_ticket"], 1);
+    let published: Vec<u64> = after["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_u64().unwrap())
+        .collect();
+    let mut mine = entries.clone();
+    mine.sort_unstable();
+    assert_eq!(published, mine, "every entry is published");
+
+    let dir = common::temp_dir("verify-draw");
+    let list = dir.join("entries.txt");
+    let text: String = published.iter().map(|id| format!("{id}\n")).collect();
+    std::fs::write(&list, text).unwrap();
+    let output = common::antre_command()
+        .args(["verify-draw", "--seed", &seed, "--commitment", &commitment])
+        .args(["--first-ticket", "1", "--tickets"])
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for (entry, ticket) in entries.iter().zip(&tickets) {
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.ends_with(&format!("\t{entry}\tticket {ticket}"))),
+            "entry {entry} holds ticket {ticket}: {stdout}"
+        );
+    }
+    // A seed that is not the one committed to is refused.
+    let wrong = format!("{}0", &seed[..39]);
+    let wrong = if wrong == seed {
+        format!("{}1", &seed[..39])
+    } else {
+        wrong
+    };
+    let output = common::antre_command()
+        .args([
+            "verify-draw",
+            "--seed",
+            &wrong,
+            "--commitment",
+            &commitment,
+            "--tickets",
+        ])
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("does not match the commitment"));
+}

@@ -684,6 +684,10 @@ async fn draw<S: Store>(store: &S, label: &str) {
         numbered[ticket as usize - 1] = *id;
     }
     assert_eq!(numbered, expected, "{label}: the order the seed gives");
+    let (phase, list) = store.drawn(room).await.unwrap();
+    assert_eq!(phase, opening, "{label}");
+    let published: Vec<u64> = list.iter().map(|(id, _)| *id).collect();
+    assert_eq!(published, expected, "{label}: in ticket order");
     let (late, _) = store
         .enter_draw(room, 1, 7, opening, opening + MICROS_PER_SECOND)
         .await

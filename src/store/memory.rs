@@ -902,6 +902,18 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn drawn(&self, room: &str) -> Result<(Micros, Vec<(u64, u64)>), StoreError> {
+        let inner = self.lock();
+        let counters = &inner
+            .rooms
+            .get(room)
+            .ok_or_else(|| StoreError::UnknownRoom(room.to_owned()))?
+            .counters;
+        let mut list: Vec<(u64, u64)> = counters.drawn.iter().map(|(id, t)| (*id, *t)).collect();
+        list.sort_by_key(|(_, ticket)| *ticket);
+        Ok((counters.drawn_phase, list))
+    }
+
     async fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let inner = self.lock();
         let skip = inner.audit.len().saturating_sub(limit);

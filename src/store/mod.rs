@@ -157,6 +157,13 @@ pub trait Store: Send + Sync + 'static {
         now: Micros,
     ) -> impl Future<Output = Result<(Entry, RoomView), StoreError>> + Send;
 
+    /// The last draw: the start of the phase it was for (0 for none) and
+    /// each entry's id with its ticket number, in ticket order.
+    fn drawn(
+        &self,
+        room: &str,
+    ) -> impl Future<Output = Result<(Micros, Vec<(u64, u64)>), StoreError>> + Send;
+
     /// Turns a place promised during a store outage into a ticket. Places
     /// promised in one outage are numbered together, in arrival order, once
     /// the promises have had a few seconds to come in; until then `None`.
@@ -338,6 +345,13 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(store) => store.enter_draw(room, epoch, id, phase, now).await,
             AnyStore::Redis(store) => store.enter_draw(room, epoch, id, phase, now).await,
+        }
+    }
+
+    async fn drawn(&self, room: &str) -> Result<(Micros, Vec<(u64, u64)>), StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.drawn(room).await,
+            AnyStore::Redis(store) => store.drawn(room).await,
         }
     }
 

@@ -1100,6 +1100,28 @@ impl Store for RedisStore {
         self.pipeline::<()>(&pipeline).await
     }
 
+    async fn drawn(&self, room: &str) -> Result<(Micros, Vec<(u64, u64)>), StoreError> {
+        let keys = self.keys(room);
+        let mut pipeline = redis::pipe();
+        pipeline.hget(&keys[0], "drawn_phase").hgetall(&keys[10]);
+        let (phase, entries): (Option<String>, HashMap<String, String>) =
+            self.pipeline(&pipeline).await?;
+        let mut list = Vec::with_capacity(entries.len());
+        for (id, ticket) in &entries {
+            match (id.parse::<u64>(), ticket.parse::<u64>()) {
+                (Ok(id), Ok(ticket)) => list.push((id, ticket)),
+                _ => {
+                    return Err(StoreError::Unavailable(format!(
+                        "malformed draw entry in Redis: {id:?} -> {ticket:?}"
+                    )))
+                }
+            }
+        }
+        list.sort_by_key(|(_, ticket)| *ticket);
+        let phase = phase.and_then(|p| p.parse().ok()).unwrap_or(0);
+        Ok((phase, list))
+    }
+
     async fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
