@@ -332,6 +332,13 @@ impl Admin {
                 "admit_per_minute": (!phase.spread()).then_some(phase.admit_per_minute),
                 "spread": phase.spread(),
             })),
+            "campaign": room.config.campaign,
+            "unused": room.config.unused.as_ref().map(|rule| serde_json::json!({
+                "at": rule.at / MICROS_PER_SECOND,
+                "to": rule.to,
+            })),
+            "places_given": view.given,
+            "places_received": view.received,
             "paused": settings.paused,
             "pass_minutes": settings.pass_seconds / 60,
             "last_in_line_wait_seconds": last_wait,

@@ -27,6 +27,8 @@ pub const REFRESH_SECONDS: u32 = 15;
 pub struct BoardRoom {
     pub id: String,
     pub title: String,
+    /// The campaign the room is a segment of, if any.
+    pub campaign: Option<String>,
     /// `open`, `paused`, `sold_out` or `closed`.
     pub state: &'static str,
     /// Admissions the quota counting now still allows; `None` without a
@@ -80,6 +82,7 @@ pub fn rooms(rooms: &[Room], now: Micros) -> Vec<BoardRoom> {
             BoardRoom {
                 id: room.config.id.clone(),
                 title: room.config.title.clone(),
+                campaign: room.config.campaign.clone(),
                 state,
                 quota_left: view.quota_left(now),
                 places_left: view.places_left(now),
@@ -254,6 +257,7 @@ mod tests {
         BoardRoom {
             id: "malang".into(),
             title: "Vaksinasi <Malang>".into(),
+            campaign: None,
             state,
             quota_left: Some(1376),
             places_left: Some(1300),

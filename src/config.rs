@@ -127,6 +127,9 @@ struct RawRoom {
     paused: Option<bool>,
     refresh_seconds: Option<u32>,
     board: Option<bool>,
+    campaign: Option<String>,
+    /// Checked in [`Checker::unused`], so its errors name its keys.
+    unused: Option<toml::Value>,
     template: Option<String>,
     tickets_per_address_per_minute: Option<u64>,
     tickets_per_address_burst: Option<u64>,
@@ -140,6 +143,13 @@ struct RawRoom {
     /// Checked item by item in [`Checker::phases`], so each error names its
     /// phase.
     phases: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawUnused {
+    at: Option<toml::Value>,
+    to: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -240,6 +250,8 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "paused",
             "refresh_seconds",
             "board",
+            "campaign",
+            "unused",
             "template",
             "tickets_per_address_per_minute",
             "tickets_per_address_burst",
@@ -253,6 +265,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "phases",
         ],
     ),
+    ("unused", &["at", "to"]),
     (
         "phases",
         &[
@@ -481,11 +494,22 @@ pub struct RoomConfig {
     pub refresh_seconds: u32,
     /// Whether the public board (`{prefix}/board`) shows the room.
     pub board: bool,
+    /// The campaign this room is a segment of, for operators' views.
+    pub campaign: Option<String>,
+    /// When the room's unused places move to another segment, and which.
+    pub unused: Option<UnusedMove>,
     pub template: Option<Arc<Template>>,
     pub protection: Protection,
     /// Client addresses or blocks that skip the line (staff, a partner's
     /// office): every request of theirs is forwarded, logged and counted.
     pub allow: Vec<Cidr>,
+}
+
+/// A segment's rule: at `at`, the places it has not used move to room `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusedMove {
+    pub at: Micros,
+    pub to: String,
 }
 
 /// How a room prices arrivals and keeps each pass to one person.
@@ -549,7 +573,9 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         for (index, room) in self.rooms.iter().enumerate() {
-            if !room.paths.iter().any(|p| p == "/") {
+            // A campaign's segments guard their own parts of a site by
+            // design.
+            if room.campaign.is_none() && !room.paths.iter().any(|p| p == "/") {
                 warnings.push(format!(
                     "rooms[{index}].paths: room {:?} guards only {}; every other page of the site, \
                      including any added later, reaches it without a place in line. \
@@ -1380,7 +1406,61 @@ impl Checker {
                 rooms.push(room);
             }
         }
+        for (index, room) in rooms.iter().enumerate() {
+            let Some(rule) = &room.unused else { continue };
+            match rooms.iter().find(|r| r.id == rule.to) {
+                None => self.error(
+                    format!("rooms[{index}].unused.to"),
+                    format!(
+                        "{:?} is not a room here; the unused places must go to another room",
+                        rule.to
+                    ),
+                ),
+                Some(to) if to.campaign.is_none() || to.campaign != room.campaign => self.error(
+                    format!("rooms[{index}].unused.to"),
+                    format!(
+                        "{:?} is not a segment of the same campaign; set campaign on both rooms",
+                        rule.to
+                    ),
+                ),
+                Some(_) => {}
+            }
+            if room.settings.quota.is_none() && room.settings.phases.is_empty() {
+                self.error(
+                    format!("rooms[{index}].unused"),
+                    "the room has no quota, so it has no unused places to give",
+                );
+            }
+        }
         rooms
+    }
+
+    /// A segment's `[rooms.unused]`: when its unused places move, and to
+    /// which room (checked against the others once all are read).
+    fn unused(&mut self, path: &str, id: &str, value: &toml::Value) -> Option<UnusedMove> {
+        let raw: RawUnused = self.decode(path, "unused", value);
+        let at = match raw.at {
+            Some(at) => self.time(&format!("{path}.at"), Some(at)),
+            None => {
+                self.error(
+                    format!("{path}.at"),
+                    "is required: when the unused places move",
+                );
+                None
+            }
+        };
+        let to = match raw.to {
+            Some(to) if to == id => {
+                self.error(format!("{path}.to"), "names this room itself");
+                None
+            }
+            Some(to) => Some(to),
+            None => {
+                self.error(format!("{path}.to"), "is required: the room they move to");
+                None
+            }
+        };
+        Some(UnusedMove { at: at?, to: to? })
     }
 
     fn room(&mut self, index: usize, raw: RawRoom) -> Option<RoomConfig> {
@@ -1399,6 +1479,20 @@ impl Checker {
                 return None;
             }
         };
+        let campaign = match raw.campaign {
+            Some(name) if valid_room_id(&name) => Some(name),
+            Some(name) => {
+                self.error(
+                    key("campaign"),
+                    format!("{name:?} must be 1 to 32 characters of a-z, 0-9, '_' or '-'"),
+                );
+                None
+            }
+            None => None,
+        };
+        let unused = raw
+            .unused
+            .and_then(|value| self.unused(&key("unused"), &id, &value));
         let raw_paths = raw.paths.unwrap_or_default();
         if raw_paths.is_empty() {
             self.error(
@@ -1561,6 +1655,8 @@ impl Checker {
             ticket_seconds: ticket_hours * 3600,
             refresh_seconds: refresh_seconds as u32,
             board: raw.board.unwrap_or(false),
+            campaign,
+            unused,
             template,
             protection,
             allow,
@@ -2148,6 +2244,51 @@ pass_minutes = 20
 
     const ROOM: &str =
         "[origin]\nurl = \"http://127.0.0.1:9\"\n[[rooms]]\nid = \"kota\"\npaths = [\"/\"]\n";
+
+    #[test]
+    fn segments_name_each_mistake_in_their_move() {
+        let origin = "[origin]\nurl = \"http://127.0.0.1:9\"\n";
+        let room = |id: &str, extra: &str| {
+            format!("[[rooms]]\nid = \"{id}\"\npaths = [\"/{id}\"]\nadmit_per_minute = 5\n{extra}")
+        };
+        let good = format!(
+            "{origin}{}{}",
+            room("warga", "campaign = \"malang\"\nquota = 10\n"),
+            room(
+                "luar",
+                "campaign = \"malang\"\nquota = 5\n[rooms.unused]\nat = 2027-03-02T14:00:00+07:00\nto = \"warga\"\n"
+            ),
+        );
+        let config = parse(&good).unwrap();
+        assert_eq!(
+            config.rooms[1].unused,
+            Some(UnusedMove {
+                at: 1_803_970_800 * MICROS_PER_SECOND,
+                to: "warga".into()
+            })
+        );
+        assert_eq!(config.rooms[0].campaign.as_deref(), Some("malang"));
+        assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+        let bad = format!(
+            "{origin}{}{}{}{}",
+            room("warga", "campaign = \"Malang Kota\"\nquota = 10\n"),
+            room("luar", "campaign = \"malang\"\n[rooms.unused]\nat = 2027-03-02T14:00:00+07:00\nto = \"kota\"\n"),
+            room("lain", "campaign = \"lain\"\nquota = 1\n[rooms.unused]\nto = \"lain\"\nwhen = 1\n"),
+            room("dua", "campaign = \"dua\"\nquota = 1\n[rooms.unused]\nat = 2027-03-02T14:00:00+07:00\nto = \"luar\"\n"),
+        );
+        assert_reported(
+            &messages(&bad),
+            &[
+                "rooms[0].campaign: \"Malang Kota\" must be 1 to 32 characters of a-z, 0-9, '_' or '-'",
+                "rooms[1].unused.to: \"kota\" is not a room here; the unused places must go to another room",
+                "rooms[1].unused: the room has no quota, so it has no unused places to give",
+                "rooms[2].unused.at: is required: when the unused places move",
+                "rooms[2].unused.to: names this room itself",
+                "rooms[2].unused.when: unknown key `when`",
+                "rooms[3].unused.to: \"luar\" is not a segment of the same campaign; set campaign on both rooms",
+            ],
+        );
+    }
 
     #[test]
     fn phases_read_rfc3339_times_with_their_offset() {

@@ -185,7 +185,10 @@ fn table(rooms: &[Value]) -> String {
             .as_u64()
             .map_or("-".to_owned(), |s| format!("{}m{:02}s", s / 60, s % 60));
         rows.push(vec![
-            room["id"].as_str().unwrap_or("?").to_owned(),
+            match room["campaign"].as_str() {
+                Some(campaign) => format!("{} ({campaign})", room["id"].as_str().unwrap_or("?")),
+                None => room["id"].as_str().unwrap_or("?").to_owned(),
+            },
             number("waiting"),
             number("admitted"),
             number("admitted_last_minute"),

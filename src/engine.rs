@@ -188,6 +188,9 @@ pub struct Room {
     /// The last draw's entries as published, by (phase, epoch): a draw
     /// never changes once made, so the store is asked once.
     drawn: Mutex<Option<(Micros, u64, Arc<Drawn>)>>,
+    /// True once this instance has seen the room's unused places moved to
+    /// the segment its rule names.
+    moved: AtomicBool,
 }
 
 /// A draw's entries in ascending order and the first ticket it gave.
@@ -244,6 +247,7 @@ impl Room {
             history: Mutex::new(VecDeque::new()),
             configured: AtomicBool::new(false),
             drawn: Mutex::new(None),
+            moved: AtomicBool::new(false),
         }
     }
 
@@ -484,6 +488,49 @@ impl<S: Store> Engine<S> {
                     room.offer(view);
                 }
                 Err(e) => room.store_failed(&e),
+            }
+        }
+        self.move_unused().await;
+    }
+
+    /// Moves each segment's unused places to the segment its rule names,
+    /// once its time has come. Both steps are idempotent in the store, so
+    /// every instance of a fleet may do them and the places move once; a
+    /// step that fails is tried again at the next sync.
+    async fn move_unused(&self) {
+        for room in &self.rooms {
+            let Some(rule) = &room.config.unused else {
+                continue;
+            };
+            let now = self.clock.now_micros();
+            if now < rule.at || room.moved.load(Ordering::Relaxed) {
+                continue;
+            }
+            let Some(to) = self.rooms.iter().find(|r| r.config.id == rule.to) else {
+                continue;
+            };
+            let from = &room.config.id;
+            let given = match self.store.give(from, rule.at, now).await {
+                Ok((given, view)) => {
+                    room.offer(view);
+                    given
+                }
+                Err(e) => {
+                    room.store_failed(&e);
+                    continue;
+                }
+            };
+            match self
+                .store
+                .receive(&to.config.id, from, rule.at, given, now)
+                .await
+            {
+                Ok(view) => {
+                    to.offer(view);
+                    room.moved.store(true, Ordering::Relaxed);
+                    tracing::info!(from = %from, to = %to.config.id, places = given, "unused places moved to another segment");
+                }
+                Err(e) => to.store_failed(&e),
             }
         }
     }
@@ -1524,6 +1571,8 @@ fn placeholder_view(config: &RoomConfig) -> RoomView {
         running: false,
         phase: 0,
         phase_base: 0,
+        given: 0,
+        received: 0,
         at: 0,
     }
 }

@@ -632,6 +632,35 @@ fn summary(config: &Config) -> String {
     {
         let _ = write!(out, "{}", schedule(room, config.page.utc_offset_minutes));
     }
+    let mut campaigns: Vec<&str> = Vec::new();
+    for campaign in config.rooms.iter().filter_map(|r| r.campaign.as_deref()) {
+        if !campaigns.contains(&campaign) {
+            campaigns.push(campaign);
+        }
+    }
+    for campaign in campaigns {
+        let segments: Vec<&antre::config::RoomConfig> = config
+            .rooms
+            .iter()
+            .filter(|r| r.campaign.as_deref() == Some(campaign))
+            .collect();
+        let names: Vec<&str> = segments.iter().map(|r| r.id.as_str()).collect();
+        let _ = writeln!(out, "campaign {campaign}: segments {}", names.join(", "));
+        for room in segments {
+            if let Some(rule) = &room.unused {
+                let _ = writeln!(
+                    out,
+                    "  unused places of {} move to {} at {}",
+                    room.id,
+                    rule.to,
+                    antre::clock::local_time(
+                        (rule.at / antre::clock::MICROS_PER_SECOND) as i64,
+                        config.page.utc_offset_minutes
+                    )
+                );
+            }
+        }
+    }
     for warning in config.warnings() {
         let _ = writeln!(out, "warning  {warning}");
     }

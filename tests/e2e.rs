@@ -588,3 +588,112 @@ async fn a_draw_at_the_opening_is_recomputed_from_its_revealed_seed() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("does not match the commitment"));
 }
+
+/// Malang's split: residents and people from elsewhere queue in two
+/// segments of one campaign, each with its own line and quota, kept apart;
+/// at the set time the others' unused places move to the residents, whose
+/// line moves on into them. Operators see both segments and what moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_s_unused_places_move_to_the_other_at_the_set_time() {
+    let origin = Origin::start().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let moves = now + 5;
+    let rooms = format!(
+        "[[rooms]]\nid = \"warga\"\ncampaign = \"malang\"\npaths = [\"/warga\"]\nquota = 3\nadmit_per_minute = 600\nboard = true\n\
+         [[rooms]]\nid = \"luar\"\ncampaign = \"malang\"\npaths = [\"/luar\"]\nquota = 3\nadmit_per_minute = 600\nboard = true\n\
+         [rooms.unused]\nat = {}\nto = \"warga\"\n",
+        antre::admission::utc_time(moves),
+    );
+    let antre = Antre::start("segments", &config(&origin.url(), &rooms));
+    let json = [("accept", "application/json")];
+    let warga_url = antre.url("/warga/daftar");
+    let mut residents: Vec<Visitor> = (0..5).map(|i| Visitor::new(format!("w{i}"))).collect();
+    for resident in &mut residents {
+        resident.get(&warga_url, &json).await;
+    }
+    let mut other = Visitor::new("luar");
+    assert_eq!(
+        other.get(&antre.url("/luar/daftar"), &json).await.status,
+        StatusCode::OK
+    );
+    // Three residents get in; two are left beyond the residents' quota,
+    // while the others' segment keeps its own two places.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut inside = 0;
+    while Instant::now() < deadline {
+        inside = 0;
+        for resident in &mut residents {
+            if resident.get(&warga_url, &json).await.status == StatusCode::OK {
+                inside += 1;
+            }
+        }
+        if inside == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(inside, 3);
+    let board = Visitor::new("board")
+        .get(&antre.url("/_antre/board.json"), &[])
+        .await
+        .json();
+    let left = |board: &serde_json::Value, id: &str| {
+        board["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["quota_left"].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        (left(&board, "warga"), left(&board, "luar")),
+        (0.into(), 2.into())
+    );
+
+    // At the set time the others' two places move; the two residents
+    // left waiting get in.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut all = true;
+        for resident in &mut residents {
+            if resident.get(&warga_url, &json).await.status != StatusCode::OK {
+                all = false;
+            }
+        }
+        if all {
+            break;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "the moved places were never used: {} {}",
+                antre.admin_get("/api/rooms/luar").await,
+                antre.admin_get("/api/rooms/warga").await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now_s >= moves, "not before the set time");
+    let luar: serde_json::Value =
+        serde_json::from_str(&antre.admin_get("/api/rooms/luar").await).unwrap();
+    assert_eq!(luar["campaign"], "malang");
+    assert_eq!(luar["places_given"], 2);
+    assert_eq!(luar["quota_left"], 0);
+    assert_eq!(luar["unused"]["to"], "warga");
+    let warga: serde_json::Value =
+        serde_json::from_str(&antre.admin_get("/api/rooms/warga").await).unwrap();
+    assert_eq!(warga["places_received"], 2);
+    assert_eq!(warga["admitted"], 5);
+    let (ok, table, _) = antre.ctl(None, &["status"]);
+    assert!(
+        ok && table.contains("warga (malang)") && table.contains("luar (malang)"),
+        "{table}"
+    );
+}

@@ -93,6 +93,7 @@ fn the_campaign_examples_pass_check_and_print_their_schedules() {
     for (name, phases, quota, pace) in [
         ("karawang", 5, "400", "spread"),
         ("balikpapan", 3, "1000", "40 a minute"),
+        ("malang", 2, "8000", "40 a minute"),
     ] {
         let path = format!("{}/config/{name}.toml", env!("CARGO_MANIFEST_DIR"));
         let output = common::antre_command()

@@ -704,12 +704,94 @@ async fn draw<S: Store>(store: &S, label: &str) {
     assert_eq!(claim, Claim::Admitted { fresh: true }, "{label}");
 }
 
+/// Malang's two segments: residents and others each have their own line
+/// and quota, kept apart; at a set time the others' unused places move to
+/// the residents, once, however often an instance asks.
+async fn segments<S: Store>(store: &S, label: &str) {
+    let segment = |quota: u64| RoomSettings {
+        admit_per_minute: 60,
+        burst: 1,
+        quota: Some(quota),
+        paused: false,
+        claim_seconds: 600,
+        pass_seconds: 1200,
+        phases: Vec::new(),
+        live_rate: false,
+        draw_secret: String::new(),
+    };
+    store.configure("warga", &segment(10), START).await.unwrap();
+    store.configure("luar", &segment(5), START).await.unwrap();
+    // Fifteen residents and three others come.
+    for _ in 0..15 {
+        store.arrive("warga", START).await.unwrap();
+    }
+    for _ in 0..3 {
+        store.arrive("luar", START).await.unwrap();
+    }
+    // A minute on, the background sync keeping time each second: the
+    // residents' ten are in, the others' line is through.
+    let later = START + 60 * MICROS_PER_SECOND;
+    for second in 1..=60 {
+        let now = START + second * MICROS_PER_SECOND;
+        store.sync("warga", now).await.unwrap();
+        store.sync("luar", now).await.unwrap();
+    }
+    for ticket in 1..=15 {
+        store.claim("warga", 1, ticket, later).await.unwrap();
+    }
+    store.claim("luar", 1, 2, later).await.unwrap();
+    let warga = store.sync("warga", later).await.unwrap();
+    let luar = store.sync("luar", later).await.unwrap();
+    assert_eq!(
+        (warga.admitted, warga.sold_out(later)),
+        (10, true),
+        "{label}"
+    );
+    assert_eq!(luar.admitted, 2, "{label}: the first arrival and ticket 2");
+    assert_eq!(luar.quota_left(later), Some(3), "{label}: kept apart");
+    // Before the set time nothing moves.
+    let at = later + 60 * MICROS_PER_SECOND;
+    assert_eq!(store.give("luar", at, later).await.unwrap().0, 0, "{label}");
+    // At it, the others' unused places go: five, less two let in and
+    // ticket 3, whose turn was called and may still be taken.
+    let (given, luar) = store.give("luar", at, at).await.unwrap();
+    assert_eq!(given, 2, "{label}");
+    assert_eq!(
+        luar.quota_left(at),
+        Some(1),
+        "{label}: ticket 3's place is kept"
+    );
+    let (again, _) = store
+        .give("luar", at, at + MICROS_PER_SECOND)
+        .await
+        .unwrap();
+    assert_eq!(
+        again, 2,
+        "{label}: asked again, the same answer and no more"
+    );
+    for _ in 0..2 {
+        let view = store.receive("warga", "luar", at, given, at).await.unwrap();
+        assert_eq!(view.quota_left(at), Some(2), "{label}: taken once");
+    }
+    let (claim, _) = store.claim("luar", 1, 3, at).await.unwrap();
+    assert_eq!(claim, Claim::Admitted { fresh: true }, "{label}");
+    let luar = store.sync("luar", at).await.unwrap();
+    assert!(luar.sold_out(at), "{label}");
+    // The residents' line moves on into the two places.
+    let (claim, _) = store
+        .claim("warga", 1, 11, at + 10 * MICROS_PER_SECOND)
+        .await
+        .unwrap();
+    assert_eq!(claim, Claim::Admitted { fresh: true }, "{label}");
+}
+
 async fn conforms<S: Store>(store: &S, label: &str) {
     live_changes_survive_a_restart(store, label).await;
     audit_trail(store, label).await;
     karawang(store, label).await;
     balikpapan(store, label).await;
     draw(store, label).await;
+    segments(store, label).await;
     let mut seen = [false; 5];
     for seed in 1..=12u64 {
         let room = format!("room-{seed}");

@@ -230,7 +230,7 @@
     var quota = num(r.quota), admitted = num(r.admitted), left = num(r.quota_left);
 
     setText(v.title, r.title ? String(r.title) : id);
-    setText(v.rid, id);
+    setText(v.rid, r.campaign ? id + ' · segment of ' + r.campaign : id);
     setText(v.paths, Array.isArray(r.paths) ? r.paths.join('  ') : '');
 
     var badges = [[down, 'Store unavailable', 'down'], [soldOut, 'Sold out', 'sold'], [paused, 'Paused', 'paused']]

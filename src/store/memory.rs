@@ -124,6 +124,18 @@ enum Op {
         ticket: u64,
         now: Micros,
     },
+    Give {
+        room: String,
+        at: Micros,
+        now: Micros,
+    },
+    Receive {
+        room: String,
+        from: String,
+        at: Micros,
+        amount: u64,
+        now: Micros,
+    },
     EnterDraw {
         room: String,
         epoch: u64,
@@ -176,6 +188,8 @@ impl Op {
             | Op::Claim { room, .. }
             | Op::ComeBack { room, .. }
             | Op::EnterDraw { room, .. }
+            | Op::Give { room, .. }
+            | Op::Receive { room, .. }
             | Op::Reset { room, .. }
             | Op::Update { room, .. }
             | Op::Record {
@@ -463,7 +477,9 @@ impl Inner {
             }
             Op::Claim { room, now, .. }
             | Op::ComeBack { room, now, .. }
-            | Op::EnterDraw { room, now, .. } => (room, *now),
+            | Op::EnterDraw { room, now, .. }
+            | Op::Give { room, now, .. }
+            | Op::Receive { room, now, .. } => (room, *now),
         };
         let room = self
             .rooms
@@ -493,6 +509,16 @@ impl Inner {
             Op::EnterDraw {
                 epoch, id, phase, ..
             } => Outcome::Entry(counters.enter_draw(settings, *epoch, *id, *phase, now)),
+            Op::Give { at, .. } => Outcome::Arrival {
+                ticket: counters.give(settings, *at, now),
+                admitted: false,
+            },
+            Op::Receive {
+                from, at, amount, ..
+            } => {
+                counters.receive(settings, from, *at, *amount, now);
+                Outcome::View
+            }
             Op::Reset { .. } => {
                 counters.reset(settings, now);
                 Outcome::View
@@ -592,7 +618,7 @@ struct SnapshotRef<'a> {
 
 /// Every change an operation can make moves one of these: the counters,
 /// the schedule, and the newest expiry checkpoint.
-type Fingerprint = ([u64; 15], bool, usize, Option<(Micros, u64)>);
+type Fingerprint = ([u64; 18], bool, usize, Option<(Micros, u64)>);
 
 fn fingerprint(c: &Counters) -> Fingerprint {
     (
@@ -612,6 +638,9 @@ fn fingerprint(c: &Counters) -> Fingerprint {
             c.entries.len() as u64,
             c.drawn_phase,
             c.drawn.len() as u64,
+            c.given,
+            c.received,
+            c.gave_at,
         ],
         c.running,
         c.checkpoints.len(),
@@ -900,6 +929,41 @@ impl Store for MemoryStore {
         })?;
         inner.apply_record(entry);
         Ok(())
+    }
+
+    async fn give(
+        &self,
+        room: &str,
+        at: Micros,
+        now: Micros,
+    ) -> Result<(u64, RoomView), StoreError> {
+        match self.run(Op::Give {
+            room: room.to_owned(),
+            at,
+            now,
+        })? {
+            (Outcome::Arrival { ticket, .. }, view) => Ok((ticket, view)),
+            _ => unreachable!("a give always says how many"),
+        }
+    }
+
+    async fn receive(
+        &self,
+        room: &str,
+        from: &str,
+        at: Micros,
+        amount: u64,
+        now: Micros,
+    ) -> Result<RoomView, StoreError> {
+        Ok(self
+            .run(Op::Receive {
+                room: room.to_owned(),
+                from: from.to_owned(),
+                at,
+                amount,
+                now,
+            })?
+            .1)
     }
 
     async fn drawn(&self, room: &str) -> Result<(Micros, Vec<(u64, u64)>), StoreError> {

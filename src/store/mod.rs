@@ -157,6 +157,26 @@ pub trait Store: Send + Sync + 'static {
         now: Micros,
     ) -> impl Future<Output = Result<(Entry, RoomView), StoreError>> + Send;
 
+    /// Gives the room's unused places at `at` to another segment: see
+    /// [`queue::Counters::give`]. Returns how many.
+    fn give(
+        &self,
+        room: &str,
+        at: Micros,
+        now: Micros,
+    ) -> impl Future<Output = Result<(u64, RoomView), StoreError>> + Send;
+
+    /// Takes `amount` places segment `from` gave at `at`, once: see
+    /// [`queue::Counters::receive`].
+    fn receive(
+        &self,
+        room: &str,
+        from: &str,
+        at: Micros,
+        amount: u64,
+        now: Micros,
+    ) -> impl Future<Output = Result<RoomView, StoreError>> + Send;
+
     /// The last draw: the start of the phase it was for (0 for none) and
     /// each entry's id with its ticket number, in ticket order.
     fn drawn(
@@ -345,6 +365,32 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(store) => store.enter_draw(room, epoch, id, phase, now).await,
             AnyStore::Redis(store) => store.enter_draw(room, epoch, id, phase, now).await,
+        }
+    }
+
+    async fn give(
+        &self,
+        room: &str,
+        at: Micros,
+        now: Micros,
+    ) -> Result<(u64, RoomView), StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.give(room, at, now).await,
+            AnyStore::Redis(store) => store.give(room, at, now).await,
+        }
+    }
+
+    async fn receive(
+        &self,
+        room: &str,
+        from: &str,
+        at: Micros,
+        amount: u64,
+        now: Micros,
+    ) -> Result<RoomView, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.receive(room, from, at, amount, now).await,
+            AnyStore::Redis(store) => store.receive(room, from, at, amount, now).await,
         }
     }
 

@@ -458,6 +458,21 @@ pub struct Counters {
     pub drawn_phase: Micros,
     #[serde(default)]
     pub drawn: BTreeMap<u64, u64>,
+    /// Places this room gave to another segment, and received from others,
+    /// in the phase counting now: they move its limit.
+    #[serde(default)]
+    pub given: u64,
+    #[serde(default)]
+    pub received: u64,
+    /// The time of the last move out and how many it gave, so asking again
+    /// gives the same answer.
+    #[serde(default)]
+    pub gave_at: Micros,
+    #[serde(default)]
+    pub gave: u64,
+    /// The moves in taken so far, by `from@at`: each is taken once.
+    #[serde(default)]
+    pub moves_in: BTreeMap<String, u64>,
 }
 
 impl Default for Counters {
@@ -483,6 +498,11 @@ impl Default for Counters {
             entries: BTreeSet::new(),
             drawn_phase: 0,
             drawn: BTreeMap::new(),
+            given: 0,
+            received: 0,
+            gave_at: 0,
+            gave: 0,
+            moves_in: BTreeMap::new(),
         }
     }
 }
@@ -503,14 +523,60 @@ impl Counters {
     /// How many more slots the quota counting now lets the frontier
     /// release.
     pub fn releasable(&self, settings: &RoomSettings) -> u64 {
-        let limit = limit(settings, self.phase, self.phase_base);
+        let limit = limit(settings, self.phase, self.phase_base, self.moved());
         releasable(limit, self.wasted, self.frontier)
     }
 
     /// True when every admission the quota counting now allows has been
     /// made.
     pub fn sold_out(&self, settings: &RoomSettings) -> bool {
-        limit(settings, self.phase, self.phase_base).is_some_and(|limit| self.admitted >= limit)
+        limit(settings, self.phase, self.phase_base, self.moved())
+            .is_some_and(|limit| self.admitted >= limit)
+    }
+
+    /// Places given and received in the phase counting now.
+    fn moved(&self) -> (u64, u64) {
+        (self.given, self.received)
+    }
+
+    /// Gives this room's unused places at `at` to another segment: what
+    /// its limit still allows beyond those let in and the turns called and
+    /// not yet taken. Its line then stops. Asked again for the same `at`,
+    /// it gives nothing more and answers the same; before `at`, nothing.
+    pub fn give(&mut self, settings: &RoomSettings, at: Micros, now: Micros) -> u64 {
+        self.advance(settings, now);
+        if now < at {
+            return 0;
+        }
+        if self.gave_at == at {
+            return self.gave;
+        }
+        let unused = limit(settings, self.phase, self.phase_base, self.moved())
+            .map_or(0, |limit| {
+                limit.saturating_sub(self.admitted.saturating_add(self.outstanding()))
+            });
+        self.given += unused;
+        self.gave = unused;
+        self.gave_at = at;
+        unused
+    }
+
+    /// Takes `amount` places given by segment `from` at `at`, once.
+    pub fn receive(
+        &mut self,
+        settings: &RoomSettings,
+        from: &str,
+        at: Micros,
+        amount: u64,
+        now: Micros,
+    ) {
+        self.advance(settings, now);
+        let key = format!("{from}@{at}");
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.moves_in.entry(key) {
+            slot.insert(amount);
+            self.received += amount;
+            self.advance(settings, now);
+        }
     }
 
     /// Moves time forward to `now`: expires unclaimed slots whose window has
@@ -527,6 +593,8 @@ impl Counters {
         );
         let expired = expired || phase != self.phase;
         if phase != self.phase {
+            self.given = 0;
+            self.received = 0;
             self.phase_from = self.frontier;
             self.phase_to = self.tail;
             self.returned = ClaimedSet::above(self.frontier);
@@ -582,6 +650,8 @@ impl Counters {
             running: self.running,
             phase: self.phase,
             phase_base: self.phase_base,
+            given: self.given,
+            received: self.received,
             at,
         }
     }
@@ -840,16 +910,22 @@ fn per_minute(rate: u32) -> Micros {
 /// The most slots the frontier may have used (released, less those
 /// wasted): the room's quota, and inside a phase that phase's base plus
 /// its own quota.
-fn limit(settings: &RoomSettings, phase: Micros, base: u64) -> Option<u64> {
+fn limit(
+    settings: &RoomSettings,
+    phase: Micros,
+    base: u64,
+    (given, received): (u64, u64),
+) -> Option<u64> {
     let in_phase = settings
         .phases
         .iter()
         .find(|p| phase != 0 && p.start == phase)
         .map(|p| base.saturating_add(p.quota));
-    match (settings.quota, in_phase) {
+    let limit = match (settings.quota, in_phase) {
         (Some(room), Some(phase)) => Some(room.min(phase)),
         (room, phase) => room.or(phase),
-    }
+    };
+    limit.map(|limit| limit.saturating_add(received).saturating_sub(given))
 }
 
 /// The phase counting at `now` and its base, from the one counting before:
@@ -907,6 +983,9 @@ pub struct RoomView {
     /// The phase counting and its base (see [`Counters::phase`]).
     pub phase: Micros,
     pub phase_base: u64,
+    /// Places given to and received from other segments in that phase.
+    pub given: u64,
+    pub received: u64,
     /// When the store produced this view.
     pub at: Micros,
 }
@@ -926,7 +1005,16 @@ impl RoomView {
             self.wasted,
             now,
         );
-        limit(&self.settings, phase, base)
+        limit(&self.settings, phase, base, self.moved_at(now))
+    }
+
+    /// Places given and received that count at `now`: a phase entered
+    /// since this view was made starts with none moved.
+    fn moved_at(&self, now: Micros) -> (u64, u64) {
+        match self.settings.phase_at(now) {
+            Some(open) if open.start != self.phase => (0, 0),
+            _ => (self.given, self.received),
+        }
     }
 
     /// True when the quota counting at `now` is used up.
@@ -959,10 +1047,11 @@ impl RoomView {
     /// Whether the room admits at `now`.
     pub fn standing(&self, now: Micros) -> Standing {
         let next = self.settings.next_phase(now).map(|p| p.start);
+        let (given, received) = self.moved_at(now);
         if self
             .settings
             .quota
-            .is_some_and(|quota| self.admitted >= quota)
+            .is_some_and(|quota| self.admitted >= (quota + received).saturating_sub(given))
         {
             return Standing::SoldOut { next: None };
         }

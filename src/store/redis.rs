@@ -328,7 +328,7 @@ impl RedisStore {
         self
     }
 
-    fn keys(&self, room: &str) -> [String; 11] {
+    fn keys(&self, room: &str) -> [String; 12] {
         let base = format!("{}:{{{room}}}", self.prefix);
         [
             format!("{base}:state"),
@@ -342,6 +342,7 @@ impl RedisStore {
             format!("{base}:returned"),
             format!("{base}:entries"),
             format!("{base}:drawn"),
+            format!("{base}:moves"),
         ]
     }
 
@@ -845,6 +846,8 @@ fn parse(reply: &[Value], at: Micros) -> Result<Parsed, StoreError> {
         running: number(10)? == 1,
         phase: number(20)?,
         phase_base: number(21)?,
+        given: number(25)?,
+        received: number(26)?,
         at,
     };
     Ok((
@@ -1011,6 +1014,35 @@ impl Store for RedisStore {
         ];
         let (outcome, ticket, view) = self.run(room, args, false).await?;
         Ok((entry_of(&outcome, ticket)?, view))
+    }
+
+    async fn give(
+        &self,
+        room: &str,
+        at: Micros,
+        now: Micros,
+    ) -> Result<(u64, RoomView), StoreError> {
+        let args = vec!["give".into(), now.to_string(), at.to_string()];
+        let (_, amount, view) = self.run(room, args, false).await?;
+        Ok((amount, view))
+    }
+
+    async fn receive(
+        &self,
+        room: &str,
+        from: &str,
+        at: Micros,
+        amount: u64,
+        now: Micros,
+    ) -> Result<RoomView, StoreError> {
+        let args = vec![
+            "receive".into(),
+            now.to_string(),
+            from.to_owned(),
+            at.to_string(),
+            amount.to_string(),
+        ];
+        Ok(self.run(room, args, false).await?.2)
     }
 
     async fn come_back(

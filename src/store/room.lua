@@ -9,7 +9,8 @@
 -- spent (scored by their expiry), KEYS[8] the room's recent history (see
 -- `save`), KEYS[9] which numbers still waiting when the phase opened have
 -- been let in during it (bit `ticket - from`), KEYS[10] the entries of the
--- coming draw (a set of ids), KEYS[11] the last draw (id -> ticket); all
+-- coming draw (a set of ids), KEYS[11] the last draw (id -> ticket),
+-- KEYS[12] the places taken from other segments ('from@at' -> amount); all
 -- share the room's hash tag, so the script touches one cluster
 -- slot.
 -- ARGV[1] operation, ARGV[2] now (microseconds since the Unix epoch),
@@ -19,14 +20,15 @@
 --
 -- Reply: { outcome, ticket, epoch, tail, frontier, floor, admitted, wasted,
 --          outstanding, tat, running, rate, burst, quota, paused, claim, boot,
---          pass, version, chain, phase, base, phases, live_rate, secret }
+--          pass, version, chain, phase, base, phases, live_rate, secret, given,
+--          received }
 -- or { "missing" } when the room is not in Redis (it was never configured,
 -- or Redis lost its data), or { "rewritten" } when the history the caller
 -- saw is not this room's (a replica that had not caught up took over).
 
 local state, claimed, checkpoints, pending, promised = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local exchanged, spent, history, returned = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local entries, drawn = KEYS[10], KEYS[11]
+local entries, drawn, moves = KEYS[10], KEYS[11], KEYS[12]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local write_id, seen = ARGV[3], ARGV[4]
@@ -43,7 +45,8 @@ local HISTORY = 1024
 local ENTRY = 24
 local FIELDS = { 'epoch', 'tail', 'frontier', 'admitted', 'wasted', 'floor', 'tat', 'running', 'open',
                  'rate', 'burst', 'quota', 'paused', 'claim', 'pass', 'overrides', 'recover', 'version',
-                 'phase', 'base', 'from', 'to', 'draw_phase', 'drawn_phase' }
+                 'phase', 'base', 'from', 'to', 'draw_phase', 'drawn_phase', 'given', 'received',
+                 'gave_at', 'gave' }
 
 -- Bits of `overrides`: settings an operator changed live, which a
 -- restart's config does not undo.
@@ -184,6 +187,7 @@ local function enter_phase(s)
   if open and open.start ~= s.phase then
     s.phase = open.start
     s.base = math.max(s.frontier - s.wasted, 0)
+    s.given, s.received = 0, 0
     s.from, s.to = s.frontier, s.tail
     redis.call('DEL', returned)
     if s.draw_phase == open.start then
@@ -195,7 +199,8 @@ local function enter_phase(s)
 end
 
 -- The most slots the frontier may have used: the room's quota, and inside
--- a phase its base plus the phase's own quota; -1 for no limit.
+-- a phase its base plus the phase's own quota, moved by the places given to
+-- and received from other segments; -1 for no limit.
 local function limit(s)
   local quota = s.quota
   if s.phase ~= 0 then
@@ -208,6 +213,9 @@ local function limit(s)
         break
       end
     end
+  end
+  if quota >= 0 then
+    quota = math.max(quota + s.received - s.given, 0)
   end
   return quota
 end
@@ -434,7 +442,8 @@ local function reply(s, outcome, ticket)
   return { outcome, int(ticket), int(s.epoch), int(s.tail), int(s.frontier), int(s.floor), int(s.admitted),
            int(s.wasted), int(outstanding(s)), int(s.tat), int(s.running), int(s.rate), int(s.burst),
            int(s.quota), int(s.paused), int(s.claim), s.boot, int(s.pass), int(s.version), s.chain,
-           int(s.phase), int(s.base), s.phases, bit.band(s.overrides, OVERRIDE.rate) ~= 0 and 1 or 0, s.secret }
+           int(s.phase), int(s.base), s.phases, bit.band(s.overrides, OVERRIDE.rate) ~= 0 and 1 or 0, s.secret,
+           int(s.given), int(s.received) }
 end
 
 local function overridden(s, name)
@@ -457,10 +466,11 @@ local function apply_settings(s, base)
 end
 
 local function fresh_room(boot)
-  redis.call('DEL', claimed, checkpoints, exchanged, history, returned, entries, drawn)
+  redis.call('DEL', claimed, checkpoints, exchanged, history, returned, entries, drawn, moves)
   return { boot = boot, chain = '', epoch = 1, tail = 0, frontier = 0, admitted = 0, wasted = 0, floor = 0, tat = 0, running = 0, open = 0,
            rate = 1, burst = 1, quota = -1, paused = 0, claim = 600, pass = 1200, overrides = 0, recover = 0,
-           version = 0, phase = 0, base = 0, from = 0, to = 0, draw_phase = 0, drawn_phase = 0, phases = '',
+           version = 0, phase = 0, base = 0, from = 0, to = 0, draw_phase = 0, drawn_phase = 0, given = 0,
+           received = 0, gave_at = 0, gave = 0, phases = '',
            secret = '', schedule = {} }
 end
 
@@ -687,6 +697,41 @@ if op == 'enter' then
     save(s)
   end
   return reply(s, outcome, ticket)
+end
+
+if op == 'give' then
+  -- ARGV[5] when the room's unused places move to another segment
+  -- (queue.rs Counters::give); the reply's ticket is how many.
+  local at = tonumber(ARGV[5])
+  advance(s)
+  local amount = 0
+  if now >= at then
+    if s.gave_at == at then
+      amount = s.gave
+    else
+      local quota = limit(s)
+      if quota >= 0 then
+        amount = math.max(quota - s.admitted - outstanding(s), 0)
+      end
+      s.given = s.given + amount
+      s.gave, s.gave_at = amount, at
+    end
+  end
+  save(s)
+  return reply(s, 'view', amount)
+end
+
+if op == 'receive' then
+  -- ARGV[5] the giving segment, ARGV[6] when it gave, ARGV[7] how many
+  -- (queue.rs Counters::receive); each move is taken once.
+  local key = ARGV[5] .. '@' .. ARGV[6]
+  advance(s)
+  if redis.call('HSETNX', moves, key, ARGV[7]) == 1 then
+    s.received = s.received + tonumber(ARGV[7])
+    advance(s)
+  end
+  save(s)
+  return reply(s, 'view', 0)
 end
 
 if op == 'come_back' then
