@@ -637,6 +637,12 @@ impl<S: Store> Engine<S> {
         if now < phase.start {
             return Ok(Some(report));
         }
+        report.seed = Some(seed);
+        // The store draws as it steps into the phase: until this instance
+        // has seen it there, there is nothing to read yet.
+        if view.phase < phase.start {
+            return Ok(Some(report));
+        }
         let cached = room
             .drawn
             .lock()
@@ -668,7 +674,6 @@ impl<S: Store> Engine<S> {
                 drawn
             }
         };
-        report.seed = Some(seed);
         report.entries = Some(drawn.entries.clone());
         report.first_ticket = drawn.first_ticket;
         Ok(Some(report))

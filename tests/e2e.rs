@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 use common::{config, kendall_tau, Antre, Origin, Visitor};
 use http::StatusCode;
 
+/// Unix seconds now, for schedules relative to the test's start.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 const VAKSIN: &str = r#"
 [[rooms]]
 id = "vaksin"
@@ -259,10 +267,7 @@ async fn check_names_a_misspelt_key_and_summarises_a_good_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_return_link_brings_a_kept_place_to_another_browser() {
     let origin = Origin::start().await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = unix_now();
     let rfc3339 = antre::admission::utc_time;
     let reopens = now + 10;
     let rooms = format!(
@@ -370,10 +375,7 @@ async fn a_return_link_brings_a_kept_place_to_another_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_board_shows_each_public_room_and_its_quota_left() {
     let origin = Origin::start().await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = unix_now();
     let rfc3339 = antre::admission::utc_time;
     let rooms = format!(
         "[[rooms]]\nid = \"kota\"\ntitle = \"Vaksinasi Kota\"\npaths = [\"/\"]\nboard = true\n\
@@ -448,10 +450,7 @@ async fn the_board_shows_each_public_room_and_its_quota_left() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draw_at_the_opening_is_recomputed_from_its_revealed_seed() {
     let origin = Origin::start().await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = unix_now();
     let opens = now + 8;
     let rooms = format!(
         "[[rooms]]\nid = \"undian\"\npaths = [\"/\"]\n\
@@ -596,10 +595,7 @@ async fn a_draw_at_the_opening_is_recomputed_from_its_revealed_seed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_segment_s_unused_places_move_to_the_other_at_the_set_time() {
     let origin = Origin::start().await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = unix_now();
     let moves = now + 5;
     let rooms = format!(
         "[[rooms]]\nid = \"warga\"\ncampaign = \"malang\"\npaths = [\"/warga\"]\nquota = 3\nadmit_per_minute = 600\nboard = true\n\
@@ -676,10 +672,7 @@ async fn a_segment_s_unused_places_move_to_the_other_at_the_set_time() {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let now_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now_s = unix_now();
     assert!(now_s >= moves, "not before the set time");
     let luar: serde_json::Value =
         serde_json::from_str(&antre.admin_get("/api/rooms/luar").await).unwrap();

@@ -2,7 +2,9 @@
 //! with random arrivals, claims and gaps in time.
 
 use antre::clock::MICROS_PER_SECOND;
-use antre::store::queue::{Claim, Counters, RoomSettings, EXCHANGE_GRACE};
+use antre::store::queue::{
+    Claim, Counters, Overrides, RoomSettings, SettingsChange, CATCH_UP, EXCHANGE_GRACE,
+};
 use proptest::prelude::*;
 
 const START: u64 = 1_800_000_000 * MICROS_PER_SECOND;
@@ -18,14 +20,30 @@ enum Step {
     Claim(usize),
     /// The background sync advances the room.
     Sync,
+    /// The process stalls this many milliseconds with nobody asking: long
+    /// enough that a running line falls behind its schedule.
+    Stall(u64),
+    /// An operator pauses or resumes the room.
+    Pause(bool),
+    /// An operator sets the rate live.
+    Rate(u32),
+    /// An operator sets the quota live; below the admissions so far too.
+    Quota(Option<u64>),
+    /// An operator resets the line: a new epoch.
+    Reset,
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        3 => (0u64..5_000).prop_map(Step::Wait),
-        4 => Just(Step::Arrive),
-        4 => any::<usize>().prop_map(Step::Claim),
-        1 => Just(Step::Sync),
+        30 => (0u64..5_000).prop_map(Step::Wait),
+        40 => Just(Step::Arrive),
+        40 => any::<usize>().prop_map(Step::Claim),
+        10 => Just(Step::Sync),
+        2 => (5_000u64..60_000).prop_map(Step::Stall),
+        2 => any::<bool>().prop_map(Step::Pause),
+        2 => (1u32..600).prop_map(Step::Rate),
+        2 => prop::option::of(0u64..40).prop_map(Step::Quota),
+        1 => Just(Step::Reset),
     ]
 }
 
@@ -45,53 +63,125 @@ fn settings() -> impl Strategy<Value = RoomSettings> {
     )
 }
 
-/// Runs `steps`, checking the invariants after each one, and returns the
-/// room's counters and the (time, frontier) trace.
-fn run(
+/// The cached projection agrees with the store's own maths. An instance
+/// makes its view at a sync and answers from it until the next, a second
+/// later at most: over that second the frontier it projects is what
+/// advancing the counters gives (while no slot expires, which the
+/// projection leaves aside), and a ticket's release time falling in it is
+/// the very moment its turn comes.
+fn projection_agrees(
     settings: &RoomSettings,
-    steps: &[Step],
-) -> Result<(Counters, Vec<(u64, u64)>), TestCaseError> {
+    counters: &Counters,
+    now: u64,
+) -> Result<(), TestCaseError> {
+    let mut synced = counters.clone();
+    synced.advance(settings, now);
+    let view = synced.view(settings, now);
+    let at_most = now + MICROS_PER_SECOND;
+    let advanced = |to: u64| {
+        let mut room = synced.clone();
+        room.advance(settings, to);
+        room
+    };
+    for at in [now, now + 300_000, at_most] {
+        let later = advanced(at);
+        if later.floor == synced.floor {
+            prop_assert_eq!(
+                view.projected_frontier(at),
+                later.frontier,
+                "at +{} us",
+                at - now
+            );
+        }
+    }
+    let next = view.projected_frontier(now) + 1;
+    let release = view
+        .release_time(next, now)
+        .filter(|at| next <= synced.tail && *at > now && *at <= at_most);
+    if let Some(at) = release {
+        let (before, then) = (advanced(at - 1), advanced(at));
+        if then.floor == synced.floor {
+            prop_assert!(
+                before.frontier < next,
+                "ticket {} released before {}",
+                next,
+                at
+            );
+            prop_assert!(
+                then.frontier >= next,
+                "ticket {} not released at {}",
+                next,
+                at
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs `steps`, checking the invariants after each one, and returns the
+/// room's counters and the (time, frontier) trace of the first epoch,
+/// under the starting settings (empty once an operator changed them).
+fn run(start: &RoomSettings, steps: &[Step]) -> Result<(Counters, Vec<(u64, u64)>), TestCaseError> {
+    let mut settings = start.clone();
+    let mut overrides = Overrides::default();
     let mut counters = Counters::default();
     let mut now = START;
-    let mut tickets: Vec<u64> = Vec::new();
-    let mut admitted_tickets: Vec<u64> = Vec::new();
+    // Every ticket handed out, with its epoch.
+    let mut tickets: Vec<(u64, u64)> = Vec::new();
+    let mut admitted_tickets: Vec<(u64, u64)> = Vec::new();
     let mut trace = vec![(now, 0)];
+    let mut traced = true;
     let mut exchanged_at = std::collections::HashMap::new();
+    // When each number's turn was first seen called, by epoch.
+    let mut called: std::collections::HashMap<(u64, u64), u64> = std::collections::HashMap::new();
+    // The frontier up to which turns are recorded, and its epoch.
+    let mut recorded = (1, 0);
+    // The most admissions may reach: the quota, or the admissions already
+    // made when an operator lowered it below them.
+    let mut cap = settings.quota;
     for step in steps {
+        let mut let_in = None;
+        let mut frontier_before = counters.frontier;
+        let epoch_before = counters.epoch;
+        let mut change = SettingsChange::default();
         match step {
-            Step::Wait(ms) => now += ms * 1000,
+            Step::Wait(ms) | Step::Stall(ms) => now += ms * 1000,
             Step::Arrive => {
-                let (ticket, admitted) = counters.arrive(settings, now);
+                let (ticket, admitted) = counters.arrive(&settings, now);
                 prop_assert_eq!(
                     ticket,
                     tickets.len() as u64 + 1,
-                    "tickets are handed out in order"
+                    "tickets are numbered in order, across resets too"
                 );
-                tickets.push(ticket);
+                tickets.push((counters.epoch, ticket));
                 if admitted {
-                    admitted_tickets.push(ticket);
+                    admitted_tickets.push((counters.epoch, ticket));
                     exchanged_at.insert(ticket, now);
                 }
             }
             Step::Claim(k) if !tickets.is_empty() => {
-                let ticket = tickets[k % tickets.len()];
+                let (epoch, ticket) = tickets[k % tickets.len()];
                 let before = counters.admitted;
-                match counters.claim(settings, counters.epoch, ticket, now) {
+                let quota_before = settings.quota;
+                match counters.claim(&settings, epoch, ticket, now) {
                     Claim::Admitted { fresh: true } => {
                         prop_assert_eq!(counters.admitted, before + 1);
                         prop_assert!(
-                            !admitted_tickets.contains(&ticket),
+                            quota_before.is_none_or(|q| before < q),
+                            "admitted past the quota"
+                        );
+                        prop_assert!(
+                            !admitted_tickets.iter().any(|(_, t)| *t == ticket),
                             "ticket {} counted twice",
                             ticket
                         );
-                        // FIFO: everyone ahead has been let in before.
-                        prop_assert!(ticket <= counters.frontier);
-                        admitted_tickets.push(ticket);
+                        let_in = Some((epoch, ticket));
+                        admitted_tickets.push((epoch, ticket));
                         exchanged_at.insert(ticket, now);
                     }
                     Claim::Admitted { fresh: false } => {
                         prop_assert_eq!(counters.admitted, before);
-                        prop_assert!(admitted_tickets.contains(&ticket));
+                        prop_assert!(admitted_tickets.iter().any(|(_, t)| *t == ticket));
                         // Again only within the grace of the exchange.
                         prop_assert!(now - exchanged_at[&ticket] <= EXCHANGE_GRACE);
                     }
@@ -101,26 +191,83 @@ fn run(
                     }
                     Claim::NotYet => prop_assert!(ticket > counters.frontier),
                     Claim::Lapsed => prop_assert!(ticket <= counters.floor),
-                    Claim::SoldOut => prop_assert!(counters.sold_out(settings)),
-                    Claim::Stale => prop_assert!(false, "no reset happened"),
+                    Claim::SoldOut => prop_assert!(counters.sold_out(&settings)),
+                    Claim::Stale => {
+                        prop_assert!(epoch != counters.epoch, "stale only after a reset")
+                    }
                 }
             }
             Step::Claim(_) => {}
             Step::Sync => {
-                counters.advance(settings, now);
+                counters.advance(&settings, now);
+            }
+            Step::Pause(paused) => change.paused = Some(*paused),
+            Step::Rate(rate) => change.admit_per_minute = Some(*rate),
+            Step::Quota(quota) => change.quota = Some(*quota),
+            Step::Reset => {
+                counters.reset(&settings, now);
+                prop_assert_eq!(counters.epoch, epoch_before + 1);
+                prop_assert_eq!(counters.frontier, counters.tail);
+                traced = false;
             }
         }
-        // Never more admissions than the quota.
-        if let Some(quota) = settings.quota {
-            prop_assert!(
-                counters.admitted <= quota,
-                "admitted {} > quota {}",
-                counters.admitted,
-                quota
-            );
-            // Nobody is released for a slot that does not exist.
-            prop_assert!(counters.admitted + counters.outstanding() <= quota);
+        if change != SettingsChange::default() {
+            // As the stores do: up to date under the old settings first.
+            counters.advance(&settings, now);
+            prop_assert!(counters.frontier >= frontier_before);
+            frontier_before = counters.frontier;
+            settings.change(&change, &mut overrides);
+            counters.advance(&settings, now);
+            if let Some(quota) = change.quota {
+                cap = quota.map(|q| q.max(counters.admitted));
+            }
+            traced = false;
         }
+        // FIFO, from what was seen: when a ticket is let in, everyone ahead
+        // of it in its epoch has had their turn called already.
+        if counters.epoch == recorded.0 {
+            for number in recorded.1 + 1..=counters.frontier {
+                called.entry((counters.epoch, number)).or_insert(now);
+            }
+        }
+        recorded = (counters.epoch, counters.frontier);
+        if let Some((epoch, ticket)) = let_in {
+            for (number_epoch, number) in &tickets {
+                if *number_epoch == epoch && *number < ticket {
+                    let turn = called.get(&(epoch, *number));
+                    prop_assert!(
+                        turn.is_some_and(|at| *at <= now),
+                        "ticket {} let in before {}'s turn came",
+                        ticket,
+                        number
+                    );
+                }
+            }
+        }
+        if settings.paused && counters.epoch == epoch_before && !matches!(step, Step::Pause(_)) {
+            prop_assert_eq!(
+                counters.frontier,
+                frontier_before,
+                "paused, the line stands still"
+            );
+        }
+        // Never more admissions than the quota allows.
+        if let Some(cap) = cap {
+            prop_assert!(
+                counters.admitted <= cap,
+                "admitted {} > {}",
+                counters.admitted,
+                cap
+            );
+        }
+        if let Some(quota) = settings.quota {
+            // A release only ever for a slot that exists.
+            if counters.frontier > frontier_before && counters.epoch == epoch_before {
+                prop_assert!(counters.admitted + counters.outstanding() <= quota);
+            }
+        }
+        // The frontier never goes back.
+        prop_assert!(counters.frontier >= frontier_before);
         // Every released number is admitted, wasted or outstanding.
         prop_assert_eq!(
             counters.frontier,
@@ -128,11 +275,15 @@ fn run(
         );
         prop_assert!(counters.floor <= counters.frontier && counters.frontier <= counters.tail);
         prop_assert_eq!(counters.admitted, admitted_tickets.len() as u64);
+        projection_agrees(&settings, &counters, now)?;
         // Waiting alone moves nothing: the frontier is evaluated lazily, so
         // only steps that advance the room are observations of it.
-        if !matches!(step, Step::Wait(_)) {
+        if traced && !matches!(step, Step::Wait(_) | Step::Stall(_)) {
             trace.push((now, counters.frontier));
         }
+    }
+    if !traced {
+        trace.clear();
     }
     Ok((counters, trace))
 }
@@ -157,6 +308,26 @@ proptest! {
                 prop_assert!(f2 - f1 <= allowed, "{} released in {} us, allowed {}", f2 - f1, t2 - t1, allowed);
             }
         }
+    }
+
+    /// After a stall longer than the catch-up, a running line resumes at
+    /// its rate: the first advance releases at most the burst and what the
+    /// catch-up allows, not the whole gap.
+    #[test]
+    fn a_stall_is_not_released_all_at_once(rate in 60u32..6000, stall in 6_000u64..120_000) {
+        let settings = RoomSettings { admit_per_minute: rate, burst: 1, quota: None, paused: false, claim_seconds: 600, pass_seconds: 1200, phases: Vec::new(), live_rate: false, draw_secret: String::new() };
+        let mut counters = Counters::default();
+        for _ in 0..10_000 {
+            counters.arrive(&settings, START);
+        }
+        counters.advance(&settings, START + MICROS_PER_SECOND);
+        prop_assert!(counters.running);
+        let before = counters.frontier;
+        counters.advance(&settings, START + MICROS_PER_SECOND + stall * 1000);
+        let interval = settings.interval();
+        let allowed = 1 + (CATCH_UP + interval) / interval;
+        prop_assert!(counters.frontier - before <= allowed, "released {} after a {} ms stall, allowed {}", counters.frontier - before, stall, allowed);
+        prop_assert!(counters.frontier > before, "the line resumes");
     }
 
     /// A backlogged line drains at the configured rate: after `w` seconds

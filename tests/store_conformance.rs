@@ -40,6 +40,8 @@ enum Answer {
     Back(u64, Claim, RoomView),
     /// An entry in a phase's draw.
     Entered(u64, Entry, RoomView),
+    /// The line reset mid-way.
+    Reset(RoomView),
     /// A paid arrival: the ticket, or `None` when its nonce was spent.
     Paid(Option<(u64, bool)>),
     Bound(bool),
@@ -100,19 +102,25 @@ async fn script<S: Store>(store: &S, room: &str, seed: u64, steps: usize) -> Vec
         store.configure(room, &settings, now).await.unwrap(),
     )];
     let mut tail = 0;
+    // The epoch claims name: mostly the current one, after a reset now
+    // and then the old one.
+    let mut epoch = 1;
     for _ in 0..steps {
         match rng.below(12) {
             0..=2 => now += rng.below(3_000_000),
             3..=5 if !settings.phases.is_empty() && rng.below(3) == 0 => {
                 // Someone enters a draw, or asks what it gave them: ids
                 // repeat, and now and then the phase is one not drawing.
-                let id = 1 + rng.below(12);
-                let phase = match settings.phases.iter().find(|p| p.drawing(now)) {
-                    Some(drawing) if rng.below(4) > 0 => *drawing,
+                let id = 1 + rng.below(6);
+                let drawing = settings.phases.iter().find(|p| p.drawing(now));
+                let opened = settings.phases.iter().rfind(|p| p.start <= now);
+                let phase = match (drawing, opened) {
+                    (Some(drawing), _) if rng.below(4) > 0 => *drawing,
+                    (None, Some(opened)) if rng.below(4) > 0 => *opened,
                     _ => settings.phases[rng.below(settings.phases.len() as u64) as usize],
                 };
                 let (entry, view) = store
-                    .enter_draw(room, 1, id, phase.start, now)
+                    .enter_draw(room, epoch, id, phase.start, now)
                     .await
                     .unwrap();
                 if let Entry::Drawn(ticket) = entry {
@@ -138,7 +146,8 @@ async fn script<S: Store>(store: &S, room: &str, seed: u64, steps: usize) -> Vec
                     | Answer::Arrival(_, _, view)
                     | Answer::Claim(_, view)
                     | Answer::Back(_, _, view)
-                    | Answer::Entered(_, _, view) => Some(view.frontier),
+                    | Answer::Entered(_, _, view)
+                    | Answer::Reset(view) => Some(view.frontier),
                     _ => None,
                 });
                 let ticket = match reached {
@@ -151,14 +160,15 @@ async fn script<S: Store>(store: &S, room: &str, seed: u64, steps: usize) -> Vec
                     _ => any,
                 };
                 let (claim, view) = store
-                    .come_back(room, 1, ticket, phase.start, now)
+                    .come_back(room, epoch, ticket, phase.start, now)
                     .await
                     .unwrap();
                 answers.push(Answer::Back(ticket, claim, view));
             }
             6..=7 if tail > 0 => {
                 let ticket = 1 + rng.below(tail);
-                let (claim, view) = store.claim(room, 1, ticket, now).await.unwrap();
+                let named = if rng.below(8) == 0 { 1 } else { epoch };
+                let (claim, view) = store.claim(room, named, ticket, now).await.unwrap();
                 answers.push(Answer::Claim(claim, view));
             }
             8 => answers.push(Answer::View(store.sync(room, now).await.unwrap())),
@@ -197,6 +207,13 @@ async fn script<S: Store>(store: &S, room: &str, seed: u64, steps: usize) -> Vec
                 answers.push(Answer::View(
                     store.configure(room, &settings, now).await.unwrap(),
                 ));
+            }
+            10 if rng.below(30) == 0 => {
+                // An operator resets the line mid-way: old tickets stop
+                // counting, numbers go on, claims and draws follow.
+                let view = store.reset(room, now).await.unwrap();
+                epoch = view.epoch;
+                answers.push(Answer::Reset(view));
             }
             10 => {
                 // A proof of work buys one ticket: nonces repeat here.
@@ -792,8 +809,8 @@ async fn conforms<S: Store>(store: &S, label: &str) {
     balikpapan(store, label).await;
     draw(store, label).await;
     segments(store, label).await;
-    let mut seen = [false; 5];
-    for seed in 1..=12u64 {
+    let mut seen = [false; 6];
+    for seed in 1..=24u64 {
         let room = format!("room-{seed}");
         let reference = script(&MemoryStore::ephemeral(), &room, seed * 7919, 150).await;
         let answers = script(store, &room, seed * 7919, 150).await;
@@ -815,14 +832,16 @@ async fn conforms<S: Store>(store: &S, label: &str) {
                     seen[3] = true
                 }
                 Answer::Entered(_, Entry::Drawn(_), _) => seen[4] = true,
+                Answer::Reset(_) => seen[5] = true,
                 _ => {}
             }
         }
     }
     // The steps reach a ticket spent after its grace, a nonce offered
     // twice, a pass past its networks and someone let in on their return
-    // after their turn had lapsed, and a draw that numbered its entries.
-    assert_eq!(seen, [true; 5], "{label}");
+    // after their turn had lapsed, a draw that numbered its entries, and
+    // a reset mid-way with steps after it.
+    assert_eq!(seen, [true; 6], "{label}");
 }
 
 #[tokio::test]

@@ -691,15 +691,8 @@ impl Counters {
         if ticket <= self.floor {
             return Claim::Lapsed;
         }
-        let since = now.saturating_sub(EXCHANGE_GRACE);
-        while self.exchanged.front().is_some_and(|(at, _)| *at < since) {
-            self.exchanged.pop_front();
-        }
-        if self.claimed.contains(ticket) {
-            if self.exchanged.iter().any(|(_, number)| *number == ticket) {
-                return Claim::Admitted { fresh: false };
-            }
-            return Claim::Spent;
+        if let Some(again) = self.let_in_before(self.claimed.contains(ticket), ticket, now) {
+            return again;
         }
         if self.sold_out(settings) {
             return Claim::SoldOut;
@@ -707,6 +700,23 @@ impl Counters {
         self.claimed.insert(ticket);
         self.admit(ticket, now);
         Claim::Admitted { fresh: true }
+    }
+
+    /// For a ticket already let in (`marked`): the same pass again within
+    /// [`EXCHANGE_GRACE`] of its exchange, else spent. `None` for one not
+    /// let in yet.
+    fn let_in_before(&mut self, marked: bool, ticket: u64, now: Micros) -> Option<Claim> {
+        let since = now.saturating_sub(EXCHANGE_GRACE);
+        while self.exchanged.front().is_some_and(|(at, _)| *at < since) {
+            self.exchanged.pop_front();
+        }
+        if !marked {
+            return None;
+        }
+        if self.exchanged.iter().any(|(_, number)| *number == ticket) {
+            return Some(Claim::Admitted { fresh: false });
+        }
+        Some(Claim::Spent)
     }
 
     /// Counts `ticket`'s exchange, and notes it when it is one of the
@@ -756,15 +766,8 @@ impl Counters {
         if !self.came_back(ticket) || ticket > self.floor {
             return self.claim(settings, epoch, ticket, now);
         }
-        let since = now.saturating_sub(EXCHANGE_GRACE);
-        while self.exchanged.front().is_some_and(|(at, _)| *at < since) {
-            self.exchanged.pop_front();
-        }
-        if self.returned.contains(ticket) {
-            if self.exchanged.iter().any(|(_, number)| *number == ticket) {
-                return Claim::Admitted { fresh: false };
-            }
-            return Claim::Spent;
+        if let Some(again) = self.let_in_before(self.returned.contains(ticket), ticket, now) {
+            return again;
         }
         if self.sold_out(settings) {
             return Claim::SoldOut;

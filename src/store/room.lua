@@ -364,6 +364,20 @@ local function admit(s, ticket)
   s.admitted = s.admitted + 1
 end
 
+-- For a ticket already let in (bit `at` of `bitmap` set): 'again' within
+-- EXCHANGE_GRACE of its exchange, else 'spent'; nil for one not let in yet
+-- (queue.rs Counters::let_in_before).
+local function let_in_before(bitmap, at, ticket)
+  redis.call('ZREMRANGEBYSCORE', exchanged, '-inf', '(' .. int(now - EXCHANGE_GRACE))
+  if redis.call('GETBIT', bitmap, int(at)) == 0 then
+    return nil
+  end
+  if redis.call('ZSCORE', exchanged, int(ticket)) then
+    return 'again'
+  end
+  return 'spent'
+end
+
 local function claim(s, epoch, ticket)
   if epoch ~= s.epoch then
     return 'stale'
@@ -375,12 +389,9 @@ local function claim(s, epoch, ticket)
   if ticket <= s.floor then
     return 'lapsed'
   end
-  redis.call('ZREMRANGEBYSCORE', exchanged, '-inf', '(' .. int(now - EXCHANGE_GRACE))
-  if redis.call('GETBIT', claimed, int(ticket)) == 1 then
-    if redis.call('ZSCORE', exchanged, int(ticket)) then
-      return 'again'
-    end
-    return 'spent'
+  local again = let_in_before(claimed, ticket, ticket)
+  if again then
+    return again
   end
   if sold_out(s) then
     return 'sold_out'
@@ -409,12 +420,9 @@ local function come_back(s, epoch, ticket, phase)
   if not came_back(s, ticket) or ticket > s.floor then
     return claim(s, epoch, ticket)
   end
-  redis.call('ZREMRANGEBYSCORE', exchanged, '-inf', '(' .. int(now - EXCHANGE_GRACE))
-  if redis.call('GETBIT', returned, int(ticket - s.from)) == 1 then
-    if redis.call('ZSCORE', exchanged, int(ticket)) then
-      return 'again'
-    end
-    return 'spent'
+  local again = let_in_before(returned, ticket - s.from, ticket)
+  if again then
+    return again
   end
   if sold_out(s) then
     return 'sold_out'
