@@ -967,3 +967,108 @@ async fn a_rollback_to_older_data_is_noticed_and_merged() {
     assert_eq!(next.ticket, 4, "ticket 3 is not handed out again");
     assert!(!next.admitted, "the quota of two holds");
 }
+
+/// A campaign room in the middle of a phase with a draw behind it: the
+/// counters, the schedule and the draw's secret (so its commitment) are
+/// what an instance must carry through a store that starts over.
+async fn campaign_midway<S: Store>(store: &S, room: &str) -> RoomView {
+    const MINUTE: u64 = 60 * MICROS_PER_SECOND;
+    let opening = START + 10 * MINUTE;
+    let settings = RoomSettings {
+        admit_per_minute: 1,
+        burst: 1,
+        quota: None,
+        paused: false,
+        claim_seconds: 600,
+        pass_seconds: 1200,
+        phases: vec![Phase {
+            start: opening,
+            end: opening + 60 * MINUTE,
+            quota: 20,
+            admit_per_minute: 60,
+            prequeue: 5 * MINUTE,
+        }],
+        live_rate: false,
+        draw_secret: "kept through it all".into(),
+    };
+    store.configure(room, &settings, START).await.unwrap();
+    for id in 1..=8 {
+        store
+            .enter_draw(room, 1, id, opening, opening - MINUTE)
+            .await
+            .unwrap();
+    }
+    let mut view = store.sync(room, opening).await.unwrap();
+    let mut claimed = 0;
+    for second in 1..=4 {
+        let now = opening + second * MICROS_PER_SECOND;
+        view = store.sync(room, now).await.unwrap();
+        while claimed < view.frontier {
+            claimed += 1;
+            view = store.claim(room, 1, claimed, now).await.unwrap().1;
+        }
+    }
+    assert_eq!(view.tail, 8, "the draw numbered its entries");
+    assert!(view.admitted >= 3, "{}", view.admitted);
+    view
+}
+
+/// The same on a Redis Cluster: the master holding the room loses
+/// everything, and the room is rebuilt from the instance's view, with its
+/// phase, its counters and its draw secret.
+#[tokio::test]
+async fn a_room_lost_by_a_cluster_is_rebuilt_with_its_campaign() {
+    let cluster = RedisCluster::start();
+    let store = RedisStore::cluster(&cluster.urls(), "antre").unwrap();
+    let before = campaign_midway(&store, "kampanye").await;
+    for node in &cluster.nodes {
+        node.cli(&["FLUSHALL"]);
+    }
+    let now = before.at + MICROS_PER_SECOND;
+    let mut after = None;
+    for _ in 0..20 {
+        if let Ok(view) = store.sync("kampanye", now).await {
+            after = Some(view);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let after = after.expect("the store recovers");
+    assert_eq!(
+        (after.epoch, after.tail, after.admitted),
+        (before.epoch, before.tail, before.admitted)
+    );
+    assert!(after.frontier >= before.frontier);
+    assert_eq!(
+        (after.phase, after.phase_base),
+        (before.phase, before.phase_base)
+    );
+    assert_eq!(after.settings.phases, before.settings.phases);
+    assert_eq!(
+        after.settings.draw_secret, before.settings.draw_secret,
+        "the draw's commitment does not change under anyone"
+    );
+    // After the grace, numbers go on past the drawn group.
+    let next = store
+        .arrive("kampanye", now + 2 * MICROS_PER_SECOND)
+        .await
+        .unwrap();
+    assert_eq!(next.ticket, 9);
+}
+
+/// The in-process store's loss is a restart: from its state file it
+/// comes back with the same counters, schedule, draw and secret.
+#[tokio::test]
+async fn the_memory_store_comes_back_from_its_file_with_its_campaign() {
+    let dir = common::temp_dir("memory-campaign");
+    let path = dir.join("state.json");
+    let before = {
+        let store = MemoryStore::open(&path).unwrap();
+        campaign_midway(&store, "kampanye").await
+    };
+    let store = MemoryStore::open(&path).unwrap();
+    let after = store.sync("kampanye", before.at).await.unwrap();
+    assert_eq!(after, before);
+    let (phase, drawn) = store.drawn("kampanye").await.unwrap();
+    assert_eq!((phase, drawn.len()), (before.phase, 8));
+}
