@@ -802,6 +802,63 @@ async fn segments<S: Store>(store: &S, label: &str) {
     assert_eq!(claim, Claim::Admitted { fresh: true }, "{label}");
 }
 
+/// Places promised while the store could not be reached: each promise
+/// becomes a ticket behind everyone already in line, and asking again with
+/// it gives the same ticket. Redis gathers the promises of one outage for
+/// a few seconds and numbers them in arrival order; the in-process store,
+/// never unreachable to some instances and not others, numbers each at
+/// once.
+async fn promises<S: Store>(store: &S, label: &str, in_arrival_order: bool) {
+    let room = "janji";
+    store
+        .configure(room, &one_a_second(100), START)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        store.arrive(room, START).await.unwrap();
+    }
+    let now = START + MICROS_PER_SECOND;
+    // "b" came before "a", but asks after it.
+    let mut asked = [("a", 2_000u64, None), ("b", 1_000, None)];
+    let mut at = now;
+    while asked.iter().any(|(_, _, ticket)| ticket.is_none()) {
+        assert!(
+            at < now + 10 * MICROS_PER_SECOND,
+            "{label}: promises never settled"
+        );
+        for (member, arrival, ticket) in &mut asked {
+            if ticket.is_none() {
+                *ticket = store
+                    .arrive_pending(room, member, *arrival, at)
+                    .await
+                    .unwrap()
+                    .map(|a| a.ticket);
+            }
+        }
+        at += MICROS_PER_SECOND;
+    }
+    let (a, b) = (asked[0].2.unwrap(), asked[1].2.unwrap());
+    let mut both = [a, b];
+    both.sort_unstable();
+    assert_eq!(both, [4, 5], "{label}: behind the three already in line");
+    if in_arrival_order {
+        assert!(b < a, "{label}: in arrival order");
+    }
+    for (member, arrival, ticket) in asked {
+        let again = store
+            .arrive_pending(room, member, arrival, at)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            Some(again.ticket),
+            ticket,
+            "{label}: asked again, the same ticket"
+        );
+    }
+    assert_eq!(store.sync(room, at).await.unwrap().tail, 5, "{label}");
+}
+
 async fn conforms<S: Store>(store: &S, label: &str) {
     live_changes_survive_a_restart(store, label).await;
     audit_trail(store, label).await;
@@ -846,11 +903,9 @@ async fn conforms<S: Store>(store: &S, label: &str) {
 
 #[tokio::test]
 async fn the_memory_store_conforms_through_any_store() {
-    conforms(
-        &AnyStore::Memory(Arc::new(MemoryStore::ephemeral())),
-        "memory",
-    )
-    .await;
+    let store = AnyStore::Memory(Arc::new(MemoryStore::ephemeral()));
+    conforms(&store, "memory").await;
+    promises(&store, "memory", false).await;
 }
 
 #[tokio::test]
@@ -858,6 +913,7 @@ async fn a_single_redis_conforms() {
     let redis = RedisServer::start();
     let store = RedisStore::single(&redis.url(), "antre").unwrap();
     conforms(&store, "redis").await;
+    promises(&store, "redis", true).await;
 }
 
 #[tokio::test]
@@ -865,6 +921,7 @@ async fn a_redis_cluster_conforms_and_spreads_rooms() {
     let cluster = RedisCluster::start();
     let store = RedisStore::cluster(&cluster.urls(), "antre").unwrap();
     conforms(&store, "cluster").await;
+    promises(&store, "cluster", true).await;
     // The rooms' keys landed on more than one master.
     let holding = cluster
         .nodes

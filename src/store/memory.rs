@@ -238,6 +238,9 @@ struct Passing {
     bound: HashMap<(String, u64), (Micros, Vec<u64>)>,
     /// Until when, and how often, each staff invite has been used.
     invites: HashMap<(String, u64), (Micros, u32)>,
+    /// The ticket each promise made during an outage became, and until
+    /// when asking with it again gives that ticket (a day, as in Redis).
+    promised: HashMap<(String, String), (Micros, u64)>,
     /// Expired entries are swept no more than once a second.
     next_sweep: Micros,
 }
@@ -251,6 +254,7 @@ impl Passing {
         self.spent.retain(|_, expires| *expires >= now);
         self.bound.retain(|_, (until, _)| *until > now);
         self.invites.retain(|_, (until, _)| *until > now);
+        self.promised.retain(|_, (until, _)| *until > now);
     }
 }
 
@@ -888,15 +892,39 @@ impl Store for MemoryStore {
 
     /// The in-process store is never unreachable in a way that lets some
     /// visitors through and not others, so a promise simply takes the next
-    /// place.
+    /// place; asked again, the same one.
     async fn arrive_pending(
         &self,
         room: &str,
-        _member: &str,
+        member: &str,
         _arrival_millis: u64,
         now: Micros,
     ) -> Result<Option<Arrival>, StoreError> {
-        self.arrive(room, now).await.map(Some)
+        let key = (room.to_owned(), member.to_owned());
+        let known = {
+            let mut passing = self.passing();
+            passing.sweep(now);
+            passing.promised.get(&key).map(|(_, ticket)| *ticket)
+        };
+        if let Some(ticket) = known {
+            let view = self.sync(room, now).await?;
+            let (claim, view) = if ticket <= view.frontier {
+                self.claim(room, view.epoch, ticket, now).await?
+            } else {
+                (Claim::NotYet, view)
+            };
+            return Ok(Some(Arrival {
+                ticket,
+                admitted: matches!(claim, Claim::Admitted { .. }),
+                view,
+            }));
+        }
+        let arrival = self.arrive(room, now).await?;
+        let day = 24 * 3600 * crate::clock::MICROS_PER_SECOND;
+        self.passing()
+            .promised
+            .insert(key, (now + day, arrival.ticket));
+        Ok(Some(arrival))
     }
 
     async fn update(
