@@ -185,19 +185,12 @@ pub struct Room {
     /// Whether the store has taken this config's settings for the room;
     /// until then the background sync configures instead of syncing.
     configured: AtomicBool,
-    /// The last draw's entries as published, by (phase, epoch): a draw
+    /// The last draw as published (`draw.json`), by (phase, epoch): a draw
     /// never changes once made, so the store is asked once.
-    drawn: Mutex<Option<(Micros, u64, Arc<Drawn>)>>,
+    draw_body: Mutex<Option<(Micros, u64, Arc<str>)>>,
     /// True once this instance has seen the room's unused places moved to
     /// the segment its rule names.
     moved: AtomicBool,
-}
-
-/// A draw's entries in ascending order and the first ticket it gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Drawn {
-    entries: Vec<u64>,
-    first_ticket: Option<u64>,
 }
 
 /// A room's draw as anyone may check it: `{prefix}/draw.json`.
@@ -246,7 +239,7 @@ impl Room {
             healthy: AtomicBool::new(healthy),
             history: Mutex::new(VecDeque::new()),
             configured: AtomicBool::new(false),
-            drawn: Mutex::new(None),
+            draw_body: Mutex::new(None),
             moved: AtomicBool::new(false),
         }
     }
@@ -607,9 +600,12 @@ impl<S: Store> Engine<S> {
         Some(status)
     }
 
-    /// The room's draw for the public: the one taking entries now, else
-    /// the last one made, else the next; `None` when the room has no draw.
-    pub async fn draw_report(&self, room_index: usize) -> Result<Option<DrawReport>, StoreError> {
+    /// The room's draw for the public, as JSON ([`DrawReport`]): the one
+    /// taking entries now, else the last one made, else the next; `None`
+    /// when the room has no draw. Once made, a draw never changes: its
+    /// answer is read from the store and serialised once, then served from
+    /// memory.
+    pub async fn draw_json(&self, room_index: usize) -> Result<Option<Arc<str>>, StoreError> {
         let Some(room) = self.rooms.get(room_index) else {
             return Ok(None);
         };
@@ -624,6 +620,16 @@ impl<S: Store> Engine<S> {
         let Some(phase) = phase.copied() else {
             return Ok(None);
         };
+        let cached = room
+            .draw_body
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(at, epoch, _)| *at == phase.start && *epoch == view.epoch)
+            .map(|(_, _, body)| body.clone());
+        if cached.is_some() {
+            return Ok(cached);
+        }
         let seed = view.settings.draw_seed(phase.start);
         let mut report = DrawReport {
             room: room.config.id.clone(),
@@ -634,49 +640,34 @@ impl<S: Store> Engine<S> {
             entries: None,
             first_ticket: None,
         };
-        if now < phase.start {
-            return Ok(Some(report));
+        // The seed stays secret until the opening, and the store draws as
+        // it steps into the phase: until this instance has seen it there,
+        // there is nothing more to say.
+        let made = now >= phase.start && view.phase >= phase.start;
+        if now >= phase.start {
+            report.seed = Some(seed);
         }
-        report.seed = Some(seed);
-        // The store draws as it steps into the phase: until this instance
-        // has seen it there, there is nothing to read yet.
-        if view.phase < phase.start {
-            return Ok(Some(report));
+        if made {
+            let (drawn_phase, list) = self.store.drawn(&room.config.id).await?;
+            // No entries drawn for this phase: nobody entered.
+            let list = if drawn_phase == phase.start {
+                list
+            } else {
+                Vec::new()
+            };
+            let mut entries: Vec<u64> = list.iter().map(|(id, _)| *id).collect();
+            entries.sort_unstable();
+            report.first_ticket = list.iter().map(|(_, ticket)| *ticket).min();
+            report.entries = Some(entries);
         }
-        let cached = room
-            .drawn
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .filter(|(at, epoch, _)| *at == phase.start && *epoch == view.epoch)
-            .map(|(_, _, drawn)| drawn.clone());
-        let drawn = match cached {
-            Some(drawn) => drawn,
-            None => {
-                let (drawn_phase, list) = self.store.drawn(&room.config.id).await?;
-                let list = if drawn_phase == phase.start {
-                    list
-                } else {
-                    Vec::new()
-                };
-                let mut entries: Vec<u64> = list.iter().map(|(id, _)| *id).collect();
-                entries.sort_unstable();
-                let drawn = Arc::new(Drawn {
-                    entries,
-                    first_ticket: list.iter().map(|(_, ticket)| *ticket).min(),
-                });
-                // Only a draw already made is kept: one not made yet (the
-                // store has not stepped into the phase) is asked again.
-                if drawn_phase == phase.start {
-                    *room.drawn.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some((phase.start, view.epoch, drawn.clone()));
-                }
-                drawn
-            }
-        };
-        report.entries = Some(drawn.entries.clone());
-        report.first_ticket = drawn.first_ticket;
-        Ok(Some(report))
+        let body: Arc<str> = serde_json::to_string(&report)
+            .unwrap_or_else(|_| "{}".to_owned())
+            .into();
+        if made {
+            *room.draw_body.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((phase.start, view.epoch, body.clone()));
+        }
+        Ok(Some(body))
     }
 
     /// A staff invite link for `room`: `uses` visitors may skip the line

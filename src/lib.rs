@@ -26,6 +26,9 @@
 //! - [`work`]: the proof of work a network pays past its free tickets, and
 //!   the page that does it.
 //! - [`status`]: what a visitor is told about their place.
+//! - [`draw`]: the fair draw at a phase's opening: seed, commitment and
+//!   order, as anyone can recompute them.
+//! - [`board`]: the public board of the rooms that opt in.
 //! - [`page`]: the queue page and its siblings, in Indonesian and English.
 //! - [`proxy`]: forwarding to the origin, streaming, upgrades.
 //! - [`server`]: the request pipeline; errors become responses there and
@@ -63,7 +66,10 @@
 //!    allow-listed address; the visitor's pass (locally, no store call; its
 //!    rate, and a store call the first time it comes from a new network);
 //!    failing that, their ticket against the cached frontier (a store call
-//!    only when their turn has come); failing that, a ticket from the
+//!    only when their turn has come; a ticket from before the phase now
+//!    open comes back to it); a return ticket kept for a later phase; an
+//!    entry in the phase's draw; failing all, a ticket (or, in a draw's
+//!    pre-queue, an entry) from the
 //!    store, which admits at once when nobody is waiting, free within the
 //!    network's budget and for a proof of work past it. The outcome is an
 //!    [`engine::Decision`].

@@ -827,11 +827,15 @@ impl App {
         let room = query_param(query, "room").unwrap_or_default();
         let index = self.engine.rooms().iter().position(|r| r.config.id == room);
         let report = match index {
-            Some(index) => self.engine.draw_report(index).await,
+            Some(index) => self.engine.draw_json(index).await,
             None => Ok(None),
         };
         let response = match report {
-            Ok(Some(report)) => json_response(StatusCode::OK, &report),
+            Ok(Some(body)) => response(
+                StatusCode::OK,
+                "application/json",
+                full(Bytes::copy_from_slice(body.as_bytes())),
+            ),
             Ok(None) => error_response(
                 StatusCode::NOT_FOUND,
                 "no_draw",
