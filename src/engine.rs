@@ -1325,13 +1325,7 @@ impl<S: Store> Engine<S> {
         if let Some(phase) = drawing {
             if let Some(mut decision) = self.enter(v, view, &phase).await {
                 if paid.is_some() {
-                    self.shields.challenge(&room.config.id, "solved");
-                    self.shields
-                        .budget
-                        .with(key, v.now, &mut forgotten, |slot| {
-                            slot.force(rate, v.now, WORK_MEMORY)
-                        });
-                    decision.add_cookie(clear_cookie(&room.work_cookie, v.cookies));
+                    self.paid_for(v, rate, &mut decision);
                 }
                 return decision;
             }
@@ -1349,14 +1343,7 @@ impl<S: Store> Engine<S> {
             Ok(arrival) => {
                 let mut decision = self.arrival(v, arrival, requeued);
                 if paid.is_some() {
-                    // Paid for: counted, so the next one costs more.
-                    self.shields.challenge(&room.config.id, "solved");
-                    self.shields
-                        .budget
-                        .with(key, v.now, &mut forgotten, |slot| {
-                            slot.force(rate, v.now, WORK_MEMORY)
-                        });
-                    decision.add_cookie(clear_cookie(&room.work_cookie, v.cookies));
+                    self.paid_for(v, rate, &mut decision);
                 }
                 decision
             }
@@ -1373,6 +1360,22 @@ impl<S: Store> Engine<S> {
                 self.promise(v, view)
             }
         }
+    }
+
+    /// A place paid for with a proof of work: counted against the
+    /// network's budget, so the next costs more, and the solution's cookie
+    /// cleared.
+    fn paid_for(&self, v: &Visit<'_>, rate: Rate, decision: &mut Decision) {
+        let room = v.room;
+        let mut forgotten = Vec::new();
+        self.shields.challenge(&room.config.id, "solved");
+        self.shields
+            .budget
+            .with((room.key, v.network), v.now, &mut forgotten, |slot| {
+                slot.force(rate, v.now, WORK_MEMORY)
+            });
+        self.shields.forgotten(&forgotten);
+        decision.add_cookie(clear_cookie(&room.work_cookie, v.cookies));
     }
 
     /// A proof-of-work challenge instead of a ticket: harder the further
