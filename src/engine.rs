@@ -1035,17 +1035,11 @@ impl<S: Store> Engine<S> {
     /// An entry in a draw of this epoch, for a phase of the schedule that
     /// has not closed, with that phase.
     fn valid_entry(&self, v: &Visit<'_>) -> Option<(Claims, Phase)> {
-        let phases = &v.view.settings.phases;
-        let phase_of = |c: &Claims| {
-            phases
-                .iter()
-                .find(|p| p.start / MICROS_PER_SECOND == c.time && v.now < p.end)
-                .copied()
-        };
+        let settings = &v.view.settings;
         let entry = self.first_valid(v, &v.room.ticket_cookie, Kind::Draw, |c| {
-            c.epoch == v.view.epoch && phase_of(c).is_some()
+            c.epoch == v.view.epoch && settings.phase_opening(c.time, v.now).is_some()
         })?;
-        Some((entry, phase_of(&entry)?))
+        Some((entry, *settings.phase_opening(entry.time, v.now)?))
     }
 
     /// Someone in a draw: before the opening they wait for it; from the
@@ -1116,11 +1110,7 @@ impl<S: Store> Engine<S> {
     fn valid_return(&self, v: &Visit<'_>) -> Option<Claims> {
         let settings = &v.view.settings;
         self.first_valid(v, &v.room.return_cookie, Kind::Return, |c| {
-            c.epoch == v.view.epoch
-                && settings
-                    .phases
-                    .iter()
-                    .any(|p| p.start / MICROS_PER_SECOND == c.time && p.end > v.now)
+            c.epoch == v.view.epoch && settings.phase_opening(c.time, v.now).is_some()
         })
     }
 
@@ -1267,10 +1257,8 @@ impl<S: Store> Engine<S> {
         let now = self.clock.now_micros();
         let phase = view
             .settings
-            .phases
-            .iter()
-            .find(|p| p.start / MICROS_PER_SECOND == kept.time)
-            .filter(|p| kept.epoch == view.epoch && p.end > now)
+            .phase_opening(kept.time, now)
+            .filter(|_| kept.epoch == view.epoch)
             .ok_or(ReturnError::Over)?;
         let max_age = (phase.end - now) / MICROS_PER_SECOND;
         Ok(cookie(&room.return_cookie, token, max_age, cookies))

@@ -244,6 +244,14 @@ impl RoomSettings {
         crate::draw::seed(&self.draw_secret, phase)
     }
 
+    /// The phase that opens in Unix second `second` (as tokens name it)
+    /// and has not closed at `now`.
+    pub fn phase_opening(&self, second: u64, now: Micros) -> Option<&Phase> {
+        self.phases
+            .iter()
+            .find(|p| p.start / MICROS_PER_SECOND == second && now < p.end)
+    }
+
     /// The first phase opening after `now`.
     pub fn next_phase(&self, now: Micros) -> Option<&Phase> {
         self.phases.iter().find(|p| p.start > now)
