@@ -336,24 +336,49 @@ def main():
                 results[name][who].append((rate, p99))
                 print(f"  round {r + 1} {name:<15} {who:<6} {rate:>10.0f} req/s  p99 {p99:.2f} ms", flush=True)
 
+    # Idle connections: each antre measurement on a process of its own,
+    # started afresh (same config, keys and state file), so that what one
+    # measurement left behind is not counted in the next one's baseline.
     idle = {}
-    for name, port, pid, proto, path, cookie in [
-        ("idle-h1-admitted", a_plain, servers["plain"][0].pid, "h1", "/page", pass_cookie),
-        ("idle-h1-admitted-nginx", n_plain, front_worker, "h1", "/page", pass_cookie),
-        ("idle-h1-waiting", a_plain, servers["plain"][0].pid, "h1", "/_antre/status?room=line", ticket),
-        ("idle-h1-waiting-nginx", n_plain, front_worker, "h1", "/status.json", ticket),
-        ("idle-h2", a_plain, servers["plain"][0].pid, "h2", "/_antre/status?room=line", ticket),
-        ("idle-h2-nginx", n_h2, front_worker, "h2", "/status.json", ticket),
+    plain_proc = servers["plain"][0]
+    plain_proc.send_signal(signal.SIGTERM)
+    plain_proc.wait(timeout=30)
+    for name, port, proto, path, cookie in [
+        ("idle-h1-admitted", a_plain, "h1", "/page", pass_cookie),
+        ("idle-h1-admitted-nginx", n_plain, "h1", "/page", pass_cookie),
+        ("idle-h1-waiting", a_plain, "h1", "/_antre/status?room=line", ticket),
+        ("idle-h1-waiting-nginx", n_plain, "h1", "/status.json", ticket),
+        ("idle-h2", a_plain, "h2", "/_antre/status?room=line", ticket),
+        ("idle-h2-nginx", n_h2, "h2", "/status.json", ticket),
     ]:
         base = name.replace("-nginx", "")
         if ONLY and base not in ONLY and "idle" not in ONLY:
             continue
+        fresh = None
+        if name.endswith("-nginx"):
+            pid = front_worker
+        else:
+            fresh = start([ANTRE, "run", "--config", f"{dir}/plain.toml"], SERVER_CPU, env=env,
+                          stdout=subprocess.DEVNULL, stderr=open(f"{dir}/antre-{name}.log", "w"))
+            wait_port(port)
+            # One request first, so what serving one allocates is in the
+            # baseline, as it is for nginx.
+            try:
+                urllib.request.urlopen(urllib.request.Request(
+                    f"http://127.0.0.1:{port}{path}", headers={"Cookie": cookie, "Accept": "application/json"}),
+                    timeout=10).read()
+            except urllib.error.HTTPError:
+                pass
+            pid = fresh.pid
         out = subprocess.run(
             ["taskset", "-c", LOAD_CPU, sys.executable, os.path.join(ROOT, "benches", "idle.py"),
              "--port", str(port), "--pid", str(pid), "--count", str(IDLE), "--proto", proto,
              "--path", path, "--cookie", cookie],
             capture_output=True, text=True, timeout=600,
         )
+        if fresh is not None:
+            fresh.send_signal(signal.SIGTERM)
+            fresh.wait(timeout=30)
         if out.returncode != 0:
             print(out.stderr, file=sys.stderr)
             continue

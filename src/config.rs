@@ -63,6 +63,7 @@ struct RawOrigin {
     connect_timeout_seconds: Option<u64>,
     response_timeout_seconds: Option<u64>,
     pool_idle_seconds: Option<u64>,
+    pool_max_idle: Option<u64>,
     ca_file: Option<String>,
     server_name: Option<String>,
     client_cert: Option<String>,
@@ -195,6 +196,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "connect_timeout_seconds",
             "response_timeout_seconds",
             "pool_idle_seconds",
+            "pool_max_idle",
             "ca_file",
             "server_name",
             "client_cert",
@@ -394,6 +396,9 @@ pub struct Origin {
     pub response_timeout: Duration,
     /// Idle pooled connections are closed after this; default 90 s.
     pub pool_idle: Duration,
+    /// Idle pooled connections kept at most (more are closed as they come
+    /// free); default 64.
+    pub pool_max_idle: usize,
     /// How an `https://` origin is verified; `None` for `http://`.
     pub tls: Option<OriginTls>,
 }
@@ -1128,6 +1133,8 @@ impl Checker {
                 90,
                 (1, 3600),
             ),
+            pool_max_idle: self.ranged("origin.pool_max_idle", raw.pool_max_idle, 64, (1, 100_000))
+                as usize,
             tls,
         }
     }
@@ -2240,6 +2247,22 @@ pass_minutes = 20
             "addr = \"127.0.0.1:8080\"\nmax_connections = 100",
         );
         assert_eq!(parse(&text).unwrap().listen.max_connections, Some(100));
+    }
+
+    #[test]
+    fn the_origin_pool_keeps_a_bounded_number_of_idle_connections() {
+        assert_eq!(parse(CONTRACT).unwrap().origin.pool_max_idle, 64);
+        let with = |value: &str| {
+            CONTRACT.replace(
+                "url = \"http://127.0.0.1:9000\"",
+                &format!("url = \"http://127.0.0.1:9000\"\npool_max_idle = {value}"),
+            )
+        };
+        assert_eq!(parse(&with("8")).unwrap().origin.pool_max_idle, 8);
+        assert_eq!(
+            messages(&with("0")),
+            vec!["origin.pool_max_idle: must be between 1 and 100000, got 0"]
+        );
     }
 
     const ROOM: &str =

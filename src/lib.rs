@@ -104,6 +104,7 @@ pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod page;
+pub mod park;
 pub mod path;
 pub mod proxy;
 pub mod route;

@@ -22,6 +22,17 @@
 //! hyper's own header timeout is turned off: it also runs between
 //! keep-alive requests, which would make any idle timeout longer than the
 //! header timeout meaningless.
+//!
+//! # Protocols, and connections that wait outside hyper
+//!
+//! The first bytes tell HTTP/2's preface from an HTTP/1.1 request; they
+//! are then given to hyper's server for that protocol. An HTTP/1.1
+//! connection quiet for [`park::QUIET`] (nothing in flight, nothing read)
+//! leaves hyper: hyper closes its side without shutting the socket down,
+//! and the socket, with any bytes hyper had read but not used, waits in
+//! the listener's [`park`] lot until its client speaks again or its idle
+//! timeout passes. An HTTP/2 connection stays in hyper, whose state it
+//! needs.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -37,16 +48,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use prometheus::{IntCounter, IntGauge};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use crate::park::{self, Lot, Parked, Socket};
 use crate::stream::MaybeTls;
 
 use crate::config::{AdminConfig, Listen};
@@ -382,7 +394,7 @@ pub async fn serve<H, F>(
     side: Side,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    limits: impl Fn() -> Limits + Send + 'static,
+    limits: impl Fn() -> Limits + Send + Sync + 'static,
     metrics: Arc<Metrics>,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
@@ -408,24 +420,39 @@ pub async fn serve<H, F>(
             t.note(side);
         }
     };
-    let handler = Arc::new(handler);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut h1 = http1::Builder::new();
     // Off: the timeouts are kept by `drive`, see the module's comment.
-    builder
-        .http1()
-        .header_read_timeout(None)
-        .max_buf_size(side.max_head());
-    builder
-        .http2()
-        .timer(TokioTimer::new())
+    h1.header_read_timeout(None).max_buf_size(side.max_head());
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         .max_header_list_size(side.max_head() as u32);
-    let builder = Arc::new(builder);
+    // One clone per connection task: the count of tasks still running.
+    let running = Arc::new(());
+    let shared = Arc::new(Shared {
+        handler,
+        h1,
+        h2,
+        limits: Box::new(limits),
+        lot: std::sync::OnceLock::new(),
+        shutdown: shutdown.clone(),
+    });
+    let lot = {
+        let shared = shared.clone();
+        let running = running.clone();
+        Lot::open(
+            move |parked| {
+                tokio::spawn(resumed(shared.clone(), parked, running.clone()));
+            },
+            shutdown.clone(),
+        )
+    };
+    if let Some(lot) = lot {
+        let _ = shared.lot.set(lot);
+    }
     // Kept open so that, out of descriptors, one can be freed to accept a
     // waiting client and tell it to come back, instead of leaving it
     // hanging in the backlog.
     let mut spare = spare_descriptor();
-    // One clone per connection task: the count of tasks still running.
-    let running = Arc::new(());
 
     loop {
         let accepted = tokio::select! {
@@ -450,7 +477,7 @@ pub async fn serve<H, F>(
                 continue;
             }
         };
-        let limits = limits();
+        let limits = (shared.limits)();
         let slot = match counts.admit(addr.ip().to_canonical(), &limits) {
             Ok(slot) => slot,
             Err(refusal) => {
@@ -461,14 +488,12 @@ pub async fn serve<H, F>(
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(connection(
-            builder.clone(),
-            handler.clone(),
+            shared.clone(),
             stream,
             tls.clone(),
             addr,
             Activity::new(slot),
             limits,
-            shutdown.clone(),
             running.clone(),
         ));
     }
@@ -540,6 +565,9 @@ struct Activity {
     /// the end of the last response, or for HTTP/2 the last bytes read.
     idle_since: AtomicU64,
     http2: AtomicBool,
+    /// Set when hyper is asked to let go of a quiet connection: its
+    /// socket is then kept open, not shut down.
+    parking: AtomicBool,
     /// The driving task, when its timer fired while a request was in
     /// flight: woken when the last one finishes so it can set the idle
     /// deadline. A std `Mutex`: held only to swap the waker.
@@ -556,6 +584,8 @@ enum Due {
     Head(Instant),
     /// Nothing in flight: close gracefully.
     Idle(Instant),
+    /// Nothing in flight for a moment: take it out of hyper to wait.
+    Quiet(Instant),
     /// A request is in flight: no deadline.
     Never,
 }
@@ -568,6 +598,7 @@ impl Activity {
             head_since: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             http2: AtomicBool::new(false),
+            parking: AtomicBool::new(false),
             waiter: Mutex::new(None),
             waiting: AtomicBool::new(false),
             _slot: slot,
@@ -582,7 +613,9 @@ impl Activity {
         self.opened + Duration::from_millis(millis)
     }
 
-    fn due(&self, limits: &Limits) -> Due {
+    /// The next deadline; `quiet`, for a connection that may wait outside
+    /// hyper, how long it may be idle before it does.
+    fn due(&self, limits: &Limits, quiet: Option<Duration>) -> Due {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return Due::Never;
         }
@@ -590,7 +623,16 @@ impl Activity {
         if head != NEVER {
             return Due::Head(self.at(head) + limits.header_read_timeout);
         }
-        Due::Idle(self.at(self.idle_since.load(Ordering::Acquire)) + limits.idle_timeout)
+        let idle = self.at(self.idle_since.load(Ordering::Acquire));
+        match quiet {
+            Some(quiet) if quiet < limits.idle_timeout => Due::Quiet(idle + quiet),
+            _ => Due::Idle(idle + limits.idle_timeout),
+        }
+    }
+
+    /// When the connection is closed if nothing more comes.
+    fn idle_until(&self, limits: &Limits) -> Instant {
+        self.at(self.idle_since.load(Ordering::Acquire)) + limits.idle_timeout
     }
 
     /// Bytes arrived.
@@ -707,29 +749,10 @@ type Stream = MaybeTls<tokio_rustls::server::TlsStream<TcpStream>>;
 struct Io {
     inner: Stream,
     activity: Arc<Activity>,
-    /// Bytes of the HTTP/2 preface seen so far; [`Io::SNIFFED`] once the
-    /// protocol is known.
-    preface: u8,
-}
-
-impl Io {
-    const SNIFFED: u8 = u8::MAX;
-
-    fn sniff(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            let seen = usize::from(self.preface);
-            if *byte != PREFACE[seen] {
-                self.preface = Io::SNIFFED;
-                return;
-            }
-            self.preface += 1;
-            if usize::from(self.preface) == PREFACE.len() {
-                self.preface = Io::SNIFFED;
-                self.activity.http2_began();
-                return;
-            }
-        }
-    }
+    /// Bytes read before hyper took the connection (the protocol sniffed,
+    /// or what hyper had read and not used before the connection waited
+    /// outside it): given to hyper first.
+    prefix: Bytes,
 }
 
 impl AsyncRead for Io {
@@ -738,13 +761,14 @@ impl AsyncRead for Io {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            if self.preface != Io::SNIFFED {
-                let bytes = &buf.filled()[before..];
-                self.sniff(bytes);
-            }
             self.activity.read();
         }
         poll
@@ -765,6 +789,10 @@ impl AsyncWrite for Io {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.activity.parking.load(Ordering::Acquire) {
+            // hyper let go of a quiet connection: the socket stays open.
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
@@ -781,29 +809,40 @@ impl AsyncWrite for Io {
     }
 }
 
-/// Serves one connection until it ends, a deadline passes, or shutdown.
-#[allow(clippy::too_many_arguments)]
+/// What every connection of one listener shares.
+struct Shared<H> {
+    handler: H,
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    /// The limits of the config current now.
+    limits: Box<dyn Fn() -> Limits + Send + Sync>,
+    /// Where quiet HTTP/1.1 connections wait; unset when the system has no
+    /// epoll set to give.
+    lot: std::sync::OnceLock<Lot<Slot>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Serves one new connection until it ends, a deadline passes, shutdown,
+/// or it waits in the lot.
 async fn connection<H, F>(
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    handler: Arc<H>,
+    shared: Arc<Shared<H>>,
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
     addr: SocketAddr,
     activity: Arc<Activity>,
     limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
     _running: Arc<()>,
 ) where
     H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    // The handshake is part of the head: it too must be done within the
-    // header timeout, so a client that never finishes it holds nothing
-    // for long.
-    let inner = match tls {
+    // The handshake and the protocol's first bytes are part of the head:
+    // they too must come within the header timeout, so a client that
+    // never finishes them holds nothing for long.
+    let deadline = activity.opened + limits.header_read_timeout;
+    let mut inner = match tls {
         None => MaybeTls::Plain(stream),
         Some(acceptor) => {
-            let deadline = activity.opened + limits.header_read_timeout;
             let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream));
             match handshake.await {
                 Ok(Ok(stream)) => MaybeTls::Tls(Box::new(stream)),
@@ -822,29 +861,245 @@ async fn connection<H, F>(
         addr,
         tls: inner.is_tls(),
     };
-    let io = Io {
-        inner,
-        activity: activity.clone(),
-        preface: 0,
+    let mut shutdown = shared.shutdown.clone();
+    let sniffed = tokio::select! {
+        sniffed = tokio::time::timeout_at(deadline, sniff(&mut inner, &activity)) => sniffed,
+        _ = shutdown.wait_for(|stop| *stop) => return,
     };
+    match sniffed {
+        Ok(Some((Protocol::Http2, prefix))) => {
+            activity.http2_began();
+            let io = Io {
+                inner,
+                activity: activity.clone(),
+                prefix,
+            };
+            let service = service(&shared, &activity, peer);
+            let connection = shared.h2.serve_connection(TokioIo::new(io), service);
+            let mut connection = pin!(connection);
+            let ended = drive(
+                connection.as_mut(),
+                |c| c.graceful_shutdown(),
+                &activity,
+                &limits,
+                None,
+                shutdown,
+            )
+            .await;
+            if let Ended::Closed(Some(e)) = ended {
+                tracing::debug!(error = %e, peer = %addr, "connection ended with an error");
+            }
+        }
+        Ok(Some((Protocol::Http1, prefix))) => {
+            http1(shared, inner, peer, activity, limits, prefix).await;
+        }
+        Ok(None) => {}
+        Err(_) => tracing::debug!(peer = %addr, "no request begun in time"),
+    }
+}
+
+/// A connection back from the lot: its client spoke again (or closed).
+async fn resumed<H, F>(shared: Arc<Shared<H>>, parked: Parked<Slot>, _running: Arc<()>)
+where
+    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let inner = match parked.socket {
+        Socket::Plain(socket) => match TcpStream::from_std(socket) {
+            Ok(stream) => MaybeTls::Plain(stream),
+            Err(e) => {
+                tracing::debug!(error = %e, peer = %parked.addr, "cannot take a connection back");
+                return;
+            }
+        },
+        Socket::Tls(stream) => MaybeTls::Tls(stream),
+    };
+    let peer = Peer {
+        addr: parked.addr,
+        tls: inner.is_tls(),
+    };
+    let limits = (shared.limits)();
+    let activity = Activity::new(parked.slot);
+    http1(shared, inner, peer, activity, limits, parked.leftover).await;
+}
+
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Reads until the first bytes tell HTTP/2's preface from an HTTP/1.1
+/// request; `None` when the client closed first. The bytes read are
+/// returned, to be given to hyper first.
+async fn sniff(inner: &mut Stream, activity: &Activity) -> Option<(Protocol, Bytes)> {
+    let mut seen = [0u8; PREFACE.len()];
+    let mut len = 0;
+    loop {
+        let n = inner.read(&mut seen[len..]).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        activity.read();
+        len += n;
+        if seen[..len] != PREFACE[..len] {
+            return Some((Protocol::Http1, Bytes::copy_from_slice(&seen[..len])));
+        }
+        if len == PREFACE.len() {
+            return Some((Protocol::Http2, Bytes::copy_from_slice(&seen)));
+        }
+    }
+}
+
+/// The service answering a connection's requests, each counted in flight
+/// until its response ends.
+fn service<H, F>(
+    shared: &Arc<Shared<H>>,
+    activity: &Arc<Activity>,
+    peer: Peer,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Tracked>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Tracked>, Infallible>> + Send,
+> + Clone
+       + Send
+       + Unpin
+where
+    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
     let serving = activity.clone();
-    let service = service_fn(move |request: Request<Incoming>| {
+    let shared = shared.clone();
+    service_fn(move |request: Request<Incoming>| {
         let in_flight = serving.request_began();
         // The handler's future is made inside this one, in place: made
         // outside, its whole (large) state would be copied in once more.
-        let handler = handler.clone();
+        let shared = shared.clone();
         async move {
-            let response = handler(request, peer).await;
+            let response = (shared.handler)(request, peer).await;
             Ok::<_, Infallible>(response.map(|body| Tracked {
                 body,
                 in_flight: Some(in_flight),
             }))
         }
-    });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    let mut connection = pin!(connection);
+    })
+}
+
+/// Serves HTTP/1.1 on a connection; once it has been quiet for
+/// [`park::QUIET`], it leaves hyper and waits in the lot.
+async fn http1<H, F>(
+    shared: Arc<Shared<H>>,
+    mut inner: Stream,
+    peer: Peer,
+    mut activity: Arc<Activity>,
+    limits: Limits,
+    mut prefix: Bytes,
+) where
+    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let mut quiet = shared.lot.get().map(|_| park::QUIET);
+    loop {
+        let io = Io {
+            inner,
+            activity: activity.clone(),
+            prefix,
+        };
+        let service = service(&shared, &activity, peer);
+        // Boxed: the task keeps only a pointer while the connection waits.
+        let mut connection = Box::new(
+            shared
+                .h1
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades(),
+        );
+        let ended = drive(
+            Pin::new(&mut *connection),
+            |c| c.graceful_shutdown(),
+            &activity,
+            &limits,
+            quiet,
+            shared.shutdown.clone(),
+        )
+        .await;
+        match ended {
+            Ended::Closed(error) => {
+                if let Some(e) = error {
+                    tracing::debug!(error = %e, peer = %peer.addr, "connection ended with an error");
+                }
+                return;
+            }
+            Ended::Quiet => {}
+        }
+        let Some(parts) = connection.into_parts() else {
+            return;
+        };
+        drop(parts.service);
+        let io = parts.io.into_inner();
+        inner = io.inner;
+        drop(io.activity);
+        prefix = parts.read_buf;
+        activity.parking.store(false, Ordering::Release);
+        // Bytes of a next request already in: no waiting, serve them.
+        if !prefix.is_empty() {
+            continue;
+        }
+        let idle_until = activity.idle_until(&limits);
+        let slot = match Arc::try_unwrap(activity) {
+            Ok(activity) => activity._slot,
+            Err(still_shared) => {
+                // A response body outlived its connection: stay in hyper.
+                activity = still_shared;
+                quiet = None;
+                continue;
+            }
+        };
+        let socket = match inner {
+            MaybeTls::Plain(stream) => match stream.into_std() {
+                Ok(socket) => Socket::Plain(socket),
+                Err(_) => return,
+            },
+            MaybeTls::Tls(stream) => Socket::Tls(stream),
+        };
+        let parked = Parked {
+            socket,
+            addr: peer.addr,
+            leftover: Bytes::new(),
+            idle_until,
+            slot,
+        };
+        if let Some(lot) = shared.lot.get() {
+            // Refused only when shutting down: then it just closes.
+            let _ = lot.park(parked);
+        }
+        return;
+    }
+}
+
+/// How a connection left [`drive`].
+enum Ended {
+    /// It ended, or was ended (with hyper's error, if any).
+    Closed(Option<hyper::Error>),
+    /// It was quiet, and hyper let go of it with its socket still open.
+    Quiet,
+}
+
+/// Polls a connection until it ends, keeping its deadlines: the header and
+/// idle timeouts, and for one that may wait outside hyper, `quiet`.
+async fn drive<C>(
+    mut connection: Pin<&mut C>,
+    goodbye: impl Fn(Pin<&mut C>),
+    activity: &Activity,
+    limits: &Limits,
+    quiet: Option<Duration>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Ended
+where
+    C: Future<Output = hyper::Result<()>>,
+{
     let mut stopping = pin!(shutdown.wait_for(|stop| *stop));
     let mut shutting_down = false;
+    let mut parking = false;
     // Set once an idle connection was asked to close: dropped then.
     let mut give_up: Option<Instant> = None;
     // One timer, moved to whatever the next deadline is.
@@ -852,13 +1107,18 @@ async fn connection<H, F>(
         activity.opened + limits.header_read_timeout
     ));
 
-    let ended = poll_fn(|cx| {
+    poll_fn(|cx| {
         if let Poll::Ready(result) = connection.as_mut().poll(cx) {
-            return Poll::Ready(Some(result));
+            return Poll::Ready(match result {
+                Ok(()) if parking && !shutting_down => Ended::Quiet,
+                Ok(()) => Ended::Closed(None),
+                Err(e) => Ended::Closed(Some(e)),
+            });
         }
         if !shutting_down && stopping.as_mut().poll(cx).is_ready() {
             shutting_down = true;
-            connection.as_mut().graceful_shutdown();
+            activity.parking.store(false, Ordering::Release);
+            goodbye(connection.as_mut());
             // Polled again so the connection acts on it.
             cx.waker().wake_by_ref();
             return Poll::Pending;
@@ -870,9 +1130,9 @@ async fn connection<H, F>(
         loop {
             let due = match give_up {
                 Some(at) => Due::Head(at),
-                None => activity.due(&limits),
+                None => activity.due(limits, quiet),
             };
-            if let Due::Head(at) | Due::Idle(at) = due {
+            if let Due::Head(at) | Due::Idle(at) | Due::Quiet(at) = due {
                 if at < timer.deadline() {
                     timer.as_mut().reset(at);
                 }
@@ -888,11 +1148,19 @@ async fn connection<H, F>(
                         return Poll::Pending;
                     }
                 }
-                Due::Head(at) | Due::Idle(at) if at > now => timer.as_mut().reset(at),
+                Due::Head(at) | Due::Idle(at) | Due::Quiet(at) if at > now => {
+                    timer.as_mut().reset(at)
+                }
                 // A head not finished in time, or a goodbye not finished.
-                Due::Head(_) => return Poll::Ready(None),
-                Due::Idle(_) => {
-                    connection.as_mut().graceful_shutdown();
+                Due::Head(_) => return Poll::Ready(Ended::Closed(None)),
+                Due::Idle(_) | Due::Quiet(_) => {
+                    if matches!(due, Due::Quiet(_)) {
+                        // hyper closes an idle connection at once; the
+                        // socket is kept (see `Io::poll_shutdown`).
+                        parking = true;
+                        activity.parking.store(true, Ordering::Release);
+                    }
+                    goodbye(connection.as_mut());
                     give_up = Some(now + GOODBYE_GRACE);
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
@@ -900,10 +1168,7 @@ async fn connection<H, F>(
             }
         }
     })
-    .await;
-    if let Some(Err(e)) = ended {
-        tracing::debug!(error = %e, peer = %addr, "connection ended with an error");
-    }
+    .await
 }
 
 #[cfg(test)]
@@ -958,28 +1223,51 @@ mod tests {
         let counts = test_counts();
         let limits = test_limits(10, 10, Vec::new());
         let ip = IpAddr::from([127, 0, 0, 2]);
-        let activity = Activity::new(counts.admit(ip, &limits).unwrap());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async {
+            use tokio::io::AsyncWriteExt;
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let client = TcpStream::connect(listener.local_addr().unwrap());
-            let (client, accepted) = tokio::join!(client, listener.accept());
-            let mut io = Io {
-                inner: MaybeTls::Plain(accepted.unwrap().0),
-                activity: activity.clone(),
-                preface: 0,
-            };
-            io.sniff(&PREFACE[..5]);
-            assert!(!activity.http2.load(Ordering::Relaxed));
-            io.sniff(&PREFACE[5..]);
-            assert!(activity.http2.load(Ordering::Relaxed));
-            assert_eq!(activity.head_since.load(Ordering::Relaxed), NEVER);
-            drop(client);
+            let addr = listener.local_addr().unwrap();
+            // The preface in two pieces, then a request that begins like it.
+            for (pieces, expect) in [
+                (vec![&PREFACE[..5], &PREFACE[5..]], Some(true)),
+                (vec![&b"PRI * HTTP/1.1\r\n"[..]], Some(false)),
+                (vec![&b"GET / HTTP/1.1\r\n"[..]], Some(false)),
+                (vec![&PREFACE[..3]], None),
+            ] {
+                let activity = Activity::new(counts.admit(ip, &limits).unwrap());
+                let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+                let mut client = client.unwrap();
+                let mut inner = MaybeTls::Plain(accepted.unwrap().0);
+                let sent: Vec<u8> = pieces.concat();
+                let writer = async {
+                    for piece in &pieces {
+                        client.write_all(piece).await.unwrap();
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    client.shutdown().await.unwrap();
+                };
+                let (sniffed, ()) = tokio::join!(sniff(&mut inner, &activity), writer);
+                match (sniffed, expect) {
+                    (Some((Protocol::Http2, prefix)), Some(true)) => {
+                        assert_eq!(&prefix[..], &PREFACE[..])
+                    }
+                    (Some((Protocol::Http1, prefix)), Some(false)) => {
+                        // What was read goes to hyper first, whole.
+                        assert!(sent.starts_with(&prefix) && !prefix.is_empty());
+                    }
+                    (None, None) => {}
+                    (got, _) => panic!(
+                        "{:?}: got {:?}",
+                        String::from_utf8_lossy(&sent),
+                        got.map(|(p, _)| matches!(p, Protocol::Http2))
+                    ),
+                }
+            }
         });
-        drop(activity);
         assert_eq!(counts.total.load(Ordering::Relaxed), 0);
     }
 

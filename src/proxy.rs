@@ -140,6 +140,7 @@ impl Proxy {
         });
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(origin.pool_idle)
+            .pool_max_idle_per_host(origin.pool_max_idle)
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(OriginConnector {
                 http,

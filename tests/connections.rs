@@ -451,3 +451,130 @@ async fn an_http2_connection_is_kept_for_the_idle_timeout_then_told_goodbye() {
         "closed {idle:?} after the last answer, with an idle timeout of 3 s"
     );
 }
+
+/// Sends `request` on `stream` and reads the answer; the status line.
+async fn ask(stream: &mut TcpStream, request: &[u8]) -> String {
+    stream.write_all(request).await.unwrap();
+    let (head, _) = read_response(stream).await;
+    head.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn quiet_connections_wait_outside_hyper_hold_little_and_come_back_whole() {
+    let _ = antre::listener::raise_open_file_limit();
+    let origin = Origin::start().await;
+    let text = listen_with(&config(&origin.url(), OPEN), "idle_timeout_seconds = 30");
+    let antre = Antre::start("parked", &text);
+    // Warm up: what the first requests allocate is in both figures.
+    let mut warm = TcpStream::connect(antre.addr).await.unwrap();
+    assert_eq!(ask(&mut warm, HEALTH).await, "HTTP/1.1 200 OK");
+    drop(warm);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(antre.pid());
+
+    // 2,000 visitors from four addresses, each asks once and goes quiet.
+    let mut streams = Vec::new();
+    for i in 0..2000u32 {
+        let mut stream = connect_from(2 + (i % 4) as u8, antre.addr).await;
+        assert_eq!(
+            ask(&mut stream, HEALTH).await,
+            "HTTP/1.1 200 OK",
+            "visitor {i}"
+        );
+        streams.push(stream);
+    }
+    // Quiet for longer than a moment: they all leave hyper, and what
+    // hyper held is given back (loose bound for a busy machine).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (mut holding, mut per_connection);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        holding = rss_kib(antre.pid());
+        per_connection = (holding.saturating_sub(before)) * 1024 / 2000;
+        if per_connection < 2048 || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert!(
+        per_connection < 2048,
+        "{per_connection} bytes per quiet connection (RSS {before} KiB, then {holding} KiB)"
+    );
+    assert_eq!(
+        metric(&antre, "antre_connections_open{listener=\"visitor\"}").await,
+        Some(2000.0),
+        "every quiet connection keeps its place in the counts"
+    );
+
+    // Each comes back: one asks again, one sends two requests at once,
+    // one sends half a head and the rest later, one says goodbye.
+    let (mut again, mut pipelined, mut halves, closer) = {
+        let mut rest = streams.drain(..4);
+        (
+            rest.next().unwrap(),
+            rest.next().unwrap(),
+            rest.next().unwrap(),
+            rest.next().unwrap(),
+        )
+    };
+    assert_eq!(ask(&mut again, HEALTH).await, "HTTP/1.1 200 OK");
+    pipelined
+        .write_all(
+            &[
+                HEALTH,
+                b"GET /_antre/health HTTP/1.1\r\nHost: y\r\nConnection: close\r\n\r\n",
+            ]
+            .concat(),
+        )
+        .await
+        .unwrap();
+    let (first, _) = read_response(&mut pipelined).await;
+    let (second, _) = read_response(&mut pipelined).await;
+    assert!(first.starts_with("HTTP/1.1 200 ") && second.starts_with("HTTP/1.1 200 "));
+    assert!(closed_within(&mut pipelined, Duration::from_secs(5))
+        .await
+        .is_some());
+    halves.write_all(&HEALTH[..20]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(ask(&mut halves, &HEALTH[20..]).await, "HTTP/1.1 200 OK");
+    // ...and after that, the same connection goes quiet and comes back again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(ask(&mut halves, HEALTH).await, "HTTP/1.1 200 OK");
+    drop(closer);
+
+    // The rest leave; the memory goes back and so do their places.
+    drop(streams);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&antre, "antre_connections_open{listener=\"visitor\"}").await != Some(2.0)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        metric(&antre, "antre_connections_open{listener=\"visitor\"}").await,
+        Some(2.0),
+        "only `again` and `halves` are still open"
+    );
+}
+
+#[tokio::test]
+async fn a_quiet_connection_is_closed_at_shutdown() {
+    let origin = Origin::start().await;
+    let antre = Antre::start("parked-stop", &config(&origin.url(), OPEN));
+    let mut stream = TcpStream::connect(antre.addr).await.unwrap();
+    assert_eq!(ask(&mut stream, HEALTH).await, "HTTP/1.1 200 OK");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    let status = antre.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "closed, not left open"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?}",
+        started.elapsed()
+    );
+}
