@@ -661,6 +661,7 @@ pub async fn serve(
     listener::serve(
         Side::Admin,
         listener,
+        listener::Workers::default(),
         None,
         limits,
         metrics,

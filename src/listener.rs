@@ -226,6 +226,66 @@ impl Limits {
     }
 }
 
+// === workers ===
+
+/// The runtimes that serve a listener's connections: each connection is
+/// served on one of them from accept to close, so its requests, its
+/// origin calls and their wake-ups stay on one thread. With none, they are
+/// served on the runtime that accepts.
+#[derive(Default)]
+pub struct Workers {
+    runtimes: Vec<tokio::runtime::Handle>,
+    next: AtomicUsize,
+}
+
+impl Workers {
+    pub fn new(runtimes: Vec<tokio::runtime::Handle>) -> Workers {
+        Workers {
+            runtimes,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn pick(&self) -> Option<&tokio::runtime::Handle> {
+        if self.runtimes.is_empty() {
+            return None;
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.runtimes.get(n % self.runtimes.len())
+    }
+
+    fn spawn<T>(&self, task: T)
+    where
+        T: Future<Output = ()> + Send + 'static,
+    {
+        match self.pick() {
+            Some(runtime) => drop(runtime.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
+    }
+
+    /// Serves `stream` with `serve` on the next worker, the socket moved to
+    /// that worker's own reactor.
+    fn spawn_connection<S, T>(&self, stream: TcpStream, serve: S)
+    where
+        S: FnOnce(TcpStream) -> T + Send + 'static,
+        T: Future<Output = ()> + Send + 'static,
+    {
+        let Some(runtime) = self.pick() else {
+            tokio::spawn(serve(stream));
+            return;
+        };
+        let Ok(socket) = stream.into_std() else {
+            return;
+        };
+        runtime.spawn(async move {
+            if let Ok(stream) = TcpStream::from_std(socket) {
+                serve(stream).await;
+            }
+        });
+    }
+}
+
 // === accepting ===
 
 /// Why a connection was turned away.
@@ -285,7 +345,7 @@ Content-Length: 82\r\n\
 Terlalu banyak sambungan dari alamat ini. Too many connections from this address.\n";
 
 /// Open connections of one listener, in all and per client address.
-struct Counts {
+pub struct Counts {
     total: AtomicUsize,
     /// Only addresses with a connection open: an entry is removed when its
     /// count drops to 0, so the map never outgrows the connections. A std
@@ -295,6 +355,15 @@ struct Counts {
 }
 
 impl Counts {
+    /// The counts of a new listener on `side`.
+    pub fn new(side: Side, metrics: &Metrics) -> Arc<Counts> {
+        Arc::new(Counts {
+            total: AtomicUsize::new(0),
+            per_address: Mutex::new(HashMap::new()),
+            open: metrics.connections_open.with_label_values(&[side.label()]),
+        })
+    }
+
     /// Takes a place for a connection from `ip`, or says why not.
     fn admit(self: &Arc<Self>, ip: IpAddr, limits: &Limits) -> Result<Slot, Refusal> {
         // Only the accept loop adds, so the check and the add cannot race
@@ -388,11 +457,13 @@ impl Tally {
 /// Serves connections from `listener` until `shutdown` flips, each
 /// request answered by `handler` (given the client's address); then asks
 /// every connection to finish and waits up to [`DRAIN_GRACE`] for them.
-/// `limits` is read for each new connection.
+/// `limits` is read for each new connection. Connections are served by
+/// `workers`, each on one of them from accept to close.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve<H, F>(
     side: Side,
     listener: TcpListener,
+    workers: Workers,
     tls: Option<TlsAcceptor>,
     limits: impl Fn() -> Limits + Send + Sync + 'static,
     metrics: Arc<Metrics>,
@@ -402,11 +473,8 @@ pub async fn serve<H, F>(
     H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let counts = Arc::new(Counts {
-        total: AtomicUsize::new(0),
-        per_address: Mutex::new(HashMap::new()),
-        open: metrics.connections_open.with_label_values(&[side.label()]),
-    });
+    let counts = Counts::new(side, &metrics);
+    let workers = Arc::new(workers);
     let mut tallies = Refusal::ALL.map(|refusal| Tally {
         refusal,
         counter: metrics
@@ -439,9 +507,10 @@ pub async fn serve<H, F>(
     let lot = {
         let shared = shared.clone();
         let running = running.clone();
+        let workers = workers.clone();
         Lot::open(
             move |parked| {
-                tokio::spawn(resumed(shared.clone(), parked, running.clone()));
+                workers.spawn(resumed(shared.clone(), parked, running.clone()));
             },
             shutdown.clone(),
         )
@@ -487,15 +556,11 @@ pub async fn serve<H, F>(
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(
-            shared.clone(),
-            stream,
-            tls.clone(),
-            addr,
-            Activity::new(slot),
-            limits,
-            running.clone(),
-        ));
+        let (shared, tls, running) = (shared.clone(), tls.clone(), running.clone());
+        let activity = Activity::new(slot);
+        workers.spawn_connection(stream, move |stream| {
+            connection(stream, shared, tls, addr, activity, limits, running)
+        });
     }
 
     let deadline = Instant::now() + DRAIN_GRACE;
@@ -823,10 +888,11 @@ struct Shared<H> {
 }
 
 /// Serves one new connection until it ends, a deadline passes, shutdown,
-/// or it waits in the lot.
+/// or it waits in the lot. Takes the socket (already on the runtime it is
+/// served on) first, the rest is ready beforehand.
 async fn connection<H, F>(
-    shared: Arc<Shared<H>>,
     stream: TcpStream,
+    shared: Arc<Shared<H>>,
     tls: Option<TlsAcceptor>,
     addr: SocketAddr,
     activity: Arc<Activity>,

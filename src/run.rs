@@ -42,6 +42,8 @@ pub enum StartError {
     Key(String),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("cannot start the worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// A running antre: where it listens, how to reload its config, and how
@@ -355,10 +357,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             shutdown_rx.clone(),
         ))
     });
+    let (workers, stop_workers) = workers().map_err(StartError::Workers)?;
     let serving = app.clone();
     let flushing = memory.clone();
     let task = tokio::spawn(async move {
-        server::serve(serving, listener, acceptor, shutdown_rx).await;
+        server::serve(serving, listener, workers, acceptor, shutdown_rx).await;
+        drop(stop_workers);
         if let Some(redirecting) = redirecting {
             let _ = redirecting.await;
         }
@@ -386,6 +390,32 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         series,
         certificate,
     })
+}
+
+/// Starts the visitor listener's workers, one per core this process may
+/// run on: each a thread with a single-threaded runtime of its own that
+/// serves the connections given to it from accept to close, so a request
+/// never crosses threads on its way through. Dropping the returned
+/// senders ends them (once their connections have drained).
+fn workers() -> std::io::Result<(listener::Workers, Vec<tokio::sync::oneshot::Sender<()>>)> {
+    let count = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut runtimes = Vec::with_capacity(count);
+    let mut stops = Vec::with_capacity(count);
+    for index in 0..count {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtimes.push(runtime.handle().clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        stops.push(stop);
+        std::thread::Builder::new()
+            .name(format!("antre-worker-{index}"))
+            .spawn(move || {
+                // Its tasks run while it waits; a dropped sender ends it.
+                let _ = runtime.block_on(stopped);
+            })?;
+    }
+    Ok((listener::Workers::new(runtimes), stops))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

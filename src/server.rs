@@ -1289,10 +1289,12 @@ fn append_cookies(response: &mut Response<Body>, cookies: &[String]) {
 /// Serves visitors on `listener` until `shutdown` flips, then waits up to
 /// [`listener::DRAIN_GRACE`] for in-flight requests. Each connection takes
 /// its limits from the config current when it opens; each request is
-/// handled by the config current when it arrives.
+/// handled by the config current when it arrives. Connections are served
+/// on `workers`.
 pub async fn serve(
     app: Arc<Live<App>>,
     listener: TcpListener,
+    workers: listener::Workers,
     tls: Option<TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -1308,6 +1310,7 @@ pub async fn serve(
     listener::serve(
         Side::Visitor,
         listener,
+        workers,
         tls,
         limits,
         metrics,
@@ -1345,6 +1348,7 @@ pub async fn serve_redirect(
     listener::serve(
         Side::Visitor,
         listener,
+        listener::Workers::default(),
         None,
         limits,
         metrics,
