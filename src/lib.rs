@@ -106,6 +106,7 @@ pub mod metrics;
 pub mod page;
 pub mod park;
 pub mod path;
+pub mod pool;
 pub mod proxy;
 pub mod route;
 pub mod run;

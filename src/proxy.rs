@@ -1,5 +1,5 @@
-//! Forwarding to the origin: one pooled HTTP/1.1 client (over TLS for an
-//! `https://` origin, verified), or for an `https://` origin that offers
+//! Forwarding to the origin: pooled HTTP/1.1 connections (see
+//! [`crate::pool`]; over TLS for an `https://` origin, verified), or for an `https://` origin that offers
 //! HTTP/2 by ALPN one multiplexed HTTP/2 connection; bodies streamed in
 //! both directions, hop-by-hop headers removed, identity headers rewritten
 //! (see [`crate::forwarded`]), and `Upgrade` (WebSocket) connections
@@ -18,12 +18,12 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::config::Origin;
 use crate::cookie;
 use crate::forwarded::{self, Hop};
+use crate::pool::{Failure, Pool};
 use crate::stream::MaybeTls;
 
 /// The body of every response antre sends.
@@ -92,7 +92,7 @@ pub struct Outgoing<'a> {
 }
 
 pub struct Proxy {
-    client: Client<OriginConnector, ClientBody>,
+    pool: Arc<Pool<ClientBody>>,
     origin: Origin,
     /// For an `https://` origin: HTTP/2, when it offers it.
     h2: Option<Http2Origin>,
@@ -138,15 +138,16 @@ impl Proxy {
             live: std::sync::Mutex::new(Protocol::Unknown),
             connecting: tokio::sync::Mutex::new(()),
         });
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(origin.pool_idle)
-            .pool_max_idle_per_host(origin.pool_max_idle)
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(OriginConnector {
+        let pool = Pool::new(
+            OriginConnector {
                 http,
                 tls: tls.map(|(h1, _, name)| (h1, name)),
-            });
-        Ok(Proxy { client, origin, h2 })
+            },
+            origin.url.clone(),
+            origin.pool_max_idle,
+            origin.pool_idle,
+        );
+        Ok(Proxy { pool, origin, h2 })
     }
 
     /// Sends `request` to the origin at `outgoing.target` and returns its
@@ -205,15 +206,33 @@ impl Proxy {
                 *request.version_mut() = Version::HTTP_2;
                 tokio::time::timeout(self.origin.response_timeout, send_http2(sender, request))
                     .await
-                    .map(|sent| sent.map_err(|e| (false, error_chain(&e))))
+                    .map(|sent| {
+                        sent.map(|r| r.map(|body| body.boxed()))
+                            .map_err(|e| (false, error_chain(&e)))
+                    })
             }
             None => {
-                *request.uri_mut() = self.origin_uri(outgoing.target)?;
+                // The target in origin form, the site named in `Host`.
+                *request.uri_mut() = outgoing
+                    .target
+                    .parse()
+                    .map_err(|e: http::uri::InvalidUri| ProxyError::Failed(e.to_string()))?;
+                if !request.headers().contains_key(header::HOST) {
+                    if let Some(authority) = self.origin.url.authority() {
+                        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                            request.headers_mut().insert(header::HOST, host);
+                        }
+                    }
+                }
                 // Over HTTP/1.1 whatever the client used.
                 *request.version_mut() = Version::HTTP_11;
-                tokio::time::timeout(self.origin.response_timeout, self.client.request(request))
+                tokio::time::timeout(self.origin.response_timeout, self.pool.send(request))
                     .await
-                    .map(|sent| sent.map_err(|e| (e.is_connect(), error_chain(&e))))
+                    .map(|sent| match sent {
+                        Ok(response) => Ok(response.map(|body| body.boxed())),
+                        Err(Failure::Connect(why)) => Err((true, why)),
+                        Err(Failure::Failed(why)) => Err((false, why)),
+                    })
             }
         };
         let mut response = match sent {
@@ -268,7 +287,7 @@ impl Proxy {
                 response.headers_mut().append(header::SET_COOKIE, value);
             }
         }
-        Ok(response.map(|body| body.boxed()))
+        Ok(response)
     }
 
     /// The origin's URL with `host` as its authority, for HTTP/2's
@@ -394,6 +413,18 @@ pub struct OriginConnector {
 
 type ConnectError = Box<dyn std::error::Error + Send + Sync>;
 
+impl OriginConnector {
+    /// Plain TCP, for tests.
+    #[cfg(test)]
+    pub(crate) fn plain(connect_timeout: Duration) -> OriginConnector {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        OriginConnector { http, tls: None }
+    }
+}
+
 impl tower_service::Service<Uri> for OriginConnector {
     type Response = TokioIo<OriginStream>;
     type Error = ConnectError;
@@ -422,12 +453,6 @@ impl tower_service::Service<Uri> for OriginConnector {
 
 /// A connection to the origin, plain or TLS.
 pub type OriginStream = MaybeTls<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
-
-impl hyper_util::client::legacy::connect::Connection for OriginStream {
-    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
-        hyper_util::client::legacy::connect::Connected::new()
-    }
-}
 
 /// The client's request body on its way to the origin, noting whether it
 /// failed (malformed chunks, a connection cut mid-body), so that failure is
@@ -582,7 +607,7 @@ fn rewrite_cookies(headers: &mut HeaderMap) {
     }
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
