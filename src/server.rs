@@ -16,6 +16,7 @@
 //! 7. **log** (`App::log`): one count and one access-log line per
 //!    request, with its outcome.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -64,9 +65,19 @@ pub struct App {
     pub proxy: Proxy,
     /// Signs the `antre-admission` header of admitted visitors' requests.
     admission: Arc<AdmissionKeys>,
+    /// Headers already signed, by what they state: a pass's header is the
+    /// same on every request it makes.
+    signed: std::sync::Mutex<HashMap<Signed, HeaderValue>>,
     router: Router,
     requests: RequestCounters,
 }
+
+/// What an `antre-admission` header states: room, ticket, pass id, issue
+/// time and how the pass was had.
+type Signed = (usize, u64, u64, u64, u64);
+
+/// Admission headers remembered at most; forgotten whole when full.
+const REMEMBERED_HEADERS: usize = 16_384;
 
 /// One request's context, built once by [`parse`]; every later phase
 /// reads it.
@@ -347,6 +358,7 @@ impl App {
     ) -> Result<App, crate::tls::TlsError> {
         Ok(App {
             admission,
+            signed: Default::default(),
             router: Router::new(&config.rooms, &config.listen.hosts),
             requests: metrics.request_counters(config.rooms.iter().map(|r| r.id.as_str())),
             proxy: Proxy::new(config.origin.clone())?,
@@ -527,6 +539,25 @@ impl App {
     /// The signed header telling the origin who was admitted, on which
     /// pass and how.
     fn admission_header(&self, room: usize, pass: &PassClaims) -> Option<HeaderValue> {
+        let key = (room, pass.number, pass.id, pass.issued, pass.via);
+        if let Some(value) = self
+            .signed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Some(value.clone());
+        }
+        let value = self.sign_admission(room, pass)?;
+        let mut signed = self.signed.lock().unwrap_or_else(|p| p.into_inner());
+        if signed.len() >= REMEMBERED_HEADERS {
+            *signed = HashMap::new();
+        }
+        signed.insert(key, value.clone());
+        Some(value)
+    }
+
+    fn sign_admission(&self, room: usize, pass: &PassClaims) -> Option<HeaderValue> {
         let room = self.config.rooms.get(room)?;
         let via = Via::from_code(pass.via)?;
         let admission = crate::admission::Admission {

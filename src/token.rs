@@ -177,7 +177,19 @@ pub struct PassClaims {
 #[derive(Debug)]
 pub struct Keyring {
     keys: Vec<Key>,
+    /// Passes already verified, by their exact text: an admitted visitor
+    /// shows the same pass on every request, and its MAC need not be
+    /// computed each time. Only genuine passes enter; the claims are still
+    /// checked (expiry, epoch, budgets) on every request by the caller.
+    passes: std::sync::Mutex<Remembered>,
 }
+
+/// A pass's text to its room and claims.
+type Remembered = std::collections::HashMap<Box<str>, (Box<str>, PassClaims)>;
+
+/// Verified passes remembered at most; the memory is forgotten whole when
+/// full (a few megabytes at most).
+const REMEMBERED_PASSES: usize = 16_384;
 
 impl Keyring {
     /// `None` when `keys` is empty.
@@ -185,7 +197,10 @@ impl Keyring {
         if keys.is_empty() {
             None
         } else {
-            Some(Keyring { keys })
+            Some(Keyring {
+                keys,
+                passes: Default::default(),
+            })
         }
     }
 
@@ -228,6 +243,24 @@ impl Keyring {
     /// A pass for `room`, in its current form or the older one without an
     /// issue time and id (those read as 0).
     pub fn verify_pass(&self, room: &str, token: &str) -> Option<PassClaims> {
+        {
+            let passes = self.passes.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((for_room, claims)) = passes.get(token) {
+                if **for_room == *room {
+                    return Some(*claims);
+                }
+            }
+        }
+        let claims = self.check_pass(room, token)?;
+        let mut passes = self.passes.lock().unwrap_or_else(|p| p.into_inner());
+        if passes.len() >= REMEMBERED_PASSES {
+            *passes = Default::default();
+        }
+        passes.insert(token.into(), (room.into(), claims));
+        Some(claims)
+    }
+
+    fn check_pass(&self, room: &str, token: &str) -> Option<PassClaims> {
         if let Some([epoch, number, expires, issued, id, network, via]) =
             self.verify_numbers(Kind::Pass, room, token)
         {
@@ -350,6 +383,46 @@ mod tests {
                 .collect(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_remembered_pass_is_still_bound_to_its_room_and_its_bytes() {
+        let keys = keyring(&[("k1", 1)]);
+        let claims = PassClaims {
+            epoch: 1,
+            number: 7,
+            expires: 1_790_000_000,
+            issued: 1_789_990_000,
+            id: 99,
+            network: 0,
+            via: 0,
+        };
+        let pass = keys.sign_pass("vaksin", &claims);
+        for _ in 0..3 {
+            assert_eq!(keys.verify_pass("vaksin", &pass), Some(claims));
+        }
+        // Remembered for its room only, and a byte changed is a new text.
+        assert_eq!(keys.verify_pass("tiket", &pass), None);
+        let mut altered = pass.clone().into_bytes();
+        let last = altered.len() - 1;
+        altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        assert_eq!(keys.verify_pass("vaksin", &altered), None);
+        // A keyring without the key knows nothing of it.
+        assert_eq!(keyring(&[("k1", 2)]).verify_pass("vaksin", &pass), None);
+        // Past the bound the memory is forgotten, the pass still verifies.
+        for n in 0..REMEMBERED_PASSES as u64 + 5 {
+            let other = keys.sign_pass(
+                "vaksin",
+                &PassClaims {
+                    number: n,
+                    ..claims
+                },
+            );
+            assert!(keys.verify_pass("vaksin", &other).is_some());
+        }
+        assert!(keys.passes.lock().unwrap().len() <= REMEMBERED_PASSES);
+        assert_eq!(keys.verify_pass("vaksin", &pass), Some(claims));
     }
 
     const CLAIMS: Claims = Claims {
