@@ -396,8 +396,8 @@ pub struct Origin {
     pub response_timeout: Duration,
     /// Idle pooled connections are closed after this; default 90 s.
     pub pool_idle: Duration,
-    /// Idle pooled connections kept at most (more are closed as they come
-    /// free); default 64.
+    /// Idle pooled connections kept at most by each worker (more are
+    /// closed as they come free); default 64.
     pub pool_max_idle: usize,
     /// How an `https://` origin is verified; `None` for `http://`.
     pub tls: Option<OriginTls>,
