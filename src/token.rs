@@ -177,19 +177,20 @@ pub struct PassClaims {
 #[derive(Debug)]
 pub struct Keyring {
     keys: Vec<Key>,
-    /// Passes already verified, by their exact text: an admitted visitor
-    /// shows the same pass on every request, and its MAC need not be
-    /// computed each time. Only genuine passes enter; the claims are still
-    /// checked (expiry, epoch, budgets) on every request by the caller.
-    passes: std::sync::Mutex<Remembered>,
+    /// Tokens already verified, by their exact text: a visitor shows the
+    /// same pass or ticket on every request and poll, and its MAC need not
+    /// be computed each time. Only genuine tokens enter, each bound to its
+    /// kind and room; what they claim (expiry, epoch, place) is still
+    /// checked on every request by the caller.
+    verified: std::sync::Mutex<Verified>,
 }
 
-/// A pass's text to its room and claims.
-type Remembered = std::collections::HashMap<Box<str>, (Box<str>, PassClaims)>;
+/// A token's text to its kind, room and numbers (the first `len`).
+type Verified = std::collections::HashMap<Box<str>, (Kind, Box<str>, [u64; 8], u8)>;
 
-/// Verified passes remembered at most; the memory is forgotten whole when
-/// full (a few megabytes at most).
-const REMEMBERED_PASSES: usize = 16_384;
+/// Verified tokens remembered at most; forgotten whole when full (a few
+/// megabytes at most).
+const REMEMBERED_TOKENS: usize = 16_384;
 
 impl Keyring {
     /// `None` when `keys` is empty.
@@ -199,7 +200,7 @@ impl Keyring {
         } else {
             Some(Keyring {
                 keys,
-                passes: Default::default(),
+                verified: Default::default(),
             })
         }
     }
@@ -243,24 +244,6 @@ impl Keyring {
     /// A pass for `room`, in its current form or the older one without an
     /// issue time and id (those read as 0).
     pub fn verify_pass(&self, room: &str, token: &str) -> Option<PassClaims> {
-        {
-            let passes = self.passes.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((for_room, claims)) = passes.get(token) {
-                if **for_room == *room {
-                    return Some(*claims);
-                }
-            }
-        }
-        let claims = self.check_pass(room, token)?;
-        let mut passes = self.passes.lock().unwrap_or_else(|p| p.into_inner());
-        if passes.len() >= REMEMBERED_PASSES {
-            *passes = Default::default();
-        }
-        passes.insert(token.into(), (room.into(), claims));
-        Some(claims)
-    }
-
-    fn check_pass(&self, room: &str, token: &str) -> Option<PassClaims> {
         if let Some([epoch, number, expires, issued, id, network, via]) =
             self.verify_numbers(Kind::Pass, room, token)
         {
@@ -317,6 +300,36 @@ impl Keyring {
 
     /// The `N` numbers of a genuine token of `kind` for `room`.
     pub fn verify_numbers<const N: usize>(
+        &self,
+        kind: Kind,
+        room: &str,
+        token: &str,
+    ) -> Option<[u64; N]> {
+        let mut numbers = [0u64; N];
+        if N > 8 {
+            return self.check_numbers(kind, room, token);
+        }
+        {
+            let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((k, r, known, len)) = verified.get(token) {
+                if *k == kind && **r == *room && usize::from(*len) == N {
+                    numbers.copy_from_slice(&known[..N]);
+                    return Some(numbers);
+                }
+            }
+        }
+        numbers = self.check_numbers(kind, room, token)?;
+        let mut known = [0u64; 8];
+        known[..N].copy_from_slice(&numbers);
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= REMEMBERED_TOKENS {
+            *verified = Default::default();
+        }
+        verified.insert(token.into(), (kind, room.into(), known, N as u8));
+        Some(numbers)
+    }
+
+    fn check_numbers<const N: usize>(
         &self,
         kind: Kind,
         room: &str,
@@ -386,7 +399,7 @@ mod tests {
     }
 
     #[test]
-    fn a_remembered_pass_is_still_bound_to_its_room_and_its_bytes() {
+    fn a_remembered_token_is_still_bound_to_its_kind_room_and_bytes() {
         let keys = keyring(&[("k1", 1)]);
         let claims = PassClaims {
             epoch: 1,
@@ -401,8 +414,15 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(keys.verify_pass("vaksin", &pass), Some(claims));
         }
-        // Remembered for its room only, and a byte changed is a new text.
+        // Remembered for its room and kind only, and a byte changed is a
+        // new text.
         assert_eq!(keys.verify_pass("tiket", &pass), None);
+        assert_eq!(keys.verify(Kind::Ticket, "vaksin", &pass), None);
+        let ticket = keys.sign(Kind::Ticket, "vaksin", CLAIMS);
+        for _ in 0..2 {
+            assert_eq!(keys.verify(Kind::Ticket, "vaksin", &ticket), Some(CLAIMS));
+            assert_eq!(keys.verify_pass("vaksin", &ticket), None);
+        }
         let mut altered = pass.clone().into_bytes();
         let last = altered.len() - 1;
         altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
@@ -411,7 +431,7 @@ mod tests {
         // A keyring without the key knows nothing of it.
         assert_eq!(keyring(&[("k1", 2)]).verify_pass("vaksin", &pass), None);
         // Past the bound the memory is forgotten, the pass still verifies.
-        for n in 0..REMEMBERED_PASSES as u64 + 5 {
+        for n in 0..REMEMBERED_TOKENS as u64 + 5 {
             let other = keys.sign_pass(
                 "vaksin",
                 &PassClaims {
@@ -421,7 +441,7 @@ mod tests {
             );
             assert!(keys.verify_pass("vaksin", &other).is_some());
         }
-        assert!(keys.passes.lock().unwrap().len() <= REMEMBERED_PASSES);
+        assert!(keys.verified.lock().unwrap().len() <= REMEMBERED_TOKENS);
         assert_eq!(keys.verify_pass("vaksin", &pass), Some(claims));
     }
 
