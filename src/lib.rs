@@ -30,12 +30,14 @@
 //!   order, as anyone can recompute them.
 //! - [`board`]: the public board of the rooms that opt in.
 //! - [`page`]: the queue page and its siblings, in Indonesian and English.
-//! - [`proxy`]: forwarding to the origin, streaming, upgrades.
+//! - [`proxy`]: forwarding to the origin, streaming, upgrades; [`pool`]
+//!   its keep-alive connections, one stack per worker thread.
 //! - [`server`]: the request pipeline; errors become responses there and
 //!   nowhere else.
 //! - [`listener`]: connections on both listeners: caps per listener and
 //!   per client address, the open-file limit, header and idle timeouts,
-//!   TLS ended here ([`tls`], [`stream`]).
+//!   TLS ended here ([`tls`], [`stream`]), the worker threads that serve
+//!   visitors; quiet HTTP/1.1 connections wait outside hyper in [`park`].
 //! - [`tls`]: the certificate and key, reloaded in place; TLS to an
 //!   `https://` origin.
 //! - [`metrics`]: every exported metric, named in one place.
@@ -54,7 +56,8 @@
 //! Every visitor request runs through the same phases in [`server`], over
 //! one [`server::Context`] built once:
 //!
-//! 1. **accept**: the listener takes the connection (caps, timeouts).
+//! 1. **accept**: the listener takes the connection (caps, timeouts) and
+//!    hands it to a worker thread, which serves it to the end.
 //! 2. **parse** ([`server::parse`]): the method, the path in its one
 //!    spelling ([`path::canonicalise`]), the host, the body's framing, the
 //!    cookie jar ([`cookie::Jar`]), language, JSON or HTML. A request that

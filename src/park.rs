@@ -294,6 +294,12 @@ impl<S> Waiting<S> {
         }
         self.free.push(index);
         self.moves += 1;
+        if self.free.len() == self.slots.len() && self.slots.len() > 64 {
+            // Everyone left: give the table's memory back. Keys still in
+            // the wheel name slots that are gone, and are skipped.
+            self.slots = Vec::new();
+            self.free = Vec::new();
+        }
         Some(parked)
     }
 
@@ -310,11 +316,6 @@ impl<S> Waiting<S> {
                 // Dropped: the socket closes and its place is given back.
                 drop(self.take(key));
             }
-        }
-        if self.slots.len() > 64 && self.free.len() == self.slots.len() {
-            // Everyone left: give the table's memory back.
-            self.slots = Vec::new();
-            self.free = Vec::new();
         }
     }
 
@@ -424,5 +425,35 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1100)).await;
         lot.expire();
         assert_eq!(lot.parked(), 1, "the newcomer stays");
+
+        // A crowd comes and goes: the table's memory goes with it, and a
+        // key from before names nothing.
+        let mut keys = Vec::new();
+        let mut clients = Vec::new();
+        for i in 0..100 {
+            let (client, server) = pair();
+            clients.push(client);
+            let before = lot.generation;
+            lot.park(parked(server, Duration::from_secs(60), i))
+                .ok()
+                .unwrap();
+            let index = lot
+                .slots
+                .iter()
+                .rposition(|s| matches!(s, Some((g, _)) if *g == before + 1))
+                .unwrap();
+            keys.push(key(index as u32, before + 1));
+        }
+        assert!(lot.take(key(0, 2)).is_some(), "the newcomer leaves");
+        for k in &keys {
+            assert!(lot.take(*k).is_some());
+        }
+        assert_eq!(lot.slots.capacity(), 0);
+        assert!(lot.take(keys[0]).is_none());
+        let (_c, server) = pair();
+        lot.park(parked(server, Duration::from_secs(60), 7))
+            .ok()
+            .unwrap();
+        assert_eq!(lot.parked(), 1);
     }
 }
