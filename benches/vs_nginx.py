@@ -105,6 +105,17 @@ ORIGIN_SERVER = """
     }}
 """
 
+# What both front servers (HTTP/1.1 and TLS; HTTP/2) serve.
+FRONT_LOCATIONS = """
+        root {dir}/www;
+        location = /status.json {{ default_type application/json; }}
+        location / {{
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+"""
+
 FRONT_SERVERS = """
     upstream origin {{
         server 127.0.0.1:{origin};
@@ -116,23 +127,11 @@ FRONT_SERVERS = """
         ssl_certificate {dir}/cert.pem;
         ssl_certificate_key {dir}/key.pem;
         ssl_session_cache shared:SSL:10m;
-        root {dir}/www;
-        location = /status.json {{ default_type application/json; }}
-        location / {{
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
+{locations}
     }}
     server {{
         listen 127.0.0.1:{h2} http2;
-        root {dir}/www;
-        location = /status.json {{ default_type application/json; }}
-        location / {{
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
+{locations}
     }}
 """
 
@@ -272,7 +271,8 @@ def main():
     n_plain, n_tls, n_h2 = free_port(), free_port(), free_port()
     with open(f"{dir}/front.conf", "w") as f:
         f.write(NGINX_MAIN.format(dir=dir, name="front", servers=FRONT_SERVERS.format(
-            origin=origin, plain=n_plain, tls=n_tls, h2=n_h2, dir=dir)))
+            origin=origin, plain=n_plain, tls=n_tls, h2=n_h2, dir=dir,
+            locations=FRONT_LOCATIONS.format(dir=dir))))
     front = start(["nginx", "-p", dir, "-c", f"{dir}/front.conf"], SERVER_CPU)
     wait_port(n_plain)
     wait_port(n_tls)

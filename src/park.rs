@@ -40,8 +40,9 @@ pub const QUIET: Duration = Duration::from_secs(1);
 /// Events taken from the epoll set at once.
 const BATCH: usize = 256;
 
-/// After this many connections have come or gone, and [`TRIM_AFTER`] has
-/// passed, the memory they freed is handed back to the system.
+/// The memory connections freed is handed back to the system once they
+/// have been still for [`TRIM_AFTER`], or while this many or more keep
+/// coming and going, once every [`TRIM_AFTER`].
 const TRIM_MOVES: usize = 256;
 const TRIM_AFTER: Duration = Duration::from_secs(1);
 
@@ -232,8 +233,14 @@ impl<S> Waiting<S> {
                     give_back_memory();
                 }
             }
-            if self.trim_at.is_none() && self.moves >= TRIM_MOVES {
-                self.trim_at = Some(Instant::now() + TRIM_AFTER);
+            if self.moves > 0 {
+                // Once a second while many come and go; otherwise once
+                // they have been still for a second.
+                let later = Instant::now() + TRIM_AFTER;
+                self.trim_at = Some(match self.trim_at {
+                    Some(at) if self.moves >= TRIM_MOVES => at,
+                    _ => later,
+                });
             }
         }
         // Shutting down: the parked are idle, so closing is all they need.
