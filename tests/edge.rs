@@ -606,10 +606,6 @@ async fn an_origin_connection_is_not_reused_after_a_body_cut_short() {
     );
     let answer = raw(&antre, request.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
-    assert!(
-        connections() >= 2,
-        "the cut body went over a connection of its own"
-    );
 
     // Whichever worker and origin connection each lands on, every next
     // request is answered whole: none meets the half-sent body.
@@ -625,6 +621,9 @@ async fn an_origin_connection_is_not_reused_after_a_body_cut_short() {
         visitor.get(&antre.url("/after"), &[]).await.status,
         StatusCode::OK
     );
+    // The connection the cut body went over (the pooled one, or a new
+    // one) was closed, not reused: a second had to be opened either way.
+    assert!(connections() >= 2, "{} origin connections", connections());
     assert!(origin.seen().iter().all(|s| s.path != "/smuggled"));
 }
 
