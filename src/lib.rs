@@ -21,6 +21,7 @@
 //! - [`engine`]: the admission decision for one request, from a cached view
 //!   of the counters.
 //! - [`limit`]: keyed rate limits (GCRA), bounded in memory.
+//! - [`memo`]: a bounded memory of verified tokens and signed headers.
 //! - [`shield`]: what the engine keeps so one person holds one place: free
 //!   tickets per client network, each pass's rate and networks.
 //! - [`work`]: the proof of work a network pays past its free tickets, and
@@ -105,6 +106,7 @@ pub mod limit;
 pub mod listener;
 pub mod live;
 pub mod logging;
+pub mod memo;
 pub mod metrics;
 pub mod page;
 pub mod park;

@@ -228,6 +228,12 @@ impl Limits {
 
 // === workers ===
 
+/// How many worker threads serve visitors: one per core this process may
+/// run on (its CPU affinity counts).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// The runtimes that serve a listener's connections: each connection is
 /// served on one of them from accept to close, so its requests, its
 /// origin calls and their wake-ups stay on one thread. With none, they are
@@ -345,7 +351,7 @@ Content-Length: 82\r\n\
 Terlalu banyak sambungan dari alamat ini. Too many connections from this address.\n";
 
 /// Open connections of one listener, in all and per client address.
-pub struct Counts {
+struct Counts {
     total: AtomicUsize,
     /// Only addresses with a connection open: an entry is removed when its
     /// count drops to 0, so the map never outgrows the connections. A std
@@ -356,7 +362,7 @@ pub struct Counts {
 
 impl Counts {
     /// The counts of a new listener on `side`.
-    pub fn new(side: Side, metrics: &Metrics) -> Arc<Counts> {
+    fn new(side: Side, metrics: &Metrics) -> Arc<Counts> {
         Arc::new(Counts {
             total: AtomicUsize::new(0),
             per_address: Mutex::new(HashMap::new()),
@@ -1165,7 +1171,6 @@ where
 {
     let mut stopping = pin!(shutdown.wait_for(|stop| *stop));
     let mut shutting_down = false;
-    let mut parking = false;
     // Set once an idle connection was asked to close: dropped then.
     let mut give_up: Option<Instant> = None;
     // One timer, moved to whatever the next deadline is.
@@ -1176,7 +1181,8 @@ where
     poll_fn(|cx| {
         if let Poll::Ready(result) = connection.as_mut().poll(cx) {
             return Poll::Ready(match result {
-                Ok(()) if parking && !shutting_down => Ended::Quiet,
+                // Cleared when shutdown began: then it simply closed.
+                Ok(()) if activity.parking.load(Ordering::Acquire) => Ended::Quiet,
                 Ok(()) => Ended::Closed(None),
                 Err(e) => Ended::Closed(Some(e)),
             });
@@ -1220,10 +1226,9 @@ where
                 // A head not finished in time, or a goodbye not finished.
                 Due::Head(_) => return Poll::Ready(Ended::Closed(None)),
                 Due::Idle(_) | Due::Quiet(_) => {
-                    if matches!(due, Due::Quiet(_)) {
+                    if matches!(due, Due::Quiet(_)) && !shutting_down {
                         // hyper closes an idle connection at once; the
                         // socket is kept (see `Io::poll_shutdown`).
-                        parking = true;
                         activity.parking.store(true, Ordering::Release);
                     }
                     goodbye(connection.as_mut());

@@ -77,7 +77,7 @@ where
         idle_timeout: Duration,
     ) -> Arc<Pool<B>> {
         // The workers, and the runtime that starts them.
-        let shards = std::thread::available_parallelism().map_or(1, |n| n.get()) + 1;
+        let shards = crate::listener::cores() + 1;
         let pool = Arc::new(Pool {
             connector,
             url,

@@ -1,6 +1,7 @@
 //! Forwarding to the origin: pooled HTTP/1.1 connections (see
-//! [`crate::pool`]; over TLS for an `https://` origin, verified), or for an `https://` origin that offers
-//! HTTP/2 by ALPN one multiplexed HTTP/2 connection; bodies streamed in
+//! [`crate::pool`]; over TLS for an `https://` origin, verified), or for
+//! an `https://` origin that offers HTTP/2 by ALPN one multiplexed HTTP/2
+//! connection; bodies streamed in
 //! both directions, hop-by-hop headers removed, identity headers rewritten
 //! (see [`crate::forwarded`]), and `Upgrade` (WebSocket) connections
 //! spliced through (always over HTTP/1.1).

@@ -398,7 +398,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
 /// never crosses threads on its way through. Dropping the returned
 /// senders ends them (once their connections have drained).
 fn workers() -> std::io::Result<(listener::Workers, Vec<tokio::sync::oneshot::Sender<()>>)> {
-    let count = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let count = listener::cores();
     let mut runtimes = Vec::with_capacity(count);
     let mut stops = Vec::with_capacity(count);
     for index in 0..count {

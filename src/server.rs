@@ -16,7 +16,6 @@
 //! 7. **log** (`App::log`): one count and one access-log line per
 //!    request, with its outcome.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,6 +37,7 @@ use crate::engine::{CookieOptions, Decision, Engine, InviteError, Mode, ReturnEr
 use crate::forwarded::Hop;
 use crate::listener::{self, Limits, Side};
 use crate::live::Live;
+use crate::memo::Memo;
 use crate::metrics::{Metrics, Outcome, RequestCounters};
 use crate::page::{self, Lang, PageContext, PageKind};
 use crate::path::{self, CanonicalPath, PathError};
@@ -67,7 +67,7 @@ pub struct App {
     admission: Arc<AdmissionKeys>,
     /// Headers already signed, by what they state: a pass's header is the
     /// same on every request it makes.
-    signed: std::sync::Mutex<HashMap<Signed, HeaderValue>>,
+    signed: Memo<Signed, HeaderValue>,
     router: Router,
     requests: RequestCounters,
 }
@@ -358,7 +358,7 @@ impl App {
     ) -> Result<App, crate::tls::TlsError> {
         Ok(App {
             admission,
-            signed: Default::default(),
+            signed: Memo::new(REMEMBERED_HEADERS),
             router: Router::new(&config.rooms, &config.listen.hosts),
             requests: metrics.request_counters(config.rooms.iter().map(|r| r.id.as_str())),
             proxy: Proxy::new(config.origin.clone())?,
@@ -540,20 +540,11 @@ impl App {
     /// pass and how.
     fn admission_header(&self, room: usize, pass: &PassClaims) -> Option<HeaderValue> {
         let key = (room, pass.number, pass.id, pass.issued, pass.via);
-        if let Some(value) = self
-            .signed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Some(value.clone());
+        if let Some(value) = self.signed.find(&key, |value| Some(value.clone())) {
+            return Some(value);
         }
         let value = self.sign_admission(room, pass)?;
-        let mut signed = self.signed.lock().unwrap_or_else(|p| p.into_inner());
-        if signed.len() >= REMEMBERED_HEADERS {
-            *signed = HashMap::new();
-        }
-        signed.insert(key, value.clone());
+        self.signed.insert(key, value.clone());
         Some(value)
     }
 

@@ -24,6 +24,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ring::hmac;
 
+use crate::memo::Memo;
+
 /// Shortest secret accepted, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
 
@@ -182,11 +184,12 @@ pub struct Keyring {
     /// be computed each time. Only genuine tokens enter, each bound to its
     /// kind and room; what they claim (expiry, epoch, place) is still
     /// checked on every request by the caller.
-    verified: std::sync::Mutex<Verified>,
+    verified: Memo<Box<str>, Verified>,
 }
 
-/// A token's text to its kind, room and numbers (the first `len`).
-type Verified = std::collections::HashMap<Box<str>, (Kind, Box<str>, [u64; 8], u8)>;
+/// What a verified token was found to be: its kind, room and numbers (the
+/// first `len`).
+type Verified = (Kind, Box<str>, [u64; 8], u8);
 
 /// Verified tokens remembered at most; forgotten whole when full (a few
 /// megabytes at most).
@@ -200,7 +203,7 @@ impl Keyring {
         } else {
             Some(Keyring {
                 keys,
-                verified: Default::default(),
+                verified: Memo::new(REMEMBERED_TOKENS),
             })
         }
     }
@@ -305,27 +308,21 @@ impl Keyring {
         room: &str,
         token: &str,
     ) -> Option<[u64; N]> {
-        let mut numbers = [0u64; N];
         if N > 8 {
             return self.check_numbers(kind, room, token);
         }
-        {
-            let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((k, r, known, len)) = verified.get(token) {
-                if *k == kind && **r == *room && usize::from(*len) == N {
-                    numbers.copy_from_slice(&known[..N]);
-                    return Some(numbers);
-                }
-            }
+        let remembered = self.verified.find(token, |(k, r, known, len)| {
+            let same = *k == kind && **r == *room && usize::from(*len) == N;
+            same.then(|| std::array::from_fn(|i| known[i]))
+        });
+        if remembered.is_some() {
+            return remembered;
         }
-        numbers = self.check_numbers(kind, room, token)?;
+        let numbers = self.check_numbers(kind, room, token)?;
         let mut known = [0u64; 8];
         known[..N].copy_from_slice(&numbers);
-        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        if verified.len() >= REMEMBERED_TOKENS {
-            *verified = Default::default();
-        }
-        verified.insert(token.into(), (kind, room.into(), known, N as u8));
+        self.verified
+            .insert(token.into(), (kind, room.into(), known, N as u8));
         Some(numbers)
     }
 
@@ -441,7 +438,7 @@ mod tests {
             );
             assert!(keys.verify_pass("vaksin", &other).is_some());
         }
-        assert!(keys.verified.lock().unwrap().len() <= REMEMBERED_TOKENS);
+        assert!(keys.verified.len() <= REMEMBERED_TOKENS);
         assert_eq!(keys.verify_pass("vaksin", &pass), Some(claims));
     }
 
