@@ -186,7 +186,14 @@ impl Proxy {
 
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let http2 = match &self.h2 {
-            Some(h2) if !upgrade => tokio::time::timeout(self.origin.connect_timeout, h2.sender())
+            Some(h2) if !upgrade => match h2.current() {
+                Some(known) => known,
+                // Connecting is rare; boxed, its future does not weigh on
+                // every request's.
+                None => Box::pin(tokio::time::timeout(
+                    self.origin.connect_timeout,
+                    h2.sender(),
+                ))
                 .await
                 .map_err(|_| {
                     ProxyError::Connect(format!(
@@ -194,6 +201,7 @@ impl Proxy {
                         self.origin.connect_timeout
                     ))
                 })??,
+            },
             _ => None,
         };
         // Either way, a failure is (whether it was in connecting, its

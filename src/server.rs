@@ -196,10 +196,13 @@ pub fn parse<B: hyper::body::Body>(
         }
     }
     let host = checked_host(request)?;
-    let target = match request.uri().query() {
-        Some(query) => format!("{}?{query}", path.as_str()),
-        None => path.as_str().to_owned(),
-    };
+    let query = request.uri().query();
+    let mut target = String::with_capacity(path.as_str().len() + query.map_or(0, |q| q.len() + 1));
+    target.push_str(path.as_str());
+    if let Some(query) = query {
+        target.push('?');
+        target.push_str(query);
+    }
     let jar = Jar::from_headers(request.headers());
     let lang = page::negotiate(
         request
@@ -666,11 +669,12 @@ impl App {
             "/health" => Done::new(self.health(), Outcome::Internal, None),
             "/lang" => Done::new(switch_lang(query, context), Outcome::Internal, None),
             "/status" => self.status(query, context).await,
-            "/invite" => self.invite(query, context).await,
+            // Rare, and boxed so a poll's state is not the size of theirs.
+            "/invite" => Box::pin(self.invite(query, context)).await,
             "/return" => self.take_return(query, context),
             "/board" => Done::new(self.board(context, false), Outcome::Internal, None),
             "/board.json" => Done::new(self.board(context, true), Outcome::Internal, None),
-            "/draw.json" => self.draw(query).await,
+            "/draw.json" => Box::pin(self.draw(query)).await,
             _ => Done::new(
                 json_response(
                     StatusCode::NOT_FOUND,
@@ -766,7 +770,7 @@ impl App {
                     return Done::new(response, Outcome::Limited, Some(index));
                 }
             };
-            let mut response = json_response(StatusCode::OK, &status);
+            let mut response = status_response(StatusCode::OK, &status);
             append_cookies(&mut response, &set_cookies);
             return Done::new(response, Outcome::Status, Some(index));
         }
@@ -994,7 +998,7 @@ impl App {
         };
         let kind = PageKind::for_state(status.state).unwrap_or(PageKind::Waiting);
         let mut response = if context.json {
-            json_response(code, status)
+            status_response(code, status)
         } else {
             self.render(
                 room_index,
@@ -1268,8 +1272,16 @@ fn html_response(code: StatusCode, html: String) -> Response<Body> {
 }
 
 fn json_response<T: serde::Serialize>(code: StatusCode, value: &T) -> Response<Body> {
-    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    // Sized for a visitor's status, so it is written without regrowing.
+    let mut body = Vec::with_capacity(512);
+    if serde_json::to_writer(&mut body, value).is_err() {
+        body = b"{}".to_vec();
+    }
     response(code, "application/json", full(body))
+}
+
+fn status_response(code: StatusCode, status: &Status) -> Response<Body> {
+    response(code, "application/json", full(status.to_json()))
 }
 
 fn plain(code: StatusCode, text: &'static str) -> Response<Body> {

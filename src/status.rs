@@ -107,3 +107,186 @@ pub struct Status {
     /// Unix time (seconds) of the counters this status was computed from.
     pub updated_at: u64,
 }
+
+// === the JSON answer ===
+
+impl Status {
+    /// The status as JSON, byte for byte what its `Serialize` gives, written
+    /// directly: a waiting visitor's poll is answered with this, and the
+    /// generic serialiser spent more on quoting the field names than the
+    /// rest of the poll's own work.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(b"{\"room\":");
+        string(&mut out, &self.room);
+        out.extend_from_slice(b",\"state\":\"");
+        out.extend_from_slice(self.state.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"ticket\":");
+        number(&mut out, self.ticket);
+        out.extend_from_slice(b",\"position\":");
+        number(&mut out, self.position);
+        out.extend_from_slice(b",\"ahead\":");
+        number(&mut out, self.ahead);
+        out.extend_from_slice(b",\"eta_seconds\":");
+        number(&mut out, self.eta_seconds);
+        out.extend_from_slice(b",\"eta_range_seconds\":");
+        match self.eta_range_seconds {
+            Some([earliest, latest]) => {
+                out.push(b'[');
+                number(&mut out, Some(earliest));
+                out.push(b',');
+                number(&mut out, Some(latest));
+                out.push(b']');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"quota_left\":");
+        number(&mut out, self.quota_left);
+        out.extend_from_slice(b",\"beyond_quota\":");
+        boolean(&mut out, self.beyond_quota);
+        out.extend_from_slice(b",\"opens_at\":");
+        number(&mut out, self.opens_at);
+        out.extend_from_slice(b",\"kept_for\":");
+        number(&mut out, self.kept_for);
+        out.extend_from_slice(b",\"return_ticket\":");
+        match &self.return_ticket {
+            Some(ticket) => string(&mut out, ticket),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"draw\":");
+        match &self.draw {
+            Some(draw) => {
+                out.extend_from_slice(b"{\"entry\":");
+                number(&mut out, Some(draw.entry));
+                out.extend_from_slice(b",\"opens_at\":");
+                number(&mut out, Some(draw.opens_at));
+                out.extend_from_slice(b",\"commitment\":");
+                string(&mut out, &draw.commitment);
+                out.push(b'}');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"requeued\":");
+        boolean(&mut out, self.requeued);
+        out.extend_from_slice(b",\"notice\":");
+        out.extend_from_slice(match self.notice {
+            Some(Notice::PassShared) => b"\"pass_shared\"",
+            Some(Notice::TicketSpent) => b"\"ticket_spent\"",
+            None => b"null",
+        });
+        out.extend_from_slice(b",\"refresh_seconds\":");
+        number(&mut out, Some(u64::from(self.refresh_seconds)));
+        out.extend_from_slice(b",\"poll_after_millis\":");
+        number(&mut out, self.poll_after_millis);
+        out.extend_from_slice(b",\"updated_at\":");
+        number(&mut out, Some(self.updated_at));
+        out.push(b'}');
+        out
+    }
+}
+
+fn number(out: &mut Vec<u8>, value: Option<u64>) {
+    match value {
+        Some(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn boolean(out: &mut Vec<u8>, value: bool) {
+    out.extend_from_slice(if value { b"true" } else { b"false" });
+}
+
+/// A JSON string. Ids, tokens and hex need no escaping; anything else is
+/// left to serde_json so the two cannot differ.
+fn string(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else if serde_json::to_writer(&mut *out, s).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn status() -> impl Strategy<Value = Status> {
+        let state = prop_oneof![
+            Just(State::Admitted),
+            Just(State::Waiting),
+            Just(State::SoldOut),
+            Just(State::Paused),
+            Just(State::Closed),
+        ];
+        let notice = prop_oneof![
+            Just(None),
+            Just(Some(Notice::PassShared)),
+            Just(Some(Notice::TicketSpent)),
+        ];
+        let draw = proptest::option::of((any::<u64>(), any::<u64>(), ".*").prop_map(
+            |(entry, opens_at, commitment)| DrawEntry {
+                entry,
+                opens_at,
+                commitment,
+            },
+        ));
+        let numbers = proptest::collection::vec(proptest::option::of(any::<u64>()), 8);
+        (
+            ".*",
+            state,
+            numbers,
+            proptest::option::of(any::<[u64; 2]>()),
+            (any::<bool>(), any::<bool>(), any::<u32>(), any::<u64>()),
+            proptest::option::of("[ -~]{0,40}|.*"),
+            draw,
+            notice,
+        )
+            .prop_map(
+                |(
+                    room,
+                    state,
+                    n,
+                    eta_range_seconds,
+                    (beyond, requeued, refresh, at),
+                    ret,
+                    draw,
+                    notice,
+                )| {
+                    Status {
+                        room,
+                        state,
+                        ticket: n[0],
+                        position: n[1],
+                        ahead: n[2],
+                        eta_seconds: n[3],
+                        eta_range_seconds,
+                        quota_left: n[4],
+                        beyond_quota: beyond,
+                        opens_at: n[5],
+                        kept_for: n[6],
+                        return_ticket: ret,
+                        draw,
+                        requeued,
+                        notice,
+                        refresh_seconds: refresh,
+                        poll_after_millis: n[7],
+                        updated_at: at,
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn the_written_json_is_what_serde_writes(status in status()) {
+            let expected = serde_json::to_vec(&status).unwrap();
+            prop_assert_eq!(
+                String::from_utf8(status.to_json()).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
+    }
+}

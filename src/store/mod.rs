@@ -258,6 +258,10 @@ impl AnyStore {
     }
 }
 
+// A Redis call's future holds the client's whole exchange (a few
+// kilobytes); boxed, it costs one allocation beside a network round trip,
+// and every future that may wait on the store (up to the request handler's)
+// stays the size of the memory store's instead.
 impl Store for AnyStore {
     async fn configure(
         &self,
@@ -267,21 +271,21 @@ impl Store for AnyStore {
     ) -> Result<RoomView, StoreError> {
         match self {
             AnyStore::Memory(store) => store.configure(room, settings, now).await,
-            AnyStore::Redis(store) => store.configure(room, settings, now).await,
+            AnyStore::Redis(store) => Box::pin(store.configure(room, settings, now)).await,
         }
     }
 
     async fn sync(&self, room: &str, now: Micros) -> Result<RoomView, StoreError> {
         match self {
             AnyStore::Memory(store) => store.sync(room, now).await,
-            AnyStore::Redis(store) => store.sync(room, now).await,
+            AnyStore::Redis(store) => Box::pin(store.sync(room, now)).await,
         }
     }
 
     async fn arrive(&self, room: &str, now: Micros) -> Result<Arrival, StoreError> {
         match self {
             AnyStore::Memory(store) => store.arrive(room, now).await,
-            AnyStore::Redis(store) => store.arrive(room, now).await,
+            AnyStore::Redis(store) => Box::pin(store.arrive(room, now)).await,
         }
     }
 
@@ -294,7 +298,7 @@ impl Store for AnyStore {
     ) -> Result<Arrival, StoreError> {
         match self {
             AnyStore::Memory(store) => store.arrive_paid(room, now, nonce, expires).await,
-            AnyStore::Redis(store) => store.arrive_paid(room, now, nonce, expires).await,
+            AnyStore::Redis(store) => Box::pin(store.arrive_paid(room, now, nonce, expires)).await,
         }
     }
 
@@ -309,7 +313,9 @@ impl Store for AnyStore {
     ) -> Result<bool, StoreError> {
         match self {
             AnyStore::Memory(store) => store.bind_pass(room, pass, networks, max, until, now).await,
-            AnyStore::Redis(store) => store.bind_pass(room, pass, networks, max, until, now).await,
+            AnyStore::Redis(store) => {
+                Box::pin(store.bind_pass(room, pass, networks, max, until, now)).await
+            }
         }
     }
 
@@ -323,7 +329,9 @@ impl Store for AnyStore {
     ) -> Result<bool, StoreError> {
         match self {
             AnyStore::Memory(store) => store.use_invite(room, invite, uses, until, now).await,
-            AnyStore::Redis(store) => store.use_invite(room, invite, uses, until, now).await,
+            AnyStore::Redis(store) => {
+                Box::pin(store.use_invite(room, invite, uses, until, now)).await
+            }
         }
     }
 
@@ -336,7 +344,7 @@ impl Store for AnyStore {
     ) -> Result<(Claim, RoomView), StoreError> {
         match self {
             AnyStore::Memory(store) => store.claim(room, epoch, ticket, now).await,
-            AnyStore::Redis(store) => store.claim(room, epoch, ticket, now).await,
+            AnyStore::Redis(store) => Box::pin(store.claim(room, epoch, ticket, now)).await,
         }
     }
 
@@ -350,7 +358,9 @@ impl Store for AnyStore {
     ) -> Result<(Claim, RoomView), StoreError> {
         match self {
             AnyStore::Memory(store) => store.come_back(room, epoch, ticket, phase, now).await,
-            AnyStore::Redis(store) => store.come_back(room, epoch, ticket, phase, now).await,
+            AnyStore::Redis(store) => {
+                Box::pin(store.come_back(room, epoch, ticket, phase, now)).await
+            }
         }
     }
 
@@ -364,7 +374,7 @@ impl Store for AnyStore {
     ) -> Result<(Entry, RoomView), StoreError> {
         match self {
             AnyStore::Memory(store) => store.enter_draw(room, epoch, id, phase, now).await,
-            AnyStore::Redis(store) => store.enter_draw(room, epoch, id, phase, now).await,
+            AnyStore::Redis(store) => Box::pin(store.enter_draw(room, epoch, id, phase, now)).await,
         }
     }
 
@@ -376,7 +386,7 @@ impl Store for AnyStore {
     ) -> Result<(u64, RoomView), StoreError> {
         match self {
             AnyStore::Memory(store) => store.give(room, at, now).await,
-            AnyStore::Redis(store) => store.give(room, at, now).await,
+            AnyStore::Redis(store) => Box::pin(store.give(room, at, now)).await,
         }
     }
 
@@ -390,14 +400,14 @@ impl Store for AnyStore {
     ) -> Result<RoomView, StoreError> {
         match self {
             AnyStore::Memory(store) => store.receive(room, from, at, amount, now).await,
-            AnyStore::Redis(store) => store.receive(room, from, at, amount, now).await,
+            AnyStore::Redis(store) => Box::pin(store.receive(room, from, at, amount, now)).await,
         }
     }
 
     async fn drawn(&self, room: &str) -> Result<(Micros, Vec<(u64, u64)>), StoreError> {
         match self {
             AnyStore::Memory(store) => store.drawn(room).await,
-            AnyStore::Redis(store) => store.drawn(room).await,
+            AnyStore::Redis(store) => Box::pin(store.drawn(room)).await,
         }
     }
 
@@ -415,9 +425,7 @@ impl Store for AnyStore {
                     .await
             }
             AnyStore::Redis(store) => {
-                store
-                    .arrive_pending(room, member, arrival_millis, now)
-                    .await
+                Box::pin(store.arrive_pending(room, member, arrival_millis, now)).await
             }
         }
     }
@@ -430,28 +438,28 @@ impl Store for AnyStore {
     ) -> Result<RoomView, StoreError> {
         match self {
             AnyStore::Memory(store) => store.update(room, change, now).await,
-            AnyStore::Redis(store) => store.update(room, change, now).await,
+            AnyStore::Redis(store) => Box::pin(store.update(room, change, now)).await,
         }
     }
 
     async fn reset(&self, room: &str, now: Micros) -> Result<RoomView, StoreError> {
         match self {
             AnyStore::Memory(store) => store.reset(room, now).await,
-            AnyStore::Redis(store) => store.reset(room, now).await,
+            AnyStore::Redis(store) => Box::pin(store.reset(room, now)).await,
         }
     }
 
     async fn record(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         match self {
             AnyStore::Memory(store) => store.record(entry).await,
-            AnyStore::Redis(store) => store.record(entry).await,
+            AnyStore::Redis(store) => Box::pin(store.record(entry)).await,
         }
     }
 
     async fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         match self {
             AnyStore::Memory(store) => store.audit(limit).await,
-            AnyStore::Redis(store) => store.audit(limit).await,
+            AnyStore::Redis(store) => Box::pin(store.audit(limit)).await,
         }
     }
 }
