@@ -582,10 +582,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
+    // One look over the names present; removing (which hashes each name)
+    // only what is there, usually nothing.
+    let hop = |name: &HeaderName| {
+        HOP_BY_HOP.contains(name) || name == header::UPGRADE || named.contains(name)
+    };
+    if headers.keys().any(hop) {
+        let present: Vec<HeaderName> = headers.keys().filter(|n| hop(n)).cloned().collect();
+        for name in present {
+            headers.remove(name);
+        }
     }
-    headers.remove(header::UPGRADE);
 }
 
 /// Keeps antre's own cookies away from the origin (they are of no use to

@@ -373,7 +373,9 @@ impl App {
 
     /// Handles one request from `peer`. Never fails: every error becomes a
     /// page or JSON answer here.
-    pub async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
+    /// Owns its `App` (the generation current when the request came), so
+    /// the listener can hold this future itself, with no wrapper around it.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>, peer: Peer) -> Response<Body> {
         // The context stays where parsing put it; phases borrow it.
         let parsed = parse(&request, peer, &self.config);
         let done = match &parsed {
@@ -1339,7 +1341,7 @@ pub async fn serve(
             ip: peer.addr.ip(),
             tls: peer.tls,
         };
-        async move { app.handle(request, peer).await }
+        app.handle(request, peer)
     };
     listener::serve(
         Side::Visitor,
