@@ -85,6 +85,8 @@ def h2_request(host, path, cookie):
     return (
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
         + frame(0x4, 0, 0, b"")  # SETTINGS
+        # The connection's window raised, as browsers and curl do at once.
+        + frame(0x8, 0, 0, struct.pack(">I", 15 * 1024 * 1024))  # WINDOW_UPDATE
         + frame(0x1, 0x5, 1, block)  # HEADERS, END_STREAM | END_HEADERS
     )
 

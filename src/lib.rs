@@ -38,7 +38,8 @@
 //! - [`listener`]: connections on both listeners: caps per listener and
 //!   per client address, the open-file limit, header and idle timeouts,
 //!   TLS ended here ([`tls`], [`stream`]), the worker threads that serve
-//!   visitors; quiet HTTP/1.1 connections wait outside hyper in [`park`].
+//!   visitors; quiet connections wait outside hyper in [`park`], HTTP/2
+//!   ones with what [`frames`] kept of their state.
 //! - [`tls`]: the certificate and key, reloaded in place; TLS to an
 //!   `https://` origin.
 //! - [`metrics`]: every exported metric, named in one place.
@@ -102,6 +103,7 @@ pub mod ctl;
 pub mod draw;
 pub mod engine;
 pub mod forwarded;
+pub mod frames;
 pub mod limit;
 pub mod listener;
 pub mod live;

@@ -58,6 +58,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use crate::frames::{Frames, Plan, Resume, PREFACE};
 use crate::park::{self, Lot, Parked, Socket};
 use crate::stream::MaybeTls;
 
@@ -88,6 +89,11 @@ pub const DEFAULT_ADMIN_PER_ADDRESS: usize = 64;
 /// After an idle connection is asked to shut down gracefully, how long it
 /// has to finish before it is dropped.
 const GOODBYE_GRACE: Duration = Duration::from_secs(1);
+
+/// The receive window of an HTTP/2 connection (hyper's default); larger
+/// than the 65,535 bytes every connection opens with, so a connection's
+/// first frames always include the update that raises it.
+const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
 
 /// At most one log line per listener and reason this often, however many
 /// connections are refused.
@@ -499,7 +505,13 @@ pub async fn serve<H, F>(
     h1.header_read_timeout(None).max_buf_size(side.max_head());
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
-        .max_header_list_size(side.max_head() as u32);
+        .max_header_list_size(side.max_head() as u32)
+        // No header table for the client to fill: a connection that waits
+        // outside hyper comes back to a fresh one (see `frames`).
+        .header_table_size(0)
+        // Said here, not left to hyper's default: a connection coming back
+        // drops the window update this opens with (see `frames`).
+        .initial_connection_window_size(H2_CONNECTION_WINDOW);
     // One clone per connection task: the count of tasks still running.
     let running = Arc::new(());
     let shared = Arc::new(Shared {
@@ -618,9 +630,6 @@ fn refuse(stream: TcpStream, refusal: Refusal) {
 
 /// No time recorded.
 const NEVER: u64 = u64::MAX;
-
-/// The HTTP/2 client preface (RFC 9113, 3.4).
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What one connection is doing, shared by its socket, its service, its
 /// response bodies and the task that drives it. Atomics, because HTTP/2
@@ -880,6 +889,23 @@ impl AsyncWrite for Io {
     }
 }
 
+/// What a connection waiting in the lot keeps besides its socket.
+struct Kept {
+    /// Its place in the connection counts.
+    slot: Slot,
+    /// For HTTP/2, what it needs to come back to a fresh hyper connection.
+    /// Held here, not boxed: what a crowd of parked connections allocates
+    /// one by one lands among the pages their hyper state freed, and keeps
+    /// those pages from going back to the system.
+    http2: Option<Resume>,
+}
+
+impl park::Farewell for Kept {
+    fn farewell(&self) -> Option<Vec<u8>> {
+        self.http2.as_ref().map(|resume| resume.farewell().to_vec())
+    }
+}
+
 /// What every connection of one listener shares.
 struct Shared<H> {
     handler: H,
@@ -889,7 +915,7 @@ struct Shared<H> {
     limits: Box<dyn Fn() -> Limits + Send + Sync>,
     /// Where quiet HTTP/1.1 connections wait; unset when the system has no
     /// epoll set to give.
-    lot: std::sync::OnceLock<Lot<Slot>>,
+    lot: std::sync::OnceLock<Lot<Kept>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -941,26 +967,7 @@ async fn connection<H, F>(
     match sniffed {
         Ok(Some((Protocol::Http2, prefix))) => {
             activity.http2_began();
-            let io = Io {
-                inner,
-                activity: activity.clone(),
-                prefix,
-            };
-            let service = service(&shared, &activity, peer);
-            let connection = shared.h2.serve_connection(TokioIo::new(io), service);
-            let mut connection = pin!(connection);
-            let ended = drive(
-                connection.as_mut(),
-                |c| c.graceful_shutdown(),
-                &activity,
-                &limits,
-                None,
-                shutdown,
-            )
-            .await;
-            if let Ended::Closed(Some(e)) = ended {
-                tracing::debug!(error = %e, peer = %addr, "connection ended with an error");
-            }
+            http2(shared, inner, peer, activity, limits, prefix, Frames::new()).await;
         }
         Ok(Some((Protocol::Http1, prefix))) => {
             http1(shared, inner, peer, activity, limits, prefix).await;
@@ -971,7 +978,7 @@ async fn connection<H, F>(
 }
 
 /// A connection back from the lot: its client spoke again (or closed).
-async fn resumed<H, F>(shared: Arc<Shared<H>>, parked: Parked<Slot>, _running: Arc<()>)
+async fn resumed<H, F>(shared: Arc<Shared<H>>, parked: Parked<Kept>, _running: Arc<()>)
 where
     H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
@@ -991,8 +998,21 @@ where
         tls: inner.is_tls(),
     };
     let limits = (shared.limits)();
-    let activity = Activity::new(parked.slot);
-    http1(shared, inner, peer, activity, limits, parked.leftover).await;
+    let Kept {
+        slot,
+        http2: resume,
+    } = parked.slot;
+    let activity = Activity::new(slot);
+    match resume {
+        None => http1(shared, inner, peer, activity, limits, parked.leftover).await,
+        Some(resume) => {
+            activity.http2_began();
+            let mut prefix = resume.preface();
+            prefix.extend_from_slice(&parked.leftover);
+            let frames = Frames::resumed(&resume);
+            http2(shared, inner, peer, activity, limits, prefix.into(), frames).await;
+        }
+    }
 }
 
 enum Protocol {
@@ -1088,6 +1108,7 @@ async fn http1<H, F>(
         let ended = drive(
             Pin::new(&mut *connection),
             |c| c.graceful_shutdown(),
+            || Leave::Goodbye,
             &activity,
             &limits,
             quiet,
@@ -1138,7 +1159,7 @@ async fn http1<H, F>(
             addr: peer.addr,
             leftover: Bytes::new(),
             idle_until,
-            slot,
+            slot: Kept { slot, http2: None },
         };
         if let Some(lot) = shared.lot.get() {
             // Refused only when shutting down: then it just closes.
@@ -1146,6 +1167,270 @@ async fn http1<H, F>(
         }
         return;
     }
+}
+
+/// Serves HTTP/2 on a connection; once it has been quiet for
+/// [`park::QUIET`] and is between frames (see [`Frames::may_leave`]),
+/// hyper's connection is dropped and the socket waits in the lot, to come
+/// back to a fresh one.
+async fn http2<H, F>(
+    shared: Arc<Shared<H>>,
+    mut inner: Stream,
+    peer: Peer,
+    mut activity: Arc<Activity>,
+    limits: Limits,
+    mut prefix: Bytes,
+    mut frames: Frames,
+) where
+    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let mut quiet = shared.lot.get().map(|_| park::QUIET);
+    loop {
+        let watch = Arc::new(Mutex::new(Watch {
+            frames,
+            socket: None,
+        }));
+        let io = H2Io {
+            inner: Some(inner),
+            activity: activity.clone(),
+            prefix,
+            watch: watch.clone(),
+        };
+        let service = service(&shared, &activity, peer);
+        let mut connection = Box::pin(shared.h2.serve_connection(TokioIo::new(io), service));
+        let ended = drive(
+            connection.as_mut(),
+            |c| c.graceful_shutdown(),
+            || match lock(&watch).frames.may_leave() {
+                true => Leave::Now,
+                false => Leave::NotYet,
+            },
+            &activity,
+            &limits,
+            quiet,
+            shared.shutdown.clone(),
+        )
+        .await;
+        if let Ended::Closed(error) = ended {
+            if let Some(e) = error {
+                tracing::debug!(error = %e, peer = %peer.addr, "connection ended with an error");
+            }
+            return;
+        }
+        // hyper's state goes; the socket comes back (see `H2Io`'s drop).
+        drop(connection);
+        let (socket, resume) = {
+            let mut watch = lock(&watch);
+            (watch.socket.take(), watch.frames.resume())
+        };
+        activity.parking.store(false, Ordering::Release);
+        let Some(socket) = socket else {
+            return;
+        };
+        let idle_until = activity.idle_until(&limits);
+        let slot = match Arc::try_unwrap(activity) {
+            Ok(activity) => activity._slot,
+            Err(still_shared) => {
+                // Something of the connection is still about: straight
+                // back to a fresh hyper connection, and it stays there.
+                activity = still_shared;
+                inner = socket;
+                prefix = resume.preface().into();
+                frames = Frames::resumed(&resume);
+                quiet = None;
+                continue;
+            }
+        };
+        let socket = match socket {
+            MaybeTls::Plain(stream) => match stream.into_std() {
+                Ok(socket) => Socket::Plain(socket),
+                Err(_) => return,
+            },
+            MaybeTls::Tls(stream) => Socket::Tls(stream),
+        };
+        let parked = Parked {
+            socket,
+            addr: peer.addr,
+            leftover: Bytes::new(),
+            idle_until,
+            slot: Kept {
+                slot,
+                http2: Some(resume),
+            },
+        };
+        if let Some(lot) = shared.lot.get() {
+            // Refused only when shutting down: then it just closes.
+            let _ = lot.park(parked);
+        }
+        return;
+    }
+}
+
+/// What an HTTP/2 connection's driving task shares with its socket.
+struct Watch {
+    frames: Frames,
+    /// The socket, once hyper has dropped a quiet connection.
+    socket: Option<Stream>,
+}
+
+fn lock(watch: &Mutex<Watch>) -> std::sync::MutexGuard<'_, Watch> {
+    watch.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An HTTP/2 connection's socket: reads noted in its [`Activity`], frames
+/// followed both ways (see [`Frames`]), and the socket handed back when
+/// hyper drops a connection leaving to wait outside it.
+struct H2Io {
+    /// Always there until dropped.
+    inner: Option<Stream>,
+    activity: Arc<Activity>,
+    /// Bytes to give hyper before the socket's: the preface sniffed, or
+    /// the one made for a connection coming back.
+    prefix: Bytes,
+    /// A std `Mutex`: held only within a read or write, never across an
+    /// await; the driving task looks at it between polls.
+    watch: Arc<Mutex<Watch>>,
+}
+
+fn gone() -> std::io::Error {
+    std::io::ErrorKind::NotConnected.into()
+}
+
+impl AsyncRead for H2Io {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+        } else {
+            let Some(inner) = this.inner.as_mut() else {
+                return Poll::Ready(Err(gone()));
+            };
+            std::task::ready!(Pin::new(inner).poll_read(cx, buf))?;
+            if buf.filled().len() > before {
+                this.activity.read();
+            }
+        }
+        lock(&this.watch).frames.read(&buf.filled()[before..]);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for H2Io {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let mut watch = lock(&this.watch);
+        let n = match watch.frames.plan(data) {
+            Plan::Drop(n) => {
+                watch.frames.wrote(&data[..n]);
+                return Poll::Ready(Ok(n));
+            }
+            Plan::Pass(n) => n,
+        };
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(gone()));
+        };
+        let poll = Pin::new(inner).poll_write(cx, &data[..n]);
+        match &poll {
+            Poll::Ready(Ok(written)) => watch.frames.wrote(&data[..*written]),
+            Poll::Pending => watch.frames.blocked(),
+            Poll::Ready(Err(_)) => {}
+        }
+        poll
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        if lock(&self.watch).frames.filtering() {
+            // The few frames a connection coming back opens with: one
+            // slice at a time, so each can be looked at.
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            return self.poll_write(cx, first);
+        }
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(gone()));
+        };
+        let poll = Pin::new(inner).poll_write_vectored(cx, bufs);
+        let mut watch = lock(&this.watch);
+        match &poll {
+            Poll::Ready(Ok(written)) => {
+                let mut left = *written;
+                for buf in bufs {
+                    let n = left.min(buf.len());
+                    watch.frames.wrote(&buf[..n]);
+                    left -= n;
+                    if left == 0 {
+                        break;
+                    }
+                }
+            }
+            Poll::Pending => watch.frames.blocked(),
+            Poll::Ready(Err(_)) => {}
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(|inner| inner.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_flush(cx),
+            None => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.activity.parking.load(Ordering::Acquire) {
+            return Poll::Ready(Ok(()));
+        }
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_shutdown(cx),
+            None => Poll::Ready(Err(gone())),
+        }
+    }
+}
+
+impl Drop for H2Io {
+    fn drop(&mut self) {
+        if self.activity.parking.load(Ordering::Acquire) {
+            if let Some(socket) = self.inner.take() {
+                lock(&self.watch).socket = Some(socket);
+            }
+        }
+    }
+}
+
+/// How a quiet connection leaves hyper.
+enum Leave {
+    /// hyper is asked to let go (HTTP/1.1: a graceful shutdown that keeps
+    /// the socket, see `Io::poll_shutdown`).
+    Goodbye,
+    /// Dropped at once; its socket is handed back (HTTP/2, see `H2Io`).
+    Now,
+    /// Not at this moment (HTTP/2 between frames, see `Frames::may_leave`):
+    /// asked again a moment later.
+    NotYet,
 }
 
 /// How a connection left [`drive`].
@@ -1161,6 +1446,7 @@ enum Ended {
 async fn drive<C>(
     mut connection: Pin<&mut C>,
     goodbye: impl Fn(Pin<&mut C>),
+    leave: impl Fn() -> Leave,
     activity: &Activity,
     limits: &Limits,
     quiet: Option<Duration>,
@@ -1173,6 +1459,10 @@ where
     let mut shutting_down = false;
     // Set once an idle connection was asked to close: dropped then.
     let mut give_up: Option<Instant> = None;
+    // A quiet connection that could not leave yet: asked again then, each
+    // time after twice as long.
+    let mut not_before: Option<Instant> = None;
+    let mut refused = 0u32;
     // One timer, moved to whatever the next deadline is.
     let mut timer = pin!(tokio::time::sleep_until(
         activity.opened + limits.header_read_timeout
@@ -1200,9 +1490,16 @@ where
         // found when the timer fires, so a busy keep-alive connection does
         // not touch the timer wheel once a request.
         loop {
-            let due = match give_up {
-                Some(at) => Due::Head(at),
-                None => activity.due(limits, quiet),
+            let due = match (give_up, activity.due(limits, quiet)) {
+                (Some(at), _) => Due::Head(at),
+                (None, Due::Quiet(at)) => Due::Quiet(not_before.map_or(at, |later| at.max(later))),
+                (None, Due::Never) => {
+                    // Busy again: the next quiet moment starts afresh.
+                    not_before = None;
+                    refused = 0;
+                    Due::Never
+                }
+                (None, due) => due,
             };
             if let Due::Head(at) | Due::Idle(at) | Due::Quiet(at) = due {
                 if at < timer.deadline() {
@@ -1227,9 +1524,27 @@ where
                 Due::Head(_) => return Poll::Ready(Ended::Closed(None)),
                 Due::Idle(_) | Due::Quiet(_) => {
                     if matches!(due, Due::Quiet(_)) && !shutting_down {
-                        // hyper closes an idle connection at once; the
-                        // socket is kept (see `Io::poll_shutdown`).
-                        activity.parking.store(true, Ordering::Release);
+                        match leave() {
+                            Leave::Goodbye => {
+                                // hyper closes an idle connection at once;
+                                // the socket is kept (see `Io::poll_shutdown`).
+                                activity.parking.store(true, Ordering::Release);
+                            }
+                            Leave::Now => {
+                                activity.parking.store(true, Ordering::Release);
+                                return Poll::Ready(Ended::Quiet);
+                            }
+                            Leave::NotYet if now < activity.idle_until(limits) => {
+                                let wait = park::QUIET * 2u32.pow(refused.min(6));
+                                refused += 1;
+                                let again = (now + wait).min(activity.idle_until(limits));
+                                not_before = Some(again);
+                                timer.as_mut().reset(again);
+                                continue;
+                            }
+                            // Idle for good: closed as any other.
+                            Leave::NotYet => {}
+                        }
                     }
                     goodbye(connection.as_mut());
                     give_up = Some(now + GOODBYE_GRACE);

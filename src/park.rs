@@ -86,8 +86,29 @@ pub struct Parked<S> {
     pub leftover: Bytes,
     /// When it is closed if its client has said nothing more.
     pub idle_until: Instant,
-    /// Its place in the listener's connection counts, given back on close.
+    /// Its place in the listener's connection counts, given back on close,
+    /// and what else its protocol keeps.
     pub slot: S,
+}
+
+/// What a parked connection says before the lot closes it.
+pub trait Farewell {
+    /// Bytes written, as far as the socket takes them at once, before a
+    /// plain connection is closed for idleness or shutdown (HTTP/2's
+    /// GOAWAY). None by default.
+    fn farewell(&self) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+impl<S: Farewell> Parked<S> {
+    /// Closes it, saying its farewell first.
+    fn close(self) {
+        if let (Socket::Plain(socket), Some(farewell)) = (&self.socket, self.slot.farewell()) {
+            use std::io::Write as _;
+            let _ = (&*socket).write(&farewell);
+        }
+    }
 }
 
 /// Where connection tasks hand their quiet connections.
@@ -103,7 +124,7 @@ impl<S> Clone for Lot<S> {
     }
 }
 
-impl<S: Send + 'static> Lot<S> {
+impl<S: Farewell + Send + 'static> Lot<S> {
     /// Opens a lot whose connections go to `resume` when their client
     /// speaks again, and are all closed when `shutdown` flips. `None` when
     /// the system gives no epoll set (connections then stay in hyper).
@@ -175,7 +196,7 @@ fn key(index: u32, generation: u32) -> u64 {
     (u64::from(generation) << 32) | u64::from(index)
 }
 
-impl<S> Waiting<S> {
+impl<S: Farewell> Waiting<S> {
     async fn run(
         mut self,
         epoll: AsyncFd<OwnedFd>,
@@ -244,7 +265,9 @@ impl<S> Waiting<S> {
             }
         }
         // Shutting down: the parked are idle, so closing is all they need.
-        self.slots.clear();
+        for (_, parked) in self.slots.drain(..).flatten() {
+            parked.close();
+        }
     }
 
     /// Adds `parked` to the set; gives it back if the system refuses it.
@@ -320,8 +343,10 @@ impl<S> Waiting<S> {
                 break;
             }
             for key in entry.remove() {
-                // Dropped: the socket closes and its place is given back.
-                drop(self.take(key));
+                // Closed: its place is given back.
+                if let Some(parked) = self.take(key) {
+                    parked.close();
+                }
             }
         }
     }
@@ -353,6 +378,13 @@ mod tests {
             leftover: Bytes::new(),
             idle_until: Instant::now() + idle,
             slot,
+        }
+    }
+
+    /// A test connection's place is its number, which it says last.
+    impl Farewell for u32 {
+        fn farewell(&self) -> Option<Vec<u8>> {
+            Some(format!("bye {self}").into_bytes())
         }
     }
 
@@ -399,7 +431,9 @@ mod tests {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         let started = std::time::Instant::now();
-        assert_eq!(quiet.read(&mut buf).unwrap(), 0, "closed by the lot");
+        let mut said = Vec::new();
+        quiet.read_to_end(&mut said).unwrap();
+        assert_eq!(said, b"bye 2", "its farewell, then closed by the lot");
         assert!(started.elapsed() < Duration::from_secs(4));
         assert!(resumed.lock().unwrap().is_empty(), "closed, not resumed");
         stop.send(true).unwrap();

@@ -585,3 +585,105 @@ async fn a_quiet_connection_is_closed_at_shutdown() {
         started.elapsed()
     );
 }
+
+/// An HTTP/2 connection from 127.0.0.`host`, its driving task spawned.
+async fn http2_from(
+    host: u8,
+    addr: SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<common::Body> {
+    let stream = connect_from(host, addr).await;
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+async fn health_over(
+    sender: &mut hyper::client::conn::http2::SendRequest<common::Body>,
+    antre: &Antre,
+) -> http::StatusCode {
+    let request = http::Request::get(antre.url("/_antre/health"))
+        .header("cookie", "site=1; antre-lang=id")
+        .header("user-agent", "test")
+        .body(common::empty())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    status
+}
+
+#[tokio::test]
+async fn quiet_http2_connections_wait_outside_hyper_and_come_back() {
+    let _ = antre::listener::raise_open_file_limit();
+    let origin = Origin::start().await;
+    let text = listen_with(&config(&origin.url(), OPEN), "idle_timeout_seconds = 30");
+    let antre = Antre::start("parked-h2", &text);
+    let mut warm = http2_from(20, antre.addr).await;
+    assert_eq!(health_over(&mut warm, &antre).await, http::StatusCode::OK);
+    drop(warm);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(antre.pid());
+
+    let count = 1000u32;
+    let mut senders = Vec::new();
+    for i in 0..count {
+        let mut sender = http2_from(21 + (i % 4) as u8, antre.addr).await;
+        assert_eq!(health_over(&mut sender, &antre).await, http::StatusCode::OK);
+        senders.push(sender);
+    }
+    // Quiet for a moment: they leave hyper, and what it held goes back.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (mut holding, mut per_connection);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        holding = rss_kib(antre.pid());
+        per_connection = holding.saturating_sub(before) * 1024 / u64::from(count);
+        if per_connection < 2048 || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert!(
+        per_connection < 2048,
+        "{per_connection} bytes per quiet HTTP/2 connection (RSS {before} KiB, then {holding} KiB)"
+    );
+    assert_eq!(
+        metric(&antre, "antre_connections_open{listener=\"visitor\"}").await,
+        Some(f64::from(count)),
+    );
+
+    // They come back to a fresh hyper connection, several times over, and
+    // several requests at once; the header compression and flow control
+    // both sides kept still agree.
+    for round in 0..3 {
+        for sender in senders.iter_mut().take(20) {
+            let (mut one, mut two) = (sender.clone(), sender.clone());
+            let (a, b) = tokio::join!(health_over(&mut one, &antre), health_over(&mut two, &antre));
+            assert_eq!(
+                (a, b),
+                (http::StatusCode::OK, http::StatusCode::OK),
+                "round {round}"
+            );
+            assert_eq!(health_over(sender, &antre).await, http::StatusCode::OK);
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    drop(senders);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&antre, "antre_connections_open{listener=\"visitor\"}").await != Some(0.0)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        metric(&antre, "antre_connections_open{listener=\"visitor\"}").await,
+        Some(0.0),
+        "every connection closed by its client gave back its place"
+    );
+}
