@@ -29,6 +29,13 @@
 //! allows). Our own receive window is safe either way: the client's view
 //! of it never exceeds what a fresh connection assumes, because that first
 //! window update is dropped.
+//!
+//! What a fresh connection cannot know: the streams opened before. A frame
+//! the client sends later for one of them (a reset, a window update; no
+//! client sends them for a stream both sides have closed) is taken for a
+//! stream never opened, and the connection ends with a protocol error; its
+//! GOAWAY names the last stream served, so the client retries the rest on
+//! a new connection.
 
 /// A frame header's length.
 const HEADER: usize = 9;

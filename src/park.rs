@@ -1,5 +1,5 @@
-//! Quiet HTTP/1.1 connections, held outside hyper until their client
-//! speaks again.
+//! Quiet connections, held outside hyper until their client speaks again
+//! (HTTP/2 ones with what [`crate::frames`] kept of their state).
 //!
 //! A waiting room's connections spend nearly all their life idle: a tab
 //! polls every few seconds and keeps its connection open in between. Inside
