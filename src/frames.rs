@@ -30,12 +30,16 @@
 //! of it never exceeds what a fresh connection assumes, because that first
 //! window update is dropped.
 //!
-//! What a fresh connection cannot know: the streams opened before. A frame
-//! the client sends later for one of them (a reset, a window update; no
-//! client sends them for a stream both sides have closed) is taken for a
-//! stream never opened, and the connection ends with a protocol error; its
-//! GOAWAY names the last stream served, so the client retries the rest on
-//! a new connection.
+//! What a fresh connection cannot know: the streams opened before; it
+//! would take a frame for one of them as one for a stream never opened, a
+//! protocol error. A client may still reset such a stream or update its
+//! window late (when a page reads a body slowly), so after a return those
+//! two frames, for a stream up to the last one opened before, are turned
+//! into a frame of a type no one uses, which the connection ignores, as
+//! the old one would have. (When the frame's header is split across two
+//! reads and its type byte already went to hyper, it cannot be turned: the
+//! connection then ends with that protocol error, and its GOAWAY tells the
+//! client to retry on a new one.)
 
 /// A frame header's length.
 const HEADER: usize = 9;
@@ -56,11 +60,16 @@ const SETTINGS_READ: usize = 16 * 6;
 
 const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
 const PUSH_PROMISE: u8 = 0x5;
 const GOAWAY: u8 = 0x7;
 const WINDOW_UPDATE: u8 = 0x8;
 const CONTINUATION: u8 = 0x9;
+
+/// A frame type no one has registered: receivers ignore such frames
+/// (RFC 9113, 4.1).
+const IGNORED: u8 = 0xff;
 
 const ACK: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
@@ -222,6 +231,9 @@ pub struct Frames {
     client_window: i64,
     /// The last stream the client opened.
     last_stream: u32,
+    /// After a return, the last stream opened before it: resets and
+    /// window updates for these are turned into frames to ignore.
+    old_streams: u32,
     /// A write was refused (the socket is full): hyper holds bytes still.
     blocked: bool,
     /// After a return: the settings acknowledgement and the first
@@ -266,6 +278,7 @@ impl Frames {
         frames.drop_ack = true;
         frames.drop_window = true;
         frames.last_stream = resume.last_stream;
+        frames.old_streams = resume.last_stream;
         frames
     }
 
@@ -285,6 +298,7 @@ impl Frames {
             open_block: false,
             client_window,
             last_stream: 0,
+            old_streams: 0,
             blocked: false,
             drop_ack: false,
             drop_window: false,
@@ -292,8 +306,58 @@ impl Frames {
         }
     }
 
-    /// Bytes read from the client, on their way to hyper.
-    pub fn read(&mut self, bytes: &[u8]) {
+    /// Bytes read from the client, on their way to hyper; after a return,
+    /// frames for streams from before it are turned into frames to ignore
+    /// (see the module's comment).
+    pub fn read(&mut self, bytes: &mut [u8]) {
+        if self.old_streams > 0 {
+            self.forget_old_streams(bytes);
+        }
+        self.follow(bytes);
+    }
+
+    /// Turns the resets and window updates for streams opened before a
+    /// return into frames of an ignored type, looking ahead of the read
+    /// cursor without moving it.
+    fn forget_old_streams(&self, bytes: &mut [u8]) {
+        let cursor = &self.read;
+        let mut at = cursor.skip.min(bytes.len());
+        let (mut head, mut have, mut left) = (cursor.head, cursor.have, cursor.left);
+        while at < bytes.len() {
+            if have == HEADER {
+                let n = left.min(bytes.len() - at);
+                at += n;
+                left -= n;
+                if left == 0 {
+                    have = 0;
+                }
+                continue;
+            }
+            let n = (HEADER - have).min(bytes.len() - at);
+            head[have..have + n].copy_from_slice(&bytes[at..at + n]);
+            // Where the type byte (the header's fourth) is in `bytes`, if
+            // it is in this read.
+            let kind_at = (have <= 3 && 3 < have + n).then(|| at + 3 - have);
+            have += n;
+            at += n;
+            if have < HEADER {
+                break;
+            }
+            let frame = Head::parse(&head);
+            left = frame.length;
+            let old = frame.stream != 0 && frame.stream <= self.old_streams;
+            if old && matches!(frame.kind, RST_STREAM | WINDOW_UPDATE) {
+                if let Some(i) = kind_at {
+                    bytes[i] = IGNORED;
+                }
+            }
+            if left == 0 {
+                have = 0;
+            }
+        }
+    }
+
+    fn follow(&mut self, bytes: &[u8]) {
         let Frames {
             read,
             settings,
@@ -480,11 +544,11 @@ mod tests {
         client.extend(frame(WINDOW_UPDATE, 0, 0, &15_663_105u32.to_be_bytes()));
         // Fed a byte at a time: frames cut anywhere are still followed.
         for byte in &client {
-            frames.read(std::slice::from_ref(byte));
+            frames.read(&mut [*byte]);
         }
         frames.wrote(&settings(&[(0x1, 0)]));
         assert!(!frames.may_leave(), "our settings are not acknowledged yet");
-        frames.read(&frame(SETTINGS, ACK, 0, &[]));
+        frames.read(&mut frame(SETTINGS, ACK, 0, &[]));
         frames.wrote(&frame(SETTINGS, ACK, 0, &[]));
         frames
     }
@@ -494,12 +558,12 @@ mod tests {
         let mut frames = opened();
         assert!(frames.may_leave());
         // A request's header block, cut before its end: not between frames.
-        let headers = frame(HEADERS, 0x1, 1, b"abcdef");
-        frames.read(&headers[..5]);
+        let mut headers = frame(HEADERS, 0x1, 1, b"abcdef");
+        frames.read(&mut headers[..5]);
         assert!(!frames.may_leave());
-        frames.read(&headers[5..]);
+        frames.read(&mut headers[5..]);
         assert!(!frames.may_leave(), "the header block is not ended");
-        frames.read(&frame(CONTINUATION, END_HEADERS, 1, b"gh"));
+        frames.read(&mut frame(CONTINUATION, END_HEADERS, 1, b"gh"));
         assert!(frames.may_leave());
         // A response half written.
         let data = frame(DATA, 0x1, 1, &[0; 100]);
@@ -518,11 +582,11 @@ mod tests {
         client.extend(settings(&[]));
         client.extend(frame(SETTINGS, ACK, 0, &[]));
         frames.wrote(&settings(&[]));
-        frames.read(&client);
+        frames.read(&mut client);
         assert!(frames.may_leave());
         frames.wrote(&frame(DATA, 0, 1, &[0; 1000]));
         assert!(!frames.may_leave(), "the client owes a window update");
-        frames.read(&frame(WINDOW_UPDATE, 0, 0, &1000u32.to_be_bytes()));
+        frames.read(&mut frame(WINDOW_UPDATE, 0, 0, &1000u32.to_be_bytes()));
         assert!(frames.may_leave());
     }
 
@@ -530,13 +594,13 @@ mod tests {
     fn a_return_replays_the_settings_and_drops_what_the_client_has() {
         let frames = opened();
         let resume = frames.resume();
-        let preface = resume.preface();
+        let mut preface = resume.preface();
         let mut expected = PREFACE.to_vec();
         expected.extend(settings(&[(0x4, 6_291_456), (0x6, 262_144)]));
         assert_eq!(preface, expected);
 
         let mut back = Frames::resumed(&resume);
-        back.read(&preface);
+        back.read(&mut preface);
         // The fresh connection's opening: its settings (passed), a window
         // update and the acknowledgement of the replayed settings
         // (dropped), then a ping answer (passed).
@@ -559,7 +623,7 @@ mod tests {
         }
         assert_eq!(written, [ours, pong].concat());
         assert!(!back.may_leave(), "its settings are not acknowledged yet");
-        back.read(&frame(SETTINGS, ACK, 0, &[]));
+        back.read(&mut frame(SETTINGS, ACK, 0, &[]));
         assert!(back.may_leave());
         // A later window update is the connection's own: passed.
         let later = frame(WINDOW_UPDATE, 0, 0, &1u32.to_be_bytes());
@@ -569,8 +633,8 @@ mod tests {
     #[test]
     fn the_farewell_names_the_last_stream_opened() {
         let mut frames = opened();
-        frames.read(&frame(HEADERS, END_HEADERS, 1, b"a"));
-        frames.read(&frame(HEADERS, END_HEADERS | 0x1, 7, b"b"));
+        frames.read(&mut frame(HEADERS, END_HEADERS, 1, b"a"));
+        frames.read(&mut frame(HEADERS, END_HEADERS | 0x1, 7, b"b"));
         let resume = frames.resume();
         assert_eq!(
             resume.farewell().to_vec(),
@@ -584,7 +648,7 @@ mod tests {
     #[test]
     fn a_setting_sent_again_is_replayed_once_with_its_last_value() {
         let mut frames = opened();
-        frames.read(&settings(&[(0x6, 1), (0x3, 100)]));
+        frames.read(&mut settings(&[(0x6, 1), (0x3, 100)]));
         let mut expected = PREFACE.to_vec();
         expected.extend(settings(&[(0x4, 6_291_456), (0x6, 1), (0x3, 100)]));
         assert_eq!(frames.resume().preface(), expected);
@@ -592,14 +656,41 @@ mod tests {
     }
 
     #[test]
+    fn after_a_return_late_frames_for_earlier_streams_are_ignored() {
+        let mut frames = opened();
+        frames.read(&mut frame(HEADERS, END_HEADERS | 0x1, 5, b"a"));
+        let mut back = Frames::resumed(&frames.resume());
+        back.read(&mut frames.resume().preface());
+        // A reset and a window update for stream 5, and for stream 7 (new).
+        let mut late = [
+            frame(RST_STREAM, 0, 5, &8u32.to_be_bytes()),
+            frame(WINDOW_UPDATE, 0, 5, &1u32.to_be_bytes()),
+            frame(RST_STREAM, 0, 7, &8u32.to_be_bytes()),
+        ]
+        .concat();
+        // The second header cut before its type byte.
+        let (first, rest) = late.split_at_mut(15);
+        back.read(first);
+        back.read(rest);
+        let kinds: Vec<u8> = [0, 13, 26].iter().map(|at| late[at + 3]).collect();
+        assert_eq!(kinds, [IGNORED, IGNORED, RST_STREAM]);
+        assert!(back.read.at_boundary());
+        // A connection that never waited changes nothing.
+        let mut fresh = opened();
+        let mut reset = frame(RST_STREAM, 0, 1, &8u32.to_be_bytes());
+        fresh.read(&mut reset);
+        assert_eq!(reset[3], RST_STREAM);
+    }
+
+    #[test]
     fn too_many_settings_keep_it_in_hyper() {
         let mut frames = opened();
         let pairs: Vec<(u16, u32)> = (0..20).map(|i| (0x4, i)).collect();
-        frames.read(&settings(&pairs));
+        frames.read(&mut settings(&pairs));
         assert!(!frames.may_leave(), "a frame longer than is read");
         let mut frames = opened();
         let pairs: Vec<(u16, u32)> = (0x10..0x18).map(|id| (id, 1)).collect();
-        frames.read(&settings(&pairs));
+        frames.read(&mut settings(&pairs));
         assert!(!frames.may_leave(), "more settings than are kept");
     }
 }

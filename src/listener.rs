@@ -1317,7 +1317,9 @@ impl AsyncRead for H2Io {
                 this.activity.read();
             }
         }
-        lock(&this.watch).frames.read(&buf.filled()[before..]);
+        lock(&this.watch)
+            .frames
+            .read(&mut buf.filled_mut()[before..]);
         Poll::Ready(Ok(()))
     }
 }
