@@ -1147,24 +1147,7 @@ async fn http1<H, F>(
                 continue;
             }
         };
-        let socket = match inner {
-            MaybeTls::Plain(stream) => match stream.into_std() {
-                Ok(socket) => Socket::Plain(socket),
-                Err(_) => return,
-            },
-            MaybeTls::Tls(stream) => Socket::Tls(stream),
-        };
-        let parked = Parked {
-            socket,
-            addr: peer.addr,
-            leftover: Bytes::new(),
-            idle_until,
-            slot: Kept { slot, http2: None },
-        };
-        if let Some(lot) = shared.lot.get() {
-            // Refused only when shutting down: then it just closes.
-            let _ = lot.park(parked);
-        }
+        park_in(&shared, inner, peer, idle_until, Kept { slot, http2: None });
         return;
     }
 }
@@ -1242,28 +1225,35 @@ async fn http2<H, F>(
                 continue;
             }
         };
-        let socket = match socket {
-            MaybeTls::Plain(stream) => match stream.into_std() {
-                Ok(socket) => Socket::Plain(socket),
-                Err(_) => return,
-            },
-            MaybeTls::Tls(stream) => Socket::Tls(stream),
+        let kept = Kept {
+            slot,
+            http2: Some(resume),
         };
-        let parked = Parked {
-            socket,
-            addr: peer.addr,
-            leftover: Bytes::new(),
-            idle_until,
-            slot: Kept {
-                slot,
-                http2: Some(resume),
-            },
-        };
-        if let Some(lot) = shared.lot.get() {
-            // Refused only when shutting down: then it just closes.
-            let _ = lot.park(parked);
-        }
+        park_in(&shared, socket, peer, idle_until, kept);
         return;
+    }
+}
+
+/// Hands a quiet connection's socket to the lot, to wait there until its
+/// client speaks again or `idle_until`.
+fn park_in<H>(shared: &Shared<H>, stream: Stream, peer: Peer, idle_until: Instant, kept: Kept) {
+    let socket = match stream {
+        MaybeTls::Plain(stream) => match stream.into_std() {
+            Ok(socket) => Socket::Plain(socket),
+            Err(_) => return,
+        },
+        MaybeTls::Tls(stream) => Socket::Tls(stream),
+    };
+    let parked = Parked {
+        socket,
+        addr: peer.addr,
+        leftover: Bytes::new(),
+        idle_until,
+        slot: kept,
+    };
+    if let Some(lot) = shared.lot.get() {
+        // Refused only when shutting down: then it just closes.
+        let _ = lot.park(parked);
     }
 }
 
