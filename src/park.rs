@@ -101,6 +101,20 @@ pub trait Farewell {
     }
 }
 
+impl<S> Parked<S> {
+    /// Whether its client has closed with nothing left to read (a plain
+    /// socket; a TLS one may have a closing alert to read).
+    fn hung_up(&self, events: u32) -> bool {
+        let closed = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        match &self.socket {
+            Socket::Plain(socket) if events & closed != 0 => {
+                matches!(socket.peek(&mut [0u8; 1]), Ok(0) | Err(_))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl<S: Farewell> Parked<S> {
     /// Closes it, saying its farewell first.
     fn close(self) {
@@ -240,7 +254,14 @@ impl<S: Farewell> Waiting<S> {
                         }
                         for event in &events[..n as usize] {
                             if let Some(parked) = self.take(event.u64) {
-                                resume(parked);
+                                if parked.hung_up(event.events) {
+                                    // Its client closed and sent nothing:
+                                    // closed here, no connection rebuilt
+                                    // just to see the end.
+                                    drop(parked);
+                                } else {
+                                    resume(parked);
+                                }
                             }
                         }
                     }
@@ -425,6 +446,17 @@ mod tests {
         let mut buf = [0u8; 16];
         back.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"GET / HTTP/1.1\r\n");
+
+        // One whose client closes is closed here, not given back to be
+        // served (nothing would be).
+        let (leaver, server) = pair();
+        lot.park(parked(server, Duration::from_secs(60), 3))
+            .ok()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(leaver);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(resumed.lock().unwrap().is_empty(), "closed, not resumed");
 
         // The quiet one is closed by the wheel within about a second.
         quiet
