@@ -133,40 +133,50 @@ impl Cursor {
         self.skip == 0 && self.have == 0
     }
 
-    /// The current frame's header, once whole.
-    fn current(&self) -> Option<Head> {
-        (self.have == HEADER).then(|| Head::parse(&self.head))
+    /// Whether the current frame's header is whole (its payload follows).
+    fn in_payload(&self) -> bool {
+        self.have == HEADER
     }
 
-    /// Takes in `bytes`, calling `done` with each frame completed and the
-    /// first bytes of its payload when wanted.
-    fn feed(&mut self, mut bytes: &[u8], mut done: impl FnMut(Head, &[u8])) {
-        let skipped = self.skip.min(bytes.len());
-        self.skip -= skipped;
-        bytes = &bytes[skipped..];
-        while !bytes.is_empty() {
+    /// Takes in `bytes`, calling `headed` with each frame header completed
+    /// (and where in `bytes` its type byte is, when it came in them), and
+    /// `done` with each frame completed and the first bytes of its payload
+    /// when wanted.
+    fn feed(
+        &mut self,
+        bytes: &[u8],
+        mut headed: impl FnMut(Head, Option<usize>),
+        mut done: impl FnMut(Head, &[u8]),
+    ) {
+        let mut at = self.skip.min(bytes.len());
+        self.skip -= at;
+        while at < bytes.len() {
             if self.have < HEADER {
-                let n = (HEADER - self.have).min(bytes.len());
-                self.head[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+                let n = (HEADER - self.have).min(bytes.len() - at);
+                self.head[self.have..self.have + n].copy_from_slice(&bytes[at..at + n]);
+                // The type byte is the header's fourth.
+                let kind_at = (self.have <= 3 && 3 < self.have + n).then(|| at + 3 - self.have);
                 self.have += n;
-                bytes = &bytes[n..];
+                at += n;
                 if self.have < HEADER {
                     return;
                 }
-                self.left = Head::parse(&self.head).length;
+                let head = Head::parse(&self.head);
+                self.left = head.length;
                 self.payload_len = 0;
+                headed(head, kind_at);
             }
             let head = Head::parse(&self.head);
-            let n = self.left.min(bytes.len());
+            let n = self.left.min(bytes.len() - at);
             if head.wanted() {
                 let room = SETTINGS_READ - self.payload_len;
                 let kept = n.min(room);
                 self.payload[self.payload_len..self.payload_len + kept]
-                    .copy_from_slice(&bytes[..kept]);
+                    .copy_from_slice(&bytes[at..at + kept]);
                 self.payload_len += kept;
             }
             self.left -= n;
-            bytes = &bytes[n..];
+            at += n;
             if self.left == 0 {
                 done(head, &self.payload[..self.payload_len]);
                 self.have = 0;
@@ -310,54 +320,8 @@ impl Frames {
     /// frames for streams from before it are turned into frames to ignore
     /// (see the module's comment).
     pub fn read(&mut self, bytes: &mut [u8]) {
-        if self.old_streams > 0 {
-            self.forget_old_streams(bytes);
-        }
-        self.follow(bytes);
-    }
-
-    /// Turns the resets and window updates for streams opened before a
-    /// return into frames of an ignored type, looking ahead of the read
-    /// cursor without moving it.
-    fn forget_old_streams(&self, bytes: &mut [u8]) {
-        let cursor = &self.read;
-        let mut at = cursor.skip.min(bytes.len());
-        let (mut head, mut have, mut left) = (cursor.head, cursor.have, cursor.left);
-        while at < bytes.len() {
-            if have == HEADER {
-                let n = left.min(bytes.len() - at);
-                at += n;
-                left -= n;
-                if left == 0 {
-                    have = 0;
-                }
-                continue;
-            }
-            let n = (HEADER - have).min(bytes.len() - at);
-            head[have..have + n].copy_from_slice(&bytes[at..at + n]);
-            // Where the type byte (the header's fourth) is in `bytes`, if
-            // it is in this read.
-            let kind_at = (have <= 3 && 3 < have + n).then(|| at + 3 - have);
-            have += n;
-            at += n;
-            if have < HEADER {
-                break;
-            }
-            let frame = Head::parse(&head);
-            left = frame.length;
-            let old = frame.stream != 0 && frame.stream <= self.old_streams;
-            if old && matches!(frame.kind, RST_STREAM | WINDOW_UPDATE) {
-                if let Some(i) = kind_at {
-                    bytes[i] = IGNORED;
-                }
-            }
-            if left == 0 {
-                have = 0;
-            }
-        }
-    }
-
-    fn follow(&mut self, bytes: &[u8]) {
+        let old_streams = self.old_streams;
+        let mut forgotten = Vec::new();
         let Frames {
             read,
             settings,
@@ -369,7 +333,15 @@ impl Frames {
             last_stream,
             ..
         } = self;
-        read.feed(bytes, |head, payload| match head.kind {
+        let headed = |head: Head, kind_at: Option<usize>| {
+            let old = head.stream != 0 && head.stream <= old_streams;
+            if old && matches!(head.kind, RST_STREAM | WINDOW_UPDATE) {
+                // Its type byte, when it is in this read (see the module's
+                // comment for when it is not).
+                forgotten.extend(kind_at);
+            }
+        };
+        read.feed(bytes, headed, |head, payload| match head.kind {
             SETTINGS if head.stream == 0 && head.flags & ACK != 0 => {
                 *unacknowledged = unacknowledged.saturating_sub(1);
             }
@@ -407,6 +379,9 @@ impl Frames {
             CONTINUATION if head.flags & END_HEADERS != 0 => *open_block = false,
             _ => {}
         });
+        for at in forgotten {
+            bytes[at] = IGNORED;
+        }
     }
 
     /// What to do with `bytes`, the start of what hyper writes next: pass
@@ -416,29 +391,29 @@ impl Frames {
         if !(self.drop_ack || self.drop_window || self.dropping) || bytes.is_empty() {
             return pass_all;
         }
-        let at = match self.write.current() {
+        let at = if self.write.in_payload() {
             // In a frame already begun: its fate was decided.
-            Some(_) => self.write.left,
-            None if self.write.have > 0 => return pass_all,
-            None => {
-                let Some(first) = bytes.first_chunk::<HEADER>() else {
-                    // A frame's header cut in two: too late to tell.
-                    self.drop_ack = false;
-                    self.drop_window = false;
-                    return pass_all;
-                };
-                let head = Head::parse(first);
-                let settings_ack = head.kind == SETTINGS && head.flags & ACK != 0;
-                let window = head.kind == WINDOW_UPDATE && head.stream == 0;
-                if settings_ack && self.drop_ack {
-                    self.drop_ack = false;
-                    self.dropping = true;
-                } else if window && self.drop_window {
-                    self.drop_window = false;
-                    self.dropping = true;
-                }
-                HEADER + head.length
+            self.write.left
+        } else if self.write.have > 0 {
+            return pass_all;
+        } else {
+            let Some(first) = bytes.first_chunk::<HEADER>() else {
+                // A frame's header cut in two: too late to tell.
+                self.drop_ack = false;
+                self.drop_window = false;
+                return pass_all;
+            };
+            let head = Head::parse(first);
+            let settings_ack = head.kind == SETTINGS && head.flags & ACK != 0;
+            let window = head.kind == WINDOW_UPDATE && head.stream == 0;
+            if settings_ack && self.drop_ack {
+                self.drop_ack = false;
+                self.dropping = true;
+            } else if window && self.drop_window {
+                self.drop_window = false;
+                self.dropping = true;
             }
+            HEADER + head.length
         };
         let n = at.min(bytes.len());
         if self.dropping {
@@ -458,17 +433,21 @@ impl Frames {
             dropping,
             ..
         } = self;
-        write.feed(bytes, |head, _| {
-            if *dropping {
-                *dropping = false;
-                return;
-            }
-            match head.kind {
-                SETTINGS if head.flags & ACK == 0 => *unacknowledged += 1,
-                DATA => *client_window -= head.length as i64,
-                _ => {}
-            }
-        });
+        write.feed(
+            bytes,
+            |_, _| {},
+            |head, _| {
+                if *dropping {
+                    *dropping = false;
+                    return;
+                }
+                match head.kind {
+                    SETTINGS if head.flags & ACK == 0 => *unacknowledged += 1,
+                    DATA => *client_window -= head.length as i64,
+                    _ => {}
+                }
+            },
+        );
     }
 
     /// Whether writes are still looked at frame by frame (a connection

@@ -1274,11 +1274,7 @@ fn html_response(code: StatusCode, html: String) -> Response<Body> {
 }
 
 fn json_response<T: serde::Serialize>(code: StatusCode, value: &T) -> Response<Body> {
-    // Sized for a visitor's status, so it is written without regrowing.
-    let mut body = Vec::with_capacity(512);
-    if serde_json::to_writer(&mut body, value).is_err() {
-        body = b"{}".to_vec();
-    }
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
     response(code, "application/json", full(body))
 }
 
