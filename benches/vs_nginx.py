@@ -231,6 +231,18 @@ def redis_calls(port):
     return total
 
 
+def cpu_seconds(pid):
+    """User and system CPU time of a process (all its threads), seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_of(scenario):
+    """Which antre serves a scenario."""
+    return "tls" if "tls" in scenario else "redis" if "redis" in scenario else "plain"
+
+
 def nginx_worker(master_pid):
     out = subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True).stdout.split()
     return int(out[0])
@@ -294,13 +306,25 @@ def main():
     a_tls = servers["tls"][1]
     a_redis = servers["redis"][1]
 
-    pass_cookie = curl_cookie(f"http://127.0.0.1:{a_plain}/page", "antre-pass-open")
-    # Over TLS the cookies are Secure; the pass is taken over TLS too.
+    # A pass is renewed (a new cookie on the response) once it is a minute
+    # old; a browser then sends the new one, but wrk keeps sending what it
+    # was given. Each admitted run gets a pass of its own, taken just before,
+    # so it measures what a visitor's requests cost, not a renewal on every
+    # one.
     import ssl
     ctx = ssl.create_default_context(cafile=f"{dir}/cert.pem")
-    req = urllib.request.Request(f"https://127.0.0.1:{a_tls}/page", headers={"Cookie": "antre-hello=1"})
-    resp = urllib.request.urlopen(req, context=ctx, timeout=10)
-    tls_pass = next(v.split(";", 1)[0] for v in resp.headers.get_all("Set-Cookie") if v.startswith("antre-pass-open="))
+
+    def plain_pass():
+        return curl_cookie(f"http://127.0.0.1:{a_plain}/page", "antre-pass-open")
+
+    def tls_pass():
+        # Over TLS the cookies are Secure; the pass is taken over TLS too.
+        req = urllib.request.Request(f"https://127.0.0.1:{a_tls}/page", headers={"Cookie": "antre-hello=1"})
+        resp = urllib.request.urlopen(req, context=ctx, timeout=10)
+        return next(v.split(";", 1)[0] for v in resp.headers.get_all("Set-Cookie")
+                    if v.startswith("antre-pass-open="))
+
+    pass_cookie = plain_pass()
     # The one measured waits behind a line of a thousand, so at one
     # admission a minute it is still waiting when the run ends.
     curl_cookie(f"http://127.0.0.1:{a_plain}/line", "antre-pass-line")
@@ -318,10 +342,10 @@ def main():
 
     # name: (antre (url, headers), nginx (url, headers) or None)
     scenarios = {
-        "admitted": ((f"http://127.0.0.1:{a_plain}/page", [f"Cookie: {pass_cookie}"]),
-                     (f"http://127.0.0.1:{n_plain}/page", [f"Cookie: {pass_cookie}"])),
-        "admitted-tls": ((f"https://127.0.0.1:{a_tls}/page", [f"Cookie: {tls_pass}"]),
-                         (f"https://127.0.0.1:{n_tls}/page", [f"Cookie: {tls_pass}"])),
+        "admitted": ((f"http://127.0.0.1:{a_plain}/page", [plain_pass]),
+                     (f"http://127.0.0.1:{n_plain}/page", [plain_pass])),
+        "admitted-tls": ((f"https://127.0.0.1:{a_tls}/page", [tls_pass]),
+                         (f"https://127.0.0.1:{n_tls}/page", [tls_pass])),
         "waiting": ((status_url, [f"Cookie: {ticket}", json_]),
                     (f"http://127.0.0.1:{n_plain}/status.json", [f"Cookie: {ticket}", json_])),
         "arrivals": ((f"http://127.0.0.1:{a_plain}/line", [hello, json_]),
@@ -343,12 +367,22 @@ def main():
             if r % 2:
                 pair.reverse()
             for who, (url, headers) in pair:
+                headers = [f"Cookie: {h()}" if callable(h) else h for h in headers]
                 before = redis_calls(redis_port) if who == "antre" and "redis" in name else None
+                pid = servers[server_of(name)][0].pid if who == "antre" else front_worker
+                cpu_before, started = cpu_seconds(pid), time.monotonic()
                 rate, p99 = wrk(url, headers, expect_ok=not (who == "antre" and "arrivals" in name))
+                cpu, wall = cpu_seconds(pid) - cpu_before, time.monotonic() - started
                 if before is not None:
                     redis_per[name] = (redis_calls(redis_port) - before) / (rate * SECONDS)
-                results[name][who].append((rate, p99))
-                print(f"  round {r + 1} {name:<15} {who:<6} {rate:>10.0f} req/s  p99 {p99:.2f} ms", flush=True)
+                # The server's own CPU time per request, and how busy it
+                # kept its CPU: a server below 100% was held back by the
+                # load generator and origin on the other CPU, not by itself.
+                per_request = cpu * 1e6 / (rate * wall)
+                busy = cpu * 100 / wall
+                results[name][who].append((rate, p99, per_request, busy))
+                print(f"  round {r + 1} {name:<15} {who:<6} {rate:>10.0f} req/s  p99 {p99:.2f} ms  "
+                      f"{per_request:5.1f} µs CPU a request, CPU {busy:.0f}% busy", flush=True)
 
     # Idle connections: each antre measurement on a process of its own,
     # started afresh (same config, keys and state file), so that what one
@@ -417,12 +451,16 @@ def main():
             continue
         ar, ap = statistics.median(x[0] for x in a), statistics.median(x[1] for x in a)
         nr, np_ = statistics.median(x[0] for x in n), statistics.median(x[1] for x in n)
+        ac, nc = statistics.median(x[2] for x in a), statistics.median(x[2] for x in n)
+        ab, nb = statistics.median(x[3] for x in a), statistics.median(x[3] for x in n)
         # Each round's two runs are back to back: the median of the rounds'
         # own ratios is not moved by the host's load changing between them.
         rate_ratio = statistics.median(x[0] / y[0] for x, y in zip(a, n))
         p99_ratio = statistics.median(x[1] / y[1] for x, y in zip(a, n))
-        print(f"| {label} | {fmt_rate(ar)} req/s, p99 {ap:.2f} ms | {fmt_rate(nr)} req/s, p99 {np_:.2f} ms "
-              f"| **{rate_ratio:.2f}×**, p99 {p99_ratio:.2f}× |")
+        cpu_ratio = statistics.median(x[2] / y[2] for x, y in zip(a, n))
+        print(f"| {label} | {fmt_rate(ar)} req/s, p99 {ap:.2f} ms, {ac:.1f} µs CPU a request ({ab:.0f}% busy) "
+              f"| {fmt_rate(nr)} req/s, p99 {np_:.2f} ms, {nc:.1f} µs ({nb:.0f}% busy) "
+              f"| **{rate_ratio:.2f}×**, p99 {p99_ratio:.2f}×, CPU a request {cpu_ratio:.2f}× |")
     for name, label in [("idle-h1-admitted", "idle HTTP/1.1 connection, admitted path"),
                         ("idle-h1-waiting", "idle HTTP/1.1 connection, waiting path"),
                         ("idle-h2", "idle HTTP/2 connection")]:

@@ -67,8 +67,9 @@ impl ProxyError {
 }
 
 /// Headers that describe one hop, not the message; never forwarded.
-const HOP_BY_HOP: [HeaderName; 8] = [
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
+    header::UPGRADE,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
@@ -167,6 +168,9 @@ impl Proxy {
         });
 
         let headers = request.headers_mut();
+        // Room for the identity headers, the admission header and `Host`,
+        // so the map grows once rather than header by header.
+        headers.reserve(6);
         let upgrade_protocol = headers.get(header::UPGRADE).cloned();
         strip_hop_by_hop(headers);
         if upgrade {
@@ -579,19 +583,35 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 
 /// Removes the standard hop-by-hop headers and any named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .collect();
-    // One look over the names present; removing (which hashes each name)
-    // only what is there, usually nothing.
-    let hop = |name: &HeaderName| {
-        HOP_BY_HOP.contains(name) || name == header::UPGRADE || named.contains(name)
-    };
-    if headers.keys().any(hop) {
-        let present: Vec<HeaderName> = headers.keys().filter(|n| hop(n)).cloned().collect();
-        for name in present {
+    // Fields `Connection` names beyond the standard ones: it nearly always
+    // says only `keep-alive`, which is one of them, so nothing is looked up
+    // (or allocated) then.
+    let mut named: Vec<HeaderName> = Vec::new();
+    for token in connection_tokens(headers) {
+        if token.eq_ignore_ascii_case("keep-alive") {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+            if !HOP_BY_HOP.contains(&name) && headers.contains_key(&name) {
+                named.push(name);
+            }
+        }
+    }
+    // One look over the names present, noting which standard ones are
+    // there; removing (which hashes each name) only those.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present |= 1 << i;
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
             headers.remove(name);
         }
+    }
+    for name in named {
+        headers.remove(name);
     }
 }
 
@@ -601,25 +621,37 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Works on bytes, so the site's own cookies pass untouched whatever they
 /// hold.
 fn rewrite_cookies(headers: &mut HeaderMap) {
-    let fields = headers.get_all(header::COOKIE).iter().count();
-    let pairs = || {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
-            .map(|pair| pair.trim_ascii())
-            .filter(|pair| !pair.is_empty())
-    };
-    if fields <= 1 && !pairs().any(cookie::is_own) {
+    // One walk over the pairs, keeping the site's; an admitted visitor
+    // always sends a pass, so the field is nearly always rewritten.
+    let mut fields = 0;
+    let mut own = false;
+    let mut kept: Vec<u8> = Vec::new();
+    for field in headers.get_all(header::COOKIE) {
+        fields += 1;
+        let pairs = field
+            .as_bytes()
+            .split(|b| *b == b';')
+            .map(<[u8]>::trim_ascii)
+            .filter(|pair| !pair.is_empty());
+        for pair in pairs {
+            if cookie::is_own(pair) {
+                own = true;
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(pair);
+        }
+    }
+    if fields <= 1 && !own {
         return;
     }
-    let kept: Vec<&[u8]> = pairs().filter(|pair| !cookie::is_own(pair)).collect();
-    let value = (!kept.is_empty())
-        .then(|| HeaderValue::from_bytes(&kept.join(&b"; "[..])).ok())
-        .flatten();
     headers.remove(header::COOKIE);
-    if let Some(value) = value {
-        headers.insert(header::COOKIE, value);
+    if !kept.is_empty() {
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(kept)) {
+            headers.insert(header::COOKIE, value);
+        }
     }
 }
 
