@@ -687,6 +687,20 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key(header::ACCEPT));
+
+        // `Upgrade` goes too; a name `Connection` lists that is not there,
+        // or is not a header name at all, changes nothing else.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, close, x-absent, bad name"),
+        );
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert("close", HeaderValue::from_static("named, so removed"));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("text/html"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key(header::ACCEPT));
     }
 
     #[test]
@@ -720,6 +734,15 @@ mod tests {
         );
         rewrite_cookies(&mut only_ours);
         assert!(!only_ours.contains_key(header::COOKIE));
+
+        // One field with none of antre's goes on exactly as it came.
+        let mut site_only = HeaderMap::new();
+        site_only.insert(
+            header::COOKIE,
+            HeaderValue::from_static("session=abc;;  theme=dark ;"),
+        );
+        rewrite_cookies(&mut site_only);
+        assert_eq!(site_only[header::COOKIE], "session=abc;;  theme=dark ;");
     }
 
     #[test]
