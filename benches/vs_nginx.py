@@ -101,6 +101,7 @@ ORIGIN_SERVER = """
     server {{
         listen 127.0.0.1:{port} reuseport;
         root {dir}/www;
+        open_file_cache max=16 inactive=600s;
         location / {{ try_files /page.html =404; }}
     }}
 """
