@@ -621,32 +621,30 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Works on bytes, so the site's own cookies pass untouched whatever they
 /// hold.
 fn rewrite_cookies(headers: &mut HeaderMap) {
-    // One walk over the pairs, keeping the site's; an admitted visitor
-    // always sends a pass, so the field is nearly always rewritten.
-    let mut fields = 0;
-    let mut own = false;
-    let mut kept: Vec<u8> = Vec::new();
-    for field in headers.get_all(header::COOKIE) {
-        fields += 1;
-        let pairs = field
-            .as_bytes()
-            .split(|b| *b == b';')
-            .map(<[u8]>::trim_ascii)
-            .filter(|pair| !pair.is_empty());
-        for pair in pairs {
-            if cookie::is_own(pair) {
-                own = true;
-                continue;
-            }
+    let kept = {
+        let fields = headers.get_all(header::COOKIE);
+        let pairs = || {
+            fields
+                .iter()
+                .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+                .map(<[u8]>::trim_ascii)
+                .filter(|pair| !pair.is_empty())
+        };
+        // One field with none of antre's (a request for an unguarded path)
+        // goes on as it came, nothing copied; the look stops at the first
+        // of antre's, which an admitted visitor's pass usually is.
+        if fields.iter().nth(1).is_none() && !pairs().any(cookie::is_own) {
+            return;
+        }
+        let mut kept: Vec<u8> = Vec::new();
+        for pair in pairs().filter(|pair| !cookie::is_own(pair)) {
             if !kept.is_empty() {
                 kept.extend_from_slice(b"; ");
             }
             kept.extend_from_slice(pair);
         }
-    }
-    if fields <= 1 && !own {
-        return;
-    }
+        kept
+    };
     headers.remove(header::COOKIE);
     if !kept.is_empty() {
         if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(kept)) {
