@@ -32,7 +32,9 @@
 //! - [`board`]: the public board of the rooms that opt in.
 //! - [`page`]: the queue page and its siblings, in Indonesian and English.
 //! - [`proxy`]: forwarding to the origin, streaming, upgrades; [`pool`]
-//!   its keep-alive connections, one stack per worker thread.
+//!   its keep-alive connections, one stack per worker thread, and the
+//!   exchange on them in the request's own task; [`wire`] the HTTP/1.1
+//!   bytes of that exchange.
 //! - [`server`]: the request pipeline; errors become responses there and
 //!   nowhere else.
 //! - [`listener`]: connections on both listeners: caps per listener and
@@ -125,4 +127,5 @@ pub mod store;
 pub mod stream;
 pub mod tls;
 pub mod token;
+pub mod wire;
 pub mod work;

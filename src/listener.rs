@@ -793,12 +793,12 @@ struct Tracked {
 
 impl hyper::body::Body for Tracked {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::proxy::BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let poll = Pin::new(&mut self.body).poll_frame(cx);
         if matches!(poll, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
             self.in_flight = None;

@@ -28,7 +28,10 @@ use crate::pool::{Failure, Pool};
 use crate::stream::MaybeTls;
 
 /// The body of every response antre sends.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// Any error, as response bodies and the origin client give them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a request could not be answered by the origin.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +70,7 @@ impl ProxyError {
 }
 
 /// Headers that describe one hop, not the message; never forwarded.
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     header::UPGRADE,
     HeaderName::from_static("keep-alive"),
@@ -94,7 +97,7 @@ pub struct Outgoing<'a> {
 }
 
 pub struct Proxy {
-    pool: Arc<Pool<ClientBody>>,
+    pool: Arc<Pool>,
     origin: Origin,
     /// For an `https://` origin: HTTP/2, when it offers it.
     h2: Option<Http2Origin>,
@@ -208,6 +211,8 @@ impl Proxy {
             },
             _ => None,
         };
+        // After a `101` from an HTTP/1.1 origin: its side of the tunnel.
+        let mut origin_tunnel = None;
         // Either way, a failure is (whether it was in connecting, its
         // description).
         let sent = match http2 {
@@ -220,7 +225,7 @@ impl Proxy {
                 tokio::time::timeout(self.origin.response_timeout, send_http2(sender, request))
                     .await
                     .map(|sent| {
-                        sent.map(|r| r.map(|body| body.boxed()))
+                        sent.map(|r| r.map(|body| body.map_err(BoxError::from).boxed()))
                             .map_err(|e| (false, error_chain(&e)))
                     })
             }
@@ -242,7 +247,15 @@ impl Proxy {
                 tokio::time::timeout(self.origin.response_timeout, self.pool.send(request))
                     .await
                     .map(|sent| match sent {
-                        Ok(response) => Ok(response.map(|body| body.boxed())),
+                        Ok(response) => {
+                            let (parts, body) = response.into_parts();
+                            if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+                                origin_tunnel = body.into_tunnel();
+                                Ok(Response::from_parts(parts, crate::server::empty()))
+                            } else {
+                                Ok(Response::from_parts(parts, body.boxed()))
+                            }
+                        }
                         Err(Failure::Connect(why)) => Err((true, why)),
                         Err(Failure::Failed(why)) => Err((false, why)),
                     })
@@ -272,16 +285,20 @@ impl Proxy {
                         .to_owned(),
                 ));
             }
-            if let Some(client_upgrade) = client_upgrade {
-                let origin_upgrade = hyper::upgrade::on(&mut response);
+            if let (Some(client_upgrade), Some((mut origin, early))) =
+                (client_upgrade, origin_tunnel)
+            {
                 tokio::spawn(async move {
-                    match tokio::try_join!(client_upgrade, origin_upgrade) {
-                        Ok((client, origin)) => {
+                    match client_upgrade.await {
+                        Ok(client) => {
                             let mut client = TokioIo::new(client);
-                            let mut origin = TokioIo::new(origin);
-                            if let Err(e) =
+                            // What the origin sent right after its head
+                            // goes first.
+                            let spliced = async {
+                                tokio::io::AsyncWriteExt::write_all(&mut client, &early).await?;
                                 tokio::io::copy_bidirectional(&mut client, &mut origin).await
-                            {
+                            };
+                            if let Err(e) = spliced.await {
                                 tracing::debug!(error = %e, "upgraded connection ended");
                             }
                         }

@@ -1247,7 +1247,7 @@ fn redirect(code: StatusCode, location: &str) -> Response<Body> {
     response
 }
 
-fn empty() -> Body {
+pub(crate) fn empty() -> Body {
     Full::new(Bytes::new())
         .map_err(|never| match never {})
         .boxed()
