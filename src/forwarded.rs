@@ -140,6 +140,26 @@ pub struct Hop<'a> {
 /// added, `Forwarded` (RFC 7239) and `X-Forwarded-For/-Proto/-Host`
 /// written.
 pub fn rewrite(headers: &mut HeaderMap, hop: Hop<'_>) {
+    identity(headers, hop).apply(headers);
+}
+
+/// The identity fields this hop gives a request: `X-Forwarded-For` and
+/// `Forwarded` replace any field of their name; `X-Forwarded-Proto` and
+/// `-Host` are given only where the request has none.
+#[derive(Debug)]
+pub struct Identity {
+    /// `None` for a value that would not be a valid field (never from
+    /// what this hop writes itself; a trusted proxy's own could be odd).
+    forwarded_for: Option<String>,
+    proto: Option<&'static str>,
+    host: Option<HeaderValue>,
+    forwarded: Option<String>,
+}
+
+/// Takes out of `headers` what no client may claim (see [`rewrite`]) and
+/// returns the identity fields to add: into the map ([`Identity::apply`]),
+/// or straight into a request head ([`Identity::fields`]).
+pub fn identity(headers: &mut HeaderMap, hop: Hop<'_>) -> Identity {
     // One look over the names; removing (which hashes each name) only when
     // something is there to remove, which is rare.
     let unwanted = |name: &HeaderName| {
@@ -163,7 +183,7 @@ pub fn rewrite(headers: &mut HeaderMap, hop: Hop<'_>) {
     let proto = if hop.https { "https" } else { "http" };
     let mut peer = String::with_capacity(39);
     push_ip(&mut peer, hop.peer);
-    let mut value = match hop
+    let mut forwarded_for = match hop
         .trusted
         .then(|| joined(headers, &X_FORWARDED_FOR))
         .flatten()
@@ -171,37 +191,72 @@ pub fn rewrite(headers: &mut HeaderMap, hop: Hop<'_>) {
         Some(previous) => previous + ", ",
         None => String::with_capacity(peer.len()),
     };
-    value.push_str(&peer);
-    insert(headers, X_FORWARDED_FOR, &value);
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    }
-    if let Some(host) = hop.host {
-        if !headers.contains_key(&X_FORWARDED_HOST) {
-            headers.insert(X_FORWARDED_HOST, host.clone());
-        }
-    }
+    forwarded_for.push_str(&peer);
 
-    let mut value = match hop.trusted.then(|| joined(headers, &FORWARDED)).flatten() {
+    let mut forwarded = match hop.trusted.then(|| joined(headers, &FORWARDED)).flatten() {
         Some(previous) => previous + ", ",
         None => String::with_capacity(96),
     };
-    value.push_str("for=");
+    forwarded.push_str("for=");
     match hop.peer {
-        IpAddr::V4(_) => value.push_str(&peer),
+        IpAddr::V4(_) => forwarded.push_str(&peer),
         IpAddr::V6(_) => {
-            value.push_str("\"[");
-            value.push_str(&peer);
-            value.push_str("]\"");
+            forwarded.push_str("\"[");
+            forwarded.push_str(&peer);
+            forwarded.push_str("]\"");
         }
     }
     if let Some(host) = hop.host.and_then(|h| h.to_str().ok()) {
-        value.push_str(";host=");
-        push_quoted(&mut value, host);
+        forwarded.push_str(";host=");
+        push_quoted(&mut forwarded, host);
     }
-    value.push_str(";proto=");
-    value.push_str(proto);
-    insert(headers, FORWARDED, &value);
+    forwarded.push_str(";proto=");
+    forwarded.push_str(proto);
+    Identity {
+        forwarded_for: valid(forwarded_for),
+        proto: (!headers.contains_key(&X_FORWARDED_PROTO)).then_some(proto),
+        host: hop
+            .host
+            .filter(|_| !headers.contains_key(&X_FORWARDED_HOST))
+            .cloned(),
+        forwarded: valid(forwarded),
+    }
+}
+
+/// The text, if it is a valid field value.
+fn valid(text: String) -> Option<String> {
+    text.bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        .then_some(text)
+}
+
+impl Identity {
+    /// Each field to give the request, as a name and a valid value; the
+    /// request's own fields of these names are to be left out.
+    pub fn fields(&self) -> impl Iterator<Item = (HeaderName, &[u8])> {
+        [
+            self.forwarded_for
+                .as_ref()
+                .map(|v| (X_FORWARDED_FOR, v.as_bytes())),
+            self.proto
+                .map(|proto| (X_FORWARDED_PROTO, proto.as_bytes())),
+            self.host
+                .as_ref()
+                .map(|host| (X_FORWARDED_HOST, host.as_bytes())),
+            self.forwarded.as_ref().map(|v| (FORWARDED, v.as_bytes())),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// Puts the fields into `headers`.
+    pub fn apply(self, headers: &mut HeaderMap) {
+        for (name, value) in self.fields() {
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                headers.insert(name, value);
+            }
+        }
+    }
 }
 
 /// Every field of `name` joined with commas, when there is any text.
@@ -214,12 +269,6 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
         .filter(|v| !v.is_empty())
         .collect();
     (!parts.is_empty()).then(|| parts.join(", "))
-}
-
-fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name, value);
-    }
 }
 
 /// Appends an address in its usual text form. IPv4, nearly every visitor,

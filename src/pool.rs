@@ -26,6 +26,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
+use http::header::HeaderName;
 use http::{Method, Request, Response, Uri};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -110,7 +111,8 @@ impl Pool {
         &self.shards[shard_index() % self.shards.len()]
     }
 
-    /// Sends `request` (its URI the target in origin form) on an idle
+    /// Sends `request` (its URI the target in origin form), with the
+    /// fields `added` in place of any of the same name, on an idle
     /// connection, or a new one, and returns the response once its head
     /// has come; the body is read from the connection as it is polled.
     ///
@@ -121,6 +123,7 @@ impl Pool {
     pub async fn send<B>(
         self: &Arc<Self>,
         request: Request<B>,
+        added: &[(HeaderName, &[u8])],
     ) -> Result<Response<OriginBody>, Failure>
     where
         B: Body<Data = Bytes> + Unpin,
@@ -137,7 +140,14 @@ impl Pool {
         };
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut head = Vec::with_capacity(256 + parts.headers.len() * 48);
-        wire::write_request_head(&parts.method, target, &parts.headers, framing, &mut head);
+        wire::write_request_head(
+            &parts.method,
+            target,
+            &parts.headers,
+            added,
+            framing,
+            &mut head,
+        );
         let head_request = parts.method == Method::HEAD;
         let repeatable = framing == RequestFraming::Empty && parts.method.is_idempotent();
         let mut reuse = true;
@@ -724,7 +734,10 @@ mod tests {
             .header("host", "x")
             .body(Empty::<Bytes>::new())
             .unwrap();
-        let response = pool.send(request).await.map_err(|e| format!("{e:?}"))?;
+        let response = pool
+            .send(request, &[])
+            .await
+            .map_err(|e| format!("{e:?}"))?;
         let status = response.status();
         let body = response
             .into_body()
@@ -768,7 +781,7 @@ mod tests {
         let pool = pool_for(url, 4, Duration::from_secs(30));
         for _ in 0..3 {
             let response = pool
-                .send(Request::get("/").body(Empty::<Bytes>::new()).unwrap())
+                .send(Request::get("/").body(Empty::<Bytes>::new()).unwrap(), &[])
                 .await
                 .unwrap();
             assert_eq!(response.status(), 200);
@@ -855,7 +868,7 @@ mod tests {
         let post = Request::post("/pay")
             .body(Full::new(Bytes::from_static(b"once")))
             .unwrap();
-        let Err(Failure::Failed(why)) = pool.send(post).await else {
+        let Err(Failure::Failed(why)) = pool.send(post, &[]).await else {
             panic!("a POST the origin dropped was not a failure")
         };
         assert!(why.contains("closed the connection"), "{why}");
@@ -869,7 +882,7 @@ mod tests {
         let known = Request::post("/form")
             .body(Full::new(Bytes::from_static(b"name=ana")))
             .unwrap();
-        assert_eq!(pool.send(known).await.unwrap().status(), 200);
+        assert_eq!(pool.send(known, &[]).await.unwrap().status(), 200);
         // A body of unknown length goes in chunks.
         let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
         let streamed = Channel(receiver);
@@ -880,7 +893,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
-        let response = pool.send(request).await.unwrap();
+        let response = pool.send(request, &[]).await.unwrap();
         assert_eq!(
             response.into_body().collect().await.unwrap().to_bytes(),
             "ok"
@@ -906,7 +919,7 @@ mod tests {
         let (_sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(1);
         let endless = Channel(receiver);
         let response = pool
-            .send(Request::post("/upload").body(endless).unwrap())
+            .send(Request::post("/upload").body(endless).unwrap(), &[])
             .await
             .unwrap();
         assert_eq!(response.status(), 413);

@@ -171,9 +171,6 @@ impl Proxy {
         });
 
         let headers = request.headers_mut();
-        // Room for the identity headers, the admission header and `Host`,
-        // so the map grows once rather than header by header.
-        headers.reserve(6);
         let upgrade_protocol = headers.get(header::UPGRADE).cloned();
         strip_hop_by_hop(headers);
         if upgrade {
@@ -183,13 +180,11 @@ impl Proxy {
             }
         }
         rewrite_cookies(headers);
-        forwarded::rewrite(headers, outgoing.hop);
-        if let Some(admission) = outgoing.admission {
-            headers.insert(crate::admission::HEADER_NAME, admission.clone());
-        }
-        if let Some(host) = self.origin.host.clone().or(outgoing.hop.host.cloned()) {
-            headers.insert(header::HOST, host);
-        }
+        // The fields this hop adds (identity, admission, the site in
+        // `Host`) go straight into an HTTP/1.1 request's head; only
+        // HTTP/2 needs them in the map.
+        let identity = forwarded::identity(headers, outgoing.hop);
+        let host = self.origin.host.as_ref().or(outgoing.hop.host);
 
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let http2 = match &self.h2 {
@@ -217,10 +212,17 @@ impl Proxy {
         // description).
         let sent = match http2 {
             Some(sender) => {
+                let headers = request.headers_mut();
+                headers.reserve(5);
+                identity.apply(headers);
+                if let Some(admission) = outgoing.admission {
+                    headers.insert(crate::admission::HEADER_NAME, admission.clone());
+                }
                 // HTTP/2 names the site in `:authority`, from the URI;
                 // the `Host` antre would send moves there.
-                let host = request.headers_mut().remove(header::HOST);
-                *request.uri_mut() = self.origin_uri_for(host.as_ref(), outgoing.target)?;
+                let sent_host = headers.remove(header::HOST);
+                let host = host.or(sent_host.as_ref());
+                *request.uri_mut() = self.origin_uri_for(host, outgoing.target)?;
                 *request.version_mut() = Version::HTTP_2;
                 tokio::time::timeout(self.origin.response_timeout, send_http2(sender, request))
                     .await
@@ -235,30 +237,42 @@ impl Proxy {
                     .target
                     .parse()
                     .map_err(|e: http::uri::InvalidUri| ProxyError::Failed(e.to_string()))?;
-                if !request.headers().contains_key(header::HOST) {
-                    if let Some(authority) = self.origin.url.authority() {
-                        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-                            request.headers_mut().insert(header::HOST, host);
+                let mut added: Vec<(HeaderName, &[u8])> = Vec::with_capacity(6);
+                added.extend(identity.fields());
+                if let Some(admission) = outgoing.admission {
+                    added.push((crate::admission::HEADER_NAME, admission.as_bytes()));
+                }
+                let authority = self.origin.url.authority().map(|a| a.as_str().as_bytes());
+                match host {
+                    Some(host) => added.push((header::HOST, host.as_bytes())),
+                    None if !request.headers().contains_key(header::HOST) => {
+                        if let Some(authority) =
+                            authority.filter(|a| HeaderValue::from_bytes(a).is_ok())
+                        {
+                            added.push((header::HOST, authority));
                         }
                     }
+                    None => {}
                 }
                 // Over HTTP/1.1 whatever the client used.
-                *request.version_mut() = Version::HTTP_11;
-                tokio::time::timeout(self.origin.response_timeout, self.pool.send(request))
-                    .await
-                    .map(|sent| match sent {
-                        Ok(response) => {
-                            let (parts, body) = response.into_parts();
-                            if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-                                origin_tunnel = body.into_tunnel();
-                                Ok(Response::from_parts(parts, crate::server::empty()))
-                            } else {
-                                Ok(Response::from_parts(parts, body.boxed()))
-                            }
+                tokio::time::timeout(
+                    self.origin.response_timeout,
+                    self.pool.send(request, &added),
+                )
+                .await
+                .map(|sent| match sent {
+                    Ok(response) => {
+                        let (parts, body) = response.into_parts();
+                        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+                            origin_tunnel = body.into_tunnel();
+                            Ok(Response::from_parts(parts, crate::server::empty()))
+                        } else {
+                            Ok(Response::from_parts(parts, body.boxed()))
                         }
-                        Err(Failure::Connect(why)) => Err((true, why)),
-                        Err(Failure::Failed(why)) => Err((false, why)),
-                    })
+                    }
+                    Err(Failure::Connect(why)) => Err((true, why)),
+                    Err(Failure::Failed(why)) => Err((false, why)),
+                })
             }
         };
         let mut response = match sent {

@@ -42,12 +42,14 @@ pub enum RequestFraming {
 }
 
 /// Appends the request head to `out`: the request line in origin form,
-/// every field of `headers` except the body's framing, which `framing`
-/// decides, and the empty line.
+/// the fields of `headers` but those named in `added` and the body's
+/// framing (which `framing` decides), the fields `added` (valid values),
+/// and the empty line.
 pub fn write_request_head(
     method: &Method,
     target: &str,
     headers: &HeaderMap,
+    added: &[(HeaderName, &[u8])],
     framing: RequestFraming,
     out: &mut Vec<u8>,
 ) {
@@ -55,13 +57,18 @@ pub fn write_request_head(
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-            continue;
-        }
+    let kept = headers
+        .iter()
+        .filter(|(name, _)| {
+            *name != header::CONTENT_LENGTH
+                && *name != header::TRANSFER_ENCODING
+                && !added.iter().any(|(added, _)| added == *name)
+        })
+        .map(|(name, value)| (name, value.as_bytes()));
+    for (name, value) in kept.chain(added.iter().map(|(name, value)| (name, *value))) {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
     match framing {
@@ -465,6 +472,7 @@ mod tests {
             &Method::GET,
             "/x?y=1",
             &headers,
+            &[],
             RequestFraming::Empty,
             &mut out,
         );
@@ -477,6 +485,7 @@ mod tests {
             &Method::POST,
             "/",
             &headers,
+            &[],
             RequestFraming::Empty,
             &mut out,
         );
@@ -490,6 +499,7 @@ mod tests {
             &Method::PUT,
             "/",
             &headers,
+            &[],
             RequestFraming::Length(12345),
             &mut out,
         );
@@ -499,10 +509,29 @@ mod tests {
             &Method::POST,
             "/",
             &headers,
+            &[],
             RequestFraming::Chunked,
             &mut out,
         );
         assert!(out.ends_with(b"transfer-encoding: chunked\r\n\r\n"));
+        // Fields added by this hop take the place of the request's own.
+        out.clear();
+        let added = [
+            (header::HOST, &b"origin.example"[..]),
+            (HeaderName::from_static("x-forwarded-for"), &b"10.0.0.1"[..]),
+        ];
+        write_request_head(
+            &Method::GET,
+            "/",
+            &headers,
+            &added,
+            RequestFraming::Empty,
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "GET / HTTP/1.1\r\ncookie: a=1\r\nhost: origin.example\r\nx-forwarded-for: 10.0.0.1\r\n\r\n"
+        );
         assert_eq!(
             out.windows(14).filter(|w| w == b"content-length").count(),
             0
