@@ -656,10 +656,8 @@ mod tests {
                             if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                                 break i + 4;
                             }
-                            let mut more = [0u8; 4096];
-                            match stream.read(&mut more).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&more[..n]),
+                            if !read_more(&mut stream, &mut buf).await {
+                                return;
                             }
                         };
                         let n = {
@@ -680,19 +678,15 @@ mod tests {
                         let mut wanted = end + length;
                         if head.contains("transfer-encoding: chunked") {
                             while !buf[end..].windows(5).any(|w| w == b"0\r\n\r\n") {
-                                let mut more = [0u8; 4096];
-                                match stream.read(&mut more).await {
-                                    Ok(0) | Err(_) => return,
-                                    Ok(n) => buf.extend_from_slice(&more[..n]),
+                                if !read_more(&mut stream, &mut buf).await {
+                                    return;
                                 }
                             }
                             wanted = buf.len();
                         }
                         while buf.len() < wanted {
-                            let mut more = [0u8; 4096];
-                            match stream.read(&mut more).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&more[..n]),
+                            if !read_more(&mut stream, &mut buf).await {
+                                return;
                             }
                         }
                         seen.lock().unwrap()[n] = buf[..wanted].to_vec();
@@ -718,6 +712,18 @@ mod tests {
             accepted,
             requests,
         )
+    }
+
+    /// Reads what comes next onto `buf`; false once the peer is gone.
+    async fn read_more(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+        let mut more = [0u8; 4096];
+        match stream.read(&mut more).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                buf.extend_from_slice(&more[..n]);
+                true
+            }
+        }
     }
 
     fn pool_for(url: Uri, max_idle: usize, idle: Duration) -> Arc<Pool> {

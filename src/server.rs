@@ -115,12 +115,17 @@ pub enum Refusal {
     Body(&'static str),
     #[error("the request does not name one plain host")]
     Host,
+    /// A transfer coding other than `chunked`: antre would pass the coded
+    /// bytes on as if they were plain, so, as nginx does, it refuses them.
+    #[error("the request's transfer coding is not supported")]
+    Coding,
 }
 
 impl Refusal {
     fn status(self) -> StatusCode {
         match self {
             Refusal::Method => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::Coding => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -131,6 +136,7 @@ impl Refusal {
             Refusal::Method => "method_not_allowed",
             Refusal::Body(_) => "body_not_allowed",
             Refusal::Host => "bad_host",
+            Refusal::Coding => "coding_not_supported",
         }
     }
 }
@@ -194,6 +200,9 @@ pub fn parse<B: hyper::body::Body>(
         if has_body(request) {
             return Err(Refusal::Body(name));
         }
+    }
+    if has_other_coding(request) {
+        return Err(Refusal::Coding);
     }
     let host = checked_host(request)?;
     let query = request.uri().query();
@@ -313,6 +322,17 @@ fn is_plain_host(host: &[u8]) -> bool {
 /// request without `Content-Length` or `Transfer-Encoding`, or with a
 /// length of 0, has an empty body; an HTTP/2 request has one unless its
 /// headers ended the stream.
+/// Whether `Transfer-Encoding` names any coding but `chunked`.
+fn has_other_coding<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"chunked"))
+}
+
 fn has_body<B: hyper::body::Body>(request: &Request<B>) -> bool {
     !request.body().is_end_stream()
 }

@@ -581,6 +581,35 @@ async fn a_body_antre_cannot_read_is_the_clients_fault() {
 }
 
 #[tokio::test]
+async fn a_transfer_coding_other_than_chunked_is_refused() {
+    let origin = Origin::start().await;
+    let antre = Antre::start("coding", &config(&origin.url(), ROOM));
+    for coding in [
+        "gzip, chunked",
+        "deflate,chunked",
+        "chunked, identity, chunked",
+    ] {
+        let request = format!(
+            "POST /static/upload HTTP/1.1\r\nHost: antre.test\r\nTransfer-Encoding: {coding}\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        let answer = raw(&antre, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 501 "), "{coding}: {answer}");
+    }
+    // Chunked alone, in any case, goes through.
+    let answer = raw(
+        &antre,
+        b"POST /static/upload HTTP/1.1\r\nHost: antre.test\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert_eq!(
+        origin.seen().len(),
+        1,
+        "only the plain chunked body reached the site"
+    );
+}
+
+#[tokio::test]
 async fn an_origin_connection_is_not_reused_after_a_body_cut_short() {
     let origin = Origin::start().await;
     let rooms = ROOM.replace("admit_per_minute = 1", "admit_per_minute = 600000");
