@@ -42,8 +42,10 @@ pub enum Failure {
     Failed(String),
 }
 
-/// How much more room a read asks for, at least.
+/// How much room a connection's reads start with.
 const READ_SIZE: usize = 8 * 1024;
+/// How far that room grows while reads keep filling it (a large body).
+const MAX_READ_SIZE: usize = 64 * 1024;
 
 /// The pool.
 pub struct Pool {
@@ -64,6 +66,9 @@ struct Idle {
 pub struct Conn {
     io: OriginStream,
     buf: BytesMut,
+    /// Room each read asks for: doubled, up to [`MAX_READ_SIZE`], after a
+    /// read that filled it, so a large body takes fewer system calls.
+    read_size: usize,
 }
 
 /// Which shard the current thread uses.
@@ -229,7 +234,12 @@ impl Pool {
         None
     }
 
-    fn put(&self, conn: Conn) {
+    fn put(&self, mut conn: Conn) {
+        // What a large body made the buffer grow to is not kept idle.
+        if conn.buf.capacity() > 2 * READ_SIZE {
+            conn.buf = BytesMut::new();
+            conn.read_size = READ_SIZE;
+        }
         let mut idle = self.shard().lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < self.max_idle {
             idle.push(Idle {
@@ -246,6 +256,7 @@ impl Pool {
         Ok(Conn {
             io: io.into_inner(),
             buf: BytesMut::new(),
+            read_size: READ_SIZE,
         })
     }
 
@@ -287,14 +298,18 @@ fn still_open(conn: &mut Conn) -> bool {
 
 /// Reads what the connection has into its buffer; `Ok(0)` at its end.
 fn poll_fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-    if conn.buf.capacity() - conn.buf.len() < READ_SIZE / 4 {
-        conn.buf.reserve(READ_SIZE);
+    if conn.buf.capacity() - conn.buf.len() < conn.read_size / 4 {
+        conn.buf.reserve(conn.read_size);
     }
     let spare = conn.buf.spare_capacity_mut();
+    let room = spare.len();
     let mut read = ReadBuf::uninit(spare);
     match Pin::new(&mut conn.io).poll_read(cx, &mut read) {
         Poll::Ready(Ok(())) => {
             let n = read.filled().len();
+            if n == room && conn.read_size < MAX_READ_SIZE {
+                conn.read_size *= 2;
+            }
             // SAFETY: `poll_read` initialised and filled the first `n`
             // bytes of the spare capacity.
             unsafe { conn.buf.set_len(conn.buf.len() + n) };
@@ -934,6 +949,36 @@ mod tests {
             "too much"
         );
         assert_eq!(pool.idle(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_large_body_arrives_whole_and_its_buffer_is_not_kept_idle() {
+        static LARGE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        fn large() -> &'static [u8] {
+            LARGE.get_or_init(|| {
+                let body: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+                let mut response =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                        .into_bytes();
+                response.extend_from_slice(&body);
+                response
+            })
+        }
+        let (url, accepted, _) = origin(|_| Reply::Send(large())).await;
+        let pool = pool_for(url, 4, Duration::from_secs(30));
+        for _ in 0..2 {
+            let (status, body) = get(&pool).await.unwrap();
+            assert_eq!(status, 200);
+            assert_eq!(body.len(), 1 << 20);
+            assert!(body.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        let idle = pool.shard().lock().unwrap();
+        assert!(
+            idle[0].conn.buf.capacity() <= 2 * READ_SIZE,
+            "{}",
+            idle[0].conn.buf.capacity()
+        );
     }
 
     #[tokio::test]
