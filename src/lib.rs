@@ -82,7 +82,8 @@
 //!    [`engine::Decision`].
 //! 5. **forward** ([`proxy`]): the canonical path, identity headers
 //!    rewritten ([`forwarded`]), the signed [`admission`] header for an
-//!    admitted visitor, a response carrying a pass made private.
+//!    admitted visitor, sent on a pooled connection in the request's own
+//!    task ([`pool`], [`wire`]); a response carrying a pass made private.
 //! 6. **respond**: the queue page or JSON for a visitor held, an error
 //!    page for origin trouble.
 //! 7. **log**: one count ([`metrics`]) and one access-log line per request,

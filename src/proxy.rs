@@ -500,8 +500,8 @@ pub type OriginStream = MaybeTls<tokio_rustls::client::TlsStream<tokio::net::Tcp
 
 /// The client's request body on its way to the origin, noting whether it
 /// failed (malformed chunks, a connection cut mid-body), so that failure is
-/// blamed on the client, not the origin. hyper closes an origin connection
-/// whose request body did not finish, so it is never reused.
+/// blamed on the client, not the origin. The pool closes an origin
+/// connection whose request body did not finish, so it is never reused.
 pub struct ClientBody {
     inner: Incoming,
     failed: Arc<AtomicBool>,

@@ -582,73 +582,22 @@ mod tests {
         // (the coding wins, the connection is not used again); a coding
         // not chunked last, or none at all (to the end); keep-alive by
         // version and `Connection`; no body whatever the fields say.
+        #[rustfmt::skip]
         let cases = [
-            (
-                "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
-                Framing::Length(10),
-                true,
-            ),
-            (
-                "HTTP/1.1 200 OK\r\nContent-Length: 10, 10\r\nContent-Length: 10\r\n\r\n",
-                Framing::Length(10),
-                true,
-            ),
-            (
-                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-                Framing::Empty,
-                true,
-            ),
-            (
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-                Framing::Chunked,
-                true,
-            ),
-            (
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n",
-                Framing::Chunked,
-                true,
-            ),
-            (
-                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-                Framing::Chunked,
-                false,
-            ),
-            (
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
-                Framing::UntilClose,
-                false,
-            ),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", Framing::Length(10), true),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 10, 10\r\nContent-Length: 10\r\n\r\n", Framing::Length(10), true),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", Framing::Empty, true),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", Framing::Chunked, true),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n", Framing::Chunked, true),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", Framing::Chunked, false),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", Framing::UntilClose, false),
             ("HTTP/1.1 200 OK\r\n\r\n", Framing::UntilClose, false),
-            (
-                "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-                Framing::UntilClose,
-                false,
-            ),
-            (
-                "HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 1\r\n\r\n",
-                Framing::Length(1),
-                false,
-            ),
-            (
-                "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
-                Framing::Length(1),
-                false,
-            ),
-            (
-                "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\n",
-                Framing::Length(1),
-                true,
-            ),
-            (
-                "HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n",
-                Framing::Empty,
-                true,
-            ),
-            (
-                "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
-                Framing::Empty,
-                true,
-            ),
+            ("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", Framing::UntilClose, false),
+            ("HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 1\r\n\r\n", Framing::Length(1), false),
+            ("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", Framing::Length(1), false),
+            ("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\n", Framing::Length(1), true),
+            ("HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n", Framing::Empty, true),
+            ("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", Framing::Empty, true),
             ("HTTP/1.1 100 Continue\r\n\r\n", Framing::Empty, true),
         ];
         for (text, framing, keep_alive) in cases {
