@@ -355,34 +355,33 @@ where
     let mut pending: VecDeque<Bytes> = VecDeque::new();
     let mut body_done = framing == RequestFraming::Empty;
     let mut flushed = false;
-    let mut answered = !conn.buf.is_empty();
+    // Whether any byte of an answer has come: a reused connection that
+    // closes before one did may have lost the request unread.
+    let mut answered = false;
     poll_fn(|cx| {
         // Sending, as far as the connection and the client's body allow.
         while !flushed {
-            if written < head.len() {
-                match Pin::new(&mut conn.io).poll_write(cx, &head[written..]) {
+            // The head first, then the body's pieces in turn.
+            let unsent = if written < head.len() {
+                Some(&head[written..])
+            } else {
+                pending.front().map(|front| &front[..])
+            };
+            if let Some(unsent) = unsent {
+                match Pin::new(&mut conn.io).poll_write(cx, unsent) {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Err(Unanswered::new(
                             "the origin closed the connection",
                             answered,
                         )))
                     }
-                    Poll::Ready(Ok(n)) => written += n,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(Unanswered::new(e, answered))),
-                    Poll::Pending => break,
-                }
-            } else if let Some(front) = pending.front_mut() {
-                match Pin::new(&mut conn.io).poll_write(cx, front) {
-                    Poll::Ready(Ok(0)) => {
-                        return Poll::Ready(Err(Unanswered::new(
-                            "the origin closed the connection",
-                            answered,
-                        )))
-                    }
+                    Poll::Ready(Ok(n)) if written < head.len() => written += n,
                     Poll::Ready(Ok(n)) => {
-                        front.advance(n);
-                        if front.is_empty() {
-                            pending.pop_front();
+                        if let Some(front) = pending.front_mut() {
+                            front.advance(n);
+                            if front.is_empty() {
+                                pending.pop_front();
+                            }
                         }
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(Unanswered::new(e, answered))),

@@ -242,12 +242,16 @@ impl Proxy {
                 if let Some(admission) = outgoing.admission {
                     added.push((crate::admission::HEADER_NAME, admission.as_bytes()));
                 }
-                let authority = self.origin.url.authority().map(|a| a.as_str().as_bytes());
                 match host {
                     Some(host) => added.push((header::HOST, host.as_bytes())),
+                    // Neither configured nor sent: the origin's own.
                     None if !request.headers().contains_key(header::HOST) => {
-                        if let Some(authority) =
-                            authority.filter(|a| HeaderValue::from_bytes(a).is_ok())
+                        if let Some(authority) = self
+                            .origin
+                            .url
+                            .authority()
+                            .map(|a| a.as_str().as_bytes())
+                            .filter(|a| HeaderValue::from_bytes(a).is_ok())
                         {
                             added.push((header::HOST, authority));
                         }

@@ -318,21 +318,16 @@ fn is_plain_host(host: &[u8]) -> bool {
     name_ok && port_ok
 }
 
+/// Whether `Transfer-Encoding` names any coding but `chunked`.
+fn has_other_coding<B>(request: &Request<B>) -> bool {
+    crate::wire::tokens(request.headers(), header::TRANSFER_ENCODING)
+        .any(|coding| !coding.eq_ignore_ascii_case(b"chunked"))
+}
+
 /// Whether a request has a body. hyper has read the framing: an HTTP/1.1
 /// request without `Content-Length` or `Transfer-Encoding`, or with a
 /// length of 0, has an empty body; an HTTP/2 request has one unless its
 /// headers ended the stream.
-/// Whether `Transfer-Encoding` names any coding but `chunked`.
-fn has_other_coding<B>(request: &Request<B>) -> bool {
-    request
-        .headers()
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"chunked"))
-}
-
 fn has_body<B: hyper::body::Body>(request: &Request<B>) -> bool {
     !request.body().is_end_stream()
 }

@@ -132,11 +132,11 @@ pub fn read_response_head(
     buf: &mut BytesMut,
     head_request: bool,
 ) -> Result<Option<Head>, WireError> {
-    // Where each field's name and value lie in the head, so the values
-    // can be slices of it rather than copies.
     if buf.is_empty() {
         return Ok(None);
     }
+    // Where each field's name and value lie in the head, so the values
+    // can be slices of it rather than copies.
     let mut found = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
     let (length, code, minor, count) = {
         let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
@@ -232,12 +232,7 @@ fn framing(
         if headers.contains_key(header::CONTENT_LENGTH) || version == Version::HTTP_10 {
             keep_alive = false;
         }
-        let last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(trim)
-            .rfind(|coding| !coding.is_empty());
+        let last = tokens(headers, header::TRANSFER_ENCODING).last();
         return Ok(match last {
             Some(coding)
                 if coding.eq_ignore_ascii_case(b"chunked") && version == Version::HTTP_11 =>
@@ -250,7 +245,7 @@ fn framing(
     let mut length = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
         for part in value.as_bytes().split(|&b| b == b',') {
-            let part = trim(part);
+            let part = part.trim_ascii();
             if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
                 return Err(WireError::Length);
             }
@@ -268,25 +263,20 @@ fn framing(
     })
 }
 
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(start, |i| i + 1);
-    &bytes[start..end]
-}
-
-/// Whether a comma-separated field lists `token` (case-insensitively).
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+/// The elements of a comma-separated field (every field of `name`
+/// together), trimmed, the empty ones left out.
+pub fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(name)
         .iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|t| trim(t).eq_ignore_ascii_case(token.as_bytes()))
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty())
+}
+
+/// Whether a comma-separated field lists `token` (case-insensitively).
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 // === chunked bodies ===
