@@ -564,16 +564,19 @@ impl<S: Store> Engine<S> {
             return self.with_ticket(&v, ticket).await;
         }
 
+        // The rarer holders' futures are boxed: the state of every
+        // request's decision is the size of its largest branch, and it is
+        // moved (copied) as a request starts.
         if let Some(kept) = self.valid_return(&v) {
-            return self.with_return(&v, kept).await;
+            return Box::pin(self.with_return(&v, kept)).await;
         }
 
         if let Some((entry, phase)) = self.valid_entry(&v) {
-            return self.with_entry(&v, entry, phase).await;
+            return Box::pin(self.with_entry(&v, entry, phase)).await;
         }
 
         if let Some(promise) = self.valid_promise(&v) {
-            return self.keep_promise(&v, promise).await;
+            return Box::pin(self.keep_promise(&v, promise)).await;
         }
 
         match mode {
@@ -961,20 +964,25 @@ impl<S: Store> Engine<S> {
         // A ticket from before the phase now open comes back to it.
         if let Some(open) = view.settings.phase_at(v.now) {
             if ticket.time.saturating_mul(MICROS_PER_SECOND) < open.start {
-                return self.back(v, ticket.number, open.start).await;
+                return Box::pin(self.back(v, ticket.number, open.start)).await;
             }
         }
         if ticket.number <= view.floor {
-            return self.arrive(v, view, true).await;
+            return Box::pin(self.arrive(v, view, true)).await;
         }
         if ticket.number > view.projected_frontier(v.now) {
             return self.waiting(v, view, ticket.number);
         }
-        let answer = self
-            .store
-            .claim(&room.config.id, ticket.epoch, ticket.number, v.now)
-            .await;
-        self.exchanged(v, ticket.epoch, ticket.number, answer).await
+        // Boxed: a poll that is not yet its holder's turn (nearly all of
+        // them) does not carry the store call's state.
+        Box::pin(async {
+            let answer = self
+                .store
+                .claim(&room.config.id, ticket.epoch, ticket.number, v.now)
+                .await;
+            self.exchanged(v, ticket.epoch, ticket.number, answer).await
+        })
+        .await
     }
 
     /// Enters a newcomer in the draw of `phase`: a random entry id, kept by

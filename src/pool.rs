@@ -159,7 +159,12 @@ impl Pool {
         loop {
             let (mut conn, reused) = match reuse.then(|| self.take()).flatten() {
                 Some(conn) => (conn, true),
-                None => (self.connect().await.map_err(Failure::Connect)?, false),
+                // Boxed: connecting is rare, and its state would weigh on
+                // every exchange's.
+                None => (
+                    Box::pin(self.connect()).await.map_err(Failure::Connect)?,
+                    false,
+                ),
             };
             let exchanged = exchange(&mut conn, &head, &mut body, framing, head_request).await;
             let (response, sent_all) = match exchanged {

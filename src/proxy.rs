@@ -26,6 +26,7 @@ use crate::cookie;
 use crate::forwarded::{self, Hop};
 use crate::pool::{Failure, Pool};
 use crate::stream::MaybeTls;
+use crate::wire::HOP_BY_HOP;
 
 /// The body of every response antre sends.
 pub type Body = BoxBody<Bytes, BoxError>;
@@ -68,19 +69,6 @@ impl ProxyError {
         }
     }
 }
-
-/// Headers that describe one hop, not the message; never forwarded.
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    header::UPGRADE,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
 
 /// What goes to the origin besides the request itself.
 #[derive(Debug, Clone, Copy)]
@@ -210,6 +198,9 @@ impl Proxy {
         let mut origin_tunnel = None;
         // Either way, a failure is (whether it was in connecting, its
         // description).
+        // An HTTP/1.1 origin's hop-by-hop fields were left out as its head
+        // was read; an HTTP/2 response's are taken out here.
+        let via_http2 = http2.is_some();
         let sent = match http2 {
             Some(sender) => {
                 let headers = request.headers_mut();
@@ -224,12 +215,17 @@ impl Proxy {
                 let host = host.or(sent_host.as_ref());
                 *request.uri_mut() = self.origin_uri_for(host, outgoing.target)?;
                 *request.version_mut() = Version::HTTP_2;
-                tokio::time::timeout(self.origin.response_timeout, send_http2(sender, request))
-                    .await
-                    .map(|sent| {
-                        sent.map(|r| r.map(|body| body.map_err(BoxError::from).boxed()))
-                            .map_err(|e| (false, error_chain(&e)))
-                    })
+                // Boxed, so an HTTP/1.1 request's state is not the size of
+                // an HTTP/2 exchange's.
+                Box::pin(tokio::time::timeout(
+                    self.origin.response_timeout,
+                    send_http2(sender, request),
+                ))
+                .await
+                .map(|sent| {
+                    sent.map(|r| r.map(|body| body.map_err(BoxError::from).boxed()))
+                        .map_err(|e| (false, error_chain(&e)))
+                })
             }
             None => {
                 // The target in origin form, the site named in `Host`.
@@ -324,7 +320,7 @@ impl Proxy {
                     }
                 });
             }
-        } else {
+        } else if via_http2 {
             strip_hop_by_hop(response.headers_mut());
         }
         if !outgoing.set_cookies.is_empty() {

@@ -186,16 +186,43 @@ pub fn read_response_head(
     } else {
         Version::HTTP_11
     };
+    let spans = &found[..count];
+    let fields = spans
+        .iter()
+        .map(|&(name_start, name_end, value_start, value_end)| {
+            (
+                &head[name_start as usize..name_end as usize],
+                &head[value_start as usize..value_end as usize],
+            )
+        });
+    let read = Fields::read(fields.clone());
+    let (framing, keep_alive) = framing(status, version, &read, head_request)?;
+    // The fields that describe this hop, and those `Connection` names, are
+    // left out here rather than put into the map and taken out again; a
+    // `101` keeps them all, as its tunnel is made of them.
+    let tunnel = status == StatusCode::SWITCHING_PROTOCOLS;
+    let named = !tunnel && read.names_more;
     let mut headers = HeaderMap::with_capacity(count);
-    for &(name_start, name_end, value_start, value_end) in &found[..count] {
-        let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
-            .map_err(|_| WireError::Head("invalid header name"))?;
-        let value =
-            HeaderValue::from_maybe_shared(head.slice(value_start as usize..value_end as usize))
-                .map_err(|_| WireError::Head("invalid header value"))?;
+    let listed = |name: &[u8]| {
+        fields
+            .clone()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+            .any(|(_, value)| elements(value).any(|t| t.eq_ignore_ascii_case(name)))
+    };
+    for &(name_start, name_end, value_start, value_end) in spans {
+        let name = &head[name_start as usize..name_end as usize];
+        if !tunnel && (is_hop_by_hop(name) || (named && listed(name))) {
+            continue;
+        }
+        let name =
+            HeaderName::from_bytes(name).map_err(|_| WireError::Head("invalid header name"))?;
+        let value = head.slice(value_start as usize..value_end as usize);
+        // SAFETY: httparse accepts in a field value only tab, space and
+        // bytes from 0x21 up but 0x7F, which is exactly what a
+        // `HeaderValue` may hold.
+        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(value) };
         headers.append(name, value);
     }
-    let (framing, keep_alive) = framing(status, version, &headers, head_request)?;
     Ok(Some(Head {
         status,
         version,
@@ -205,18 +232,116 @@ pub fn read_response_head(
     }))
 }
 
+/// Whether a field (named in any case) describes one hop, not the
+/// message (RFC 9110 §7.6.1): such fields are never passed on. The names
+/// of [`HOP_BY_HOP`], told apart by length and first letter.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    let first = name.first().map(u8::to_ascii_lowercase);
+    let candidate: &[u8] = match (name.len(), first) {
+        (2, _) => b"te",
+        (7, Some(b'u')) => b"upgrade",
+        (7, _) => b"trailer",
+        (10, Some(b'c')) => b"connection",
+        (10, _) => b"keep-alive",
+        (16, _) => b"proxy-connection",
+        (17, _) => b"transfer-encoding",
+        (18, _) => b"proxy-authenticate",
+        (19, _) => b"proxy-authorization",
+        _ => return false,
+    };
+    name.eq_ignore_ascii_case(candidate)
+}
+
+/// Fields that describe one hop, not the message; never forwarded.
+pub static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    header::UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// What a response head's fields say about its framing and connection,
+/// read in one pass over them.
+#[derive(Debug, Default)]
+struct Fields<'a> {
+    /// `Connection` lists `close`.
+    close: bool,
+    /// `Connection` lists `keep-alive`.
+    keep_alive: bool,
+    /// `Connection` names fields beyond the hop-by-hop ones (and `close`).
+    names_more: bool,
+    /// Some `Transfer-Encoding` field is present.
+    coded: bool,
+    /// The last transfer coding listed.
+    last_coding: Option<&'a [u8]>,
+    /// Some `Content-Length` field is present.
+    has_length: bool,
+    /// The length the `Content-Length` values give.
+    length: Option<u64>,
+    /// Some `Content-Length` value is malformed, or two differ.
+    bad_length: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn read(fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Self {
+        let mut read = Fields::default();
+        for (name, value) in fields {
+            if name.eq_ignore_ascii_case(b"connection") {
+                for token in elements(value) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        read.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        read.keep_alive = true;
+                    } else if !is_hop_by_hop(token) {
+                        read.names_more = true;
+                    }
+                }
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                read.coded = true;
+                if let Some(last) = elements(value).last() {
+                    read.last_coding = Some(last);
+                }
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                read.has_length = true;
+                for part in value.split(|&b| b == b',') {
+                    match parse_length(part.trim_ascii()) {
+                        Some(n) if read.length.is_none_or(|seen| seen == n) => {
+                            read.length = Some(n);
+                        }
+                        _ => read.bad_length = true,
+                    }
+                }
+            }
+        }
+        read
+    }
+}
+
+/// A `Content-Length` element: decimal digits only, at most 19 of them.
+fn parse_length(part: &[u8]) -> Option<u64> {
+    if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
 /// How the body after this head is delimited, and whether the connection
 /// can be used again after it (RFC 9112 §6.3, §9.3).
 fn framing(
     status: StatusCode,
     version: Version,
-    headers: &HeaderMap,
+    fields: &Fields<'_>,
     head_request: bool,
 ) -> Result<(Framing, bool), WireError> {
     let mut keep_alive = if version == Version::HTTP_10 {
-        has_token(headers, header::CONNECTION, "keep-alive")
+        fields.keep_alive
     } else {
-        !has_token(headers, header::CONNECTION, "close")
+        !fields.close
     };
     if head_request
         || status.is_informational()
@@ -225,15 +350,14 @@ fn framing(
     {
         return Ok((Framing::Empty, keep_alive));
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if fields.coded {
         // Both framings at once, or a coding HTTP/1.0 does not have: the
         // body is read as the coding says (or to the end), and the
         // connection is not trusted with another request.
-        if headers.contains_key(header::CONTENT_LENGTH) || version == Version::HTTP_10 {
+        if fields.has_length || version == Version::HTTP_10 {
             keep_alive = false;
         }
-        let last = tokens(headers, header::TRANSFER_ENCODING).last();
-        return Ok(match last {
+        return Ok(match fields.last_coding {
             Some(coding)
                 if coding.eq_ignore_ascii_case(b"chunked") && version == Version::HTTP_11 =>
             {
@@ -242,25 +366,23 @@ fn framing(
             _ => (Framing::UntilClose, false),
         });
     }
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return Err(WireError::Length);
-            }
-            let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            if length.is_some_and(|seen| seen != n) {
-                return Err(WireError::Length);
-            }
-            length = Some(n);
-        }
+    if fields.bad_length {
+        return Err(WireError::Length);
     }
-    Ok(match length {
+    Ok(match fields.length {
         Some(0) => (Framing::Empty, keep_alive),
         Some(n) => (Framing::Length(n), keep_alive),
         None => (Framing::UntilClose, false),
     })
+}
+
+/// The elements of one comma-separated field value, trimmed, the empty
+/// ones left out.
+fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty())
 }
 
 /// The elements of a comma-separated field (every field of `name`
@@ -269,14 +391,7 @@ pub fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &[u
     headers
         .get_all(name)
         .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|token| !token.is_empty())
-}
-
-/// Whether a comma-separated field lists `token` (case-insensitively).
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+        .flat_map(|v| elements(v.as_bytes()))
 }
 
 // === chunked bodies ===
@@ -589,6 +704,8 @@ mod tests {
             ("HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n", Framing::Empty, true),
             ("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", Framing::Empty, true),
             ("HTTP/1.1 100 Continue\r\n\r\n", Framing::Empty, true),
+            ("HTTP/1.1 200 OK\r\nContent-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n", Framing::Chunked, false),
+            ("HTTP/1.1 200 OK\r\nCONNECTION: CLOSE\r\nCONTENT-LENGTH: 2\r\n\r\n", Framing::Length(2), false),
         ];
         for (text, framing, keep_alive) in cases {
             assert_eq!(framed(text), (framing, keep_alive), "{text:?}");
@@ -597,6 +714,56 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(head.framing, Framing::Empty);
+    }
+
+    #[test]
+    fn hop_by_hop_names_are_known_in_any_case() {
+        for name in &HOP_BY_HOP {
+            let lower = name.as_str();
+            assert!(is_hop_by_hop(lower.as_bytes()), "{lower}");
+            assert!(
+                is_hop_by_hop(lower.to_ascii_uppercase().as_bytes()),
+                "{lower}"
+            );
+        }
+        // Names of the same lengths that describe the message.
+        for name in [
+            "tx",
+            "referer",
+            "USER-AGENT",
+            "x-forwarded-host",
+            "content-encoding",
+            "content-location",
+            "x-transfer-encoding",
+            "proxy-authorizatio",
+            "",
+        ] {
+            assert!(!is_hop_by_hop(name.as_bytes()), "{name}");
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_left_out_of_the_response() {
+        // What describes the hop, and what `Connection` names, never
+        // reaches the map; the rest comes whole, in order, in any case.
+        let text = "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\n\
+                    x-hop: 1\r\nTrailer: X-Sum\r\nUpgrade: h2c\r\nProxy-Connection: close\r\n\
+                    Content-Length: 2\r\nX-Site: a\r\nx-site: b\r\n\r\n";
+        let head = head_of(text, false).unwrap().unwrap();
+        let names: Vec<&str> = head.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["content-length", "x-site"]);
+        let sites: Vec<_> = head.headers.get_all("x-site").iter().collect();
+        assert_eq!(sites, ["a", "b"]);
+        assert_eq!(head.framing, Framing::Length(2));
+        assert!(head.keep_alive);
+
+        // A `101` keeps them: its tunnel is made of `Connection` and
+        // `Upgrade`.
+        let text =
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let head = head_of(text, false).unwrap().unwrap();
+        assert_eq!(head.headers["connection"], "Upgrade");
+        assert_eq!(head.headers["upgrade"], "websocket");
     }
 
     #[test]
