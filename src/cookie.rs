@@ -35,6 +35,10 @@ pub struct Jar {
     /// (name start, value start, value end) in `text`; the name ends where
     /// the value starts.
     pairs: Vec<(u32, u32, u32)>,
+    /// The request had cookies that are not antre's, or more than were
+    /// read: what goes to the origin must be picked out of its `Cookie`
+    /// fields, not simply dropped.
+    foreign: bool,
 }
 
 impl Jar {
@@ -61,6 +65,7 @@ impl Jar {
                 Err(_) => field.split(|b| *b == b';').any(|pair| !jar.take(pair)),
             };
             if full {
+                jar.foreign = true;
                 break;
             }
         }
@@ -71,6 +76,11 @@ impl Jar {
     fn take(&mut self, pair: &[u8]) -> bool {
         if self.pairs.len() == OWN_PAIRS {
             return false;
+        }
+        let pair = pair.trim_ascii();
+        if !is_own(pair) {
+            self.foreign |= !pair.is_empty();
+            return true;
         }
         let Some((name, value)) = split_pair(pair) else {
             return true;
@@ -107,15 +117,17 @@ impl Jar {
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }
+
+    /// Whether every cookie the request carried is antre's (or it carried
+    /// none): none of them is the origin's.
+    pub fn only_own(&self) -> bool {
+        !self.foreign
+    }
 }
 
-/// `name=value` of one of antre's cookies, trimmed and unquoted; `None`
-/// for anything else.
+/// `name=value` of one of antre's cookies (a trimmed pair [`is_own`]
+/// accepts), unquoted; `None` when it is not ASCII or has no value.
 fn split_pair(pair: &[u8]) -> Option<(&str, &str)> {
-    let pair = pair.trim_ascii();
-    if !is_own(pair) {
-        return None;
-    }
     let pair = std::str::from_utf8(pair).ok()?;
     if !pair.is_ascii() {
         return None;
@@ -199,5 +211,33 @@ mod tests {
         assert!(!jar.is_empty());
         assert_eq!(jar.values("antre-pass-x").next(), Some("2"));
         assert!(Jar::parse(["a=1; antre-x=site-own"]).is_empty());
+    }
+
+    #[test]
+    fn a_jar_knows_whether_any_cookie_is_the_sites() {
+        // Only antre's (spaces, empty pairs, malformed own ones and no
+        // cookie at all change nothing): the origin gets none of them.
+        for only_own in [
+            &[][..],
+            &[" antre-pass-x=1 ;; "],
+            &["antre-pass-x=1", "antre-lang=en; antre-ticket-x=\"2\""],
+            &["antre-pass-x", "antre-hello=\u{e9}"],
+        ] {
+            assert!(Jar::parse(only_own).only_own(), "{only_own:?}");
+        }
+        // Any of the site's, in any field, or more of antre's than a jar
+        // reads (the rest unseen).
+        let crowded: String = (0..=OWN_PAIRS)
+            .map(|i| format!("antre-pass-x{i}=1; "))
+            .collect();
+        for mixed in [
+            &["antre-pass-x=1; a=1"][..],
+            &["antre-pass-x=1", "b"],
+            &["antre-x=site-own"],
+            &["=1"],
+            &[crowded.as_str()],
+        ] {
+            assert!(!Jar::parse(mixed).only_own(), "{mixed:?}");
+        }
     }
 }

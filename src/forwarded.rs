@@ -148,12 +148,16 @@ pub fn rewrite(headers: &mut HeaderMap, hop: Hop<'_>) {
 /// `-Host` are given only where the request has none.
 #[derive(Debug)]
 pub struct Identity {
-    /// `None` for a value that would not be a valid field (never from
-    /// what this hop writes itself; a trusted proxy's own could be odd).
-    forwarded_for: Option<String>,
+    /// The values of `X-Forwarded-For` and `Forwarded`, one after the
+    /// other: one allocation for both.
+    text: Vec<u8>,
+    /// Where each lies in `text`; `None` for a value that would not be a
+    /// valid field (never from what this hop writes itself; a trusted
+    /// proxy's own could be odd).
+    forwarded_for: Option<(usize, usize)>,
+    forwarded: Option<(usize, usize)>,
     proto: Option<&'static str>,
     host: Option<HeaderValue>,
-    forwarded: Option<String>,
 }
 
 /// Takes out of `headers` what no client may claim (see [`rewrite`]) and
@@ -181,69 +185,80 @@ pub fn identity(headers: &mut HeaderMap, hop: Hop<'_>) -> Identity {
     }
 
     let proto = if hop.https { "https" } else { "http" };
-    let mut peer = String::with_capacity(39);
-    push_ip(&mut peer, hop.peer);
-    let mut forwarded_for = match hop
+    let previous_for = hop
         .trusted
         .then(|| joined(headers, &X_FORWARDED_FOR))
-        .flatten()
-    {
-        Some(previous) => previous + ", ",
-        None => String::with_capacity(peer.len()),
-    };
-    forwarded_for.push_str(&peer);
+        .flatten();
+    let previous = hop.trusted.then(|| joined(headers, &FORWARDED)).flatten();
+    let mut text = Vec::with_capacity(
+        128 + previous_for.as_ref().map_or(0, String::len)
+            + previous.as_ref().map_or(0, String::len),
+    );
 
-    let mut forwarded = match hop.trusted.then(|| joined(headers, &FORWARDED)).flatten() {
-        Some(previous) => previous + ", ",
-        None => String::with_capacity(96),
-    };
-    forwarded.push_str("for=");
+    // X-Forwarded-For: what a trusted proxy said, then the peer.
+    if let Some(previous) = &previous_for {
+        text.extend_from_slice(previous.as_bytes());
+        text.extend_from_slice(b", ");
+    }
+    let peer_start = text.len();
+    push_ip(&mut text, hop.peer);
+    let peer = peer_start..text.len();
+    let forwarded_for = (0, text.len());
+
+    // Forwarded: the same, with this hop's host and scheme.
+    let start = text.len();
+    if let Some(previous) = &previous {
+        text.extend_from_slice(previous.as_bytes());
+        text.extend_from_slice(b", ");
+    }
+    text.extend_from_slice(b"for=");
     match hop.peer {
-        IpAddr::V4(_) => forwarded.push_str(&peer),
+        IpAddr::V4(_) => text.extend_from_within(peer),
         IpAddr::V6(_) => {
-            forwarded.push_str("\"[");
-            forwarded.push_str(&peer);
-            forwarded.push_str("]\"");
+            text.extend_from_slice(b"\"[");
+            text.extend_from_within(peer);
+            text.extend_from_slice(b"]\"");
         }
     }
     if let Some(host) = hop.host.and_then(|h| h.to_str().ok()) {
-        forwarded.push_str(";host=");
-        push_quoted(&mut forwarded, host);
+        text.extend_from_slice(b";host=");
+        push_quoted(&mut text, host);
     }
-    forwarded.push_str(";proto=");
-    forwarded.push_str(proto);
+    text.extend_from_slice(b";proto=");
+    text.extend_from_slice(proto.as_bytes());
+    let forwarded = (start, text.len());
+
+    let valid = |(from, to): (usize, usize)| {
+        text[from..to]
+            .iter()
+            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+            .then_some((from, to))
+    };
     Identity {
         forwarded_for: valid(forwarded_for),
+        forwarded: valid(forwarded),
         proto: (!headers.contains_key(&X_FORWARDED_PROTO)).then_some(proto),
         host: hop
             .host
             .filter(|_| !headers.contains_key(&X_FORWARDED_HOST))
             .cloned(),
-        forwarded: valid(forwarded),
+        text,
     }
-}
-
-/// The text, if it is a valid field value.
-fn valid(text: String) -> Option<String> {
-    text.bytes()
-        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
-        .then_some(text)
 }
 
 impl Identity {
     /// Each field to give the request, as a name and a valid value; the
     /// request's own fields of these names are to be left out.
     pub fn fields(&self) -> impl Iterator<Item = (HeaderName, &[u8])> {
+        let value = |(from, to): (usize, usize)| &self.text[from..to];
         [
-            self.forwarded_for
-                .as_ref()
-                .map(|v| (X_FORWARDED_FOR, v.as_bytes())),
+            self.forwarded_for.map(|v| (X_FORWARDED_FOR, value(v))),
             self.proto
                 .map(|proto| (X_FORWARDED_PROTO, proto.as_bytes())),
             self.host
                 .as_ref()
                 .map(|host| (X_FORWARDED_HOST, host.as_bytes())),
-            self.forwarded.as_ref().map(|v| (FORWARDED, v.as_bytes())),
+            self.forwarded.map(|v| (FORWARDED, value(v))),
         ]
         .into_iter()
         .flatten()
@@ -274,47 +289,47 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 /// Appends an address in its usual text form. IPv4, nearly every visitor,
 /// is written digit by digit: formatting through `Display` costs more
 /// than the rest of this hop's headers together.
-fn push_ip(out: &mut String, ip: IpAddr) {
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    out.push(b'.');
                 }
                 if octet >= 100 {
-                    out.push(char::from(b'0' + octet / 100));
+                    out.push(b'0' + octet / 100);
                 }
                 if octet >= 10 {
-                    out.push(char::from(b'0' + octet / 10 % 10));
+                    out.push(b'0' + octet / 10 % 10);
                 }
-                out.push(char::from(b'0' + octet % 10));
+                out.push(b'0' + octet % 10);
             }
         }
         IpAddr::V6(v6) => {
-            use std::fmt::Write as _;
+            use std::io::Write as _;
             let _ = write!(out, "{v6}");
         }
     }
 }
 
 /// Appends `value` as a token when it is one, else as a quoted string.
-fn push_quoted(out: &mut String, value: &str) {
+fn push_quoted(out: &mut Vec<u8>, value: &str) {
     let token = !value.is_empty()
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if token {
-        out.push_str(value);
+        out.extend_from_slice(value.as_bytes());
         return;
     }
-    out.push('"');
-    for c in value.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
+    out.push(b'"');
+    for b in value.bytes() {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
         }
-        out.push(c);
+        out.push(b);
     }
-    out.push('"');
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -362,9 +377,9 @@ mod tests {
             "2001:db8::7",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            let mut out = String::new();
+            let mut out = Vec::new();
             push_ip(&mut out, ip);
-            assert_eq!(out, ip.to_string());
+            assert_eq!(out, ip.to_string().as_bytes());
         }
     }
 

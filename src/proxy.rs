@@ -82,6 +82,9 @@ pub struct Outgoing<'a> {
     /// The signed `antre-admission` header of an admitted visitor's
     /// request; any the client sent is gone by then.
     pub admission: Option<&'a HeaderValue>,
+    /// Every cookie the request carries is antre's ([`cookie::Jar::only_own`]):
+    /// its `Cookie` fields are dropped without being read again.
+    pub only_own_cookies: bool,
 }
 
 pub struct Proxy {
@@ -167,7 +170,7 @@ impl Proxy {
                 headers.insert(header::UPGRADE, protocol);
             }
         }
-        rewrite_cookies(headers);
+        rewrite_cookies(headers, outgoing.only_own_cookies);
         // The fields this hop adds (identity, admission, the site in
         // `Host`) go straight into an HTTP/1.1 request's head; only
         // HTTP/2 needs them in the map.
@@ -651,7 +654,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// `Cookie` fields an HTTP/2 client may send into the one HTTP/1.1 expects.
 /// Works on bytes, so the site's own cookies pass untouched whatever they
 /// hold.
-fn rewrite_cookies(headers: &mut HeaderMap) {
+fn rewrite_cookies(headers: &mut HeaderMap, only_own: bool) {
+    // An admitted visitor's request usually carries the pass alone: the
+    // jar has seen every pair already.
+    if only_own {
+        headers.remove(header::COOKIE);
+        return;
+    }
     let kept = {
         let fields = headers.get_all(header::COOKIE);
         let pairs = || {
@@ -698,6 +707,7 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cookie::Jar;
 
     #[test]
     fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
@@ -745,7 +755,8 @@ mod tests {
             HeaderValue::from_bytes(b"theme=dark; nama=J\xc3\xa9r\xc3\xb4me; antre-x=site-own")
                 .unwrap(),
         );
-        rewrite_cookies(&mut headers);
+        let only_own = Jar::from_headers(&headers).only_own();
+        rewrite_cookies(&mut headers, only_own);
         let cookies: Vec<_> = headers
             .get_all(header::COOKIE)
             .iter()
@@ -761,7 +772,8 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("antre-ticket-vaksin=1.k.1.2.3.x"),
         );
-        rewrite_cookies(&mut only_ours);
+        let only_own = Jar::from_headers(&only_ours).only_own();
+        rewrite_cookies(&mut only_ours, only_own);
         assert!(!only_ours.contains_key(header::COOKIE));
 
         // One field with none of antre's goes on exactly as it came.
@@ -770,7 +782,8 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("session=abc;;  theme=dark ;"),
         );
-        rewrite_cookies(&mut site_only);
+        let only_own = Jar::from_headers(&site_only).only_own();
+        rewrite_cookies(&mut site_only, only_own);
         assert_eq!(site_only[header::COOKIE], "session=abc;;  theme=dark ;");
     }
 

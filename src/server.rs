@@ -605,6 +605,7 @@ impl App {
             },
             set_cookies,
             admission,
+            only_own_cookies: context.jar.only_own(),
         };
         match self.proxy.forward(request, outgoing).await {
             Ok(response) => {
