@@ -228,11 +228,15 @@ pub fn identity(headers: &mut HeaderMap, hop: Hop<'_>) -> Identity {
     text.extend_from_slice(proto.as_bytes());
     let forwarded = (start, text.len());
 
+    // What this hop writes is always a valid value; what a trusted proxy
+    // sent before it is looked at.
+    let relayed = previous_for.is_some() || previous.is_some();
     let valid = |(from, to): (usize, usize)| {
-        text[from..to]
-            .iter()
-            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
-            .then_some((from, to))
+        (!relayed
+            || text[from..to]
+                .iter()
+                .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)))
+        .then_some((from, to))
     };
     Identity {
         forwarded_for: valid(forwarded_for),

@@ -116,10 +116,11 @@ impl Pool {
         &self.shards[shard_index() % self.shards.len()]
     }
 
-    /// Sends `request` (its URI the target in origin form), with the
-    /// fields `added` in place of any of the same name, on an idle
-    /// connection, or a new one, and returns the response once its head
-    /// has come; the body is read from the connection as it is polled.
+    /// Sends `request` for `target` (in origin form; the request's own URI
+    /// is not read), with the fields `added` in place of any of the same
+    /// name, on an idle connection, or a new one, and returns the response
+    /// once its head has come; the body is read from the connection as it
+    /// is polled.
     ///
     /// A request without a body and of a method that may be repeated
     /// (RFC 9110 §9.2.2) is sent again once, on a new connection, when a
@@ -128,6 +129,7 @@ impl Pool {
     pub async fn send<B>(
         self: &Arc<Self>,
         request: Request<B>,
+        target: &str,
         added: &[(HeaderName, &[u8])],
     ) -> Result<Response<OriginBody>, Failure>
     where
@@ -143,7 +145,6 @@ impl Pool {
                 None => RequestFraming::Chunked,
             }
         };
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut head = Vec::with_capacity(256 + parts.headers.len() * 48);
         wire::write_request_head(
             &parts.method,
@@ -760,7 +761,7 @@ mod tests {
             .body(Empty::<Bytes>::new())
             .unwrap();
         let response = pool
-            .send(request, &[])
+            .send(request, "/", &[])
             .await
             .map_err(|e| format!("{e:?}"))?;
         let status = response.status();
@@ -806,7 +807,11 @@ mod tests {
         let pool = pool_for(url, 4, Duration::from_secs(30));
         for _ in 0..3 {
             let response = pool
-                .send(Request::get("/").body(Empty::<Bytes>::new()).unwrap(), &[])
+                .send(
+                    Request::get("/").body(Empty::<Bytes>::new()).unwrap(),
+                    "/",
+                    &[],
+                )
                 .await
                 .unwrap();
             assert_eq!(response.status(), 200);
@@ -893,7 +898,7 @@ mod tests {
         let post = Request::post("/pay")
             .body(Full::new(Bytes::from_static(b"once")))
             .unwrap();
-        let Err(Failure::Failed(why)) = pool.send(post, &[]).await else {
+        let Err(Failure::Failed(why)) = pool.send(post, "/pay", &[]).await else {
             panic!("a POST the origin dropped was not a failure")
         };
         assert!(why.contains("closed the connection"), "{why}");
@@ -907,7 +912,7 @@ mod tests {
         let known = Request::post("/form")
             .body(Full::new(Bytes::from_static(b"name=ana")))
             .unwrap();
-        assert_eq!(pool.send(known, &[]).await.unwrap().status(), 200);
+        assert_eq!(pool.send(known, "/form", &[]).await.unwrap().status(), 200);
         // A body of unknown length goes in chunks.
         let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
         let streamed = Channel(receiver);
@@ -918,7 +923,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
-        let response = pool.send(request, &[]).await.unwrap();
+        let response = pool.send(request, "/upload", &[]).await.unwrap();
         assert_eq!(
             response.into_body().collect().await.unwrap().to_bytes(),
             "ok"
@@ -944,7 +949,11 @@ mod tests {
         let (_sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(1);
         let endless = Channel(receiver);
         let response = pool
-            .send(Request::post("/upload").body(endless).unwrap(), &[])
+            .send(
+                Request::post("/upload").body(endless).unwrap(),
+                "/upload",
+                &[],
+            )
             .await
             .unwrap();
         assert_eq!(response.status(), 413);

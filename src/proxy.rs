@@ -231,36 +231,49 @@ impl Proxy {
                 })
             }
             None => {
-                // The target in origin form, the site named in `Host`.
-                *request.uri_mut() = outgoing
-                    .target
-                    .parse()
-                    .map_err(|e: http::uri::InvalidUri| ProxyError::Failed(e.to_string()))?;
-                let mut added: Vec<(HeaderName, &[u8])> = Vec::with_capacity(6);
-                added.extend(identity.fields());
-                if let Some(admission) = outgoing.admission {
-                    added.push((crate::admission::HEADER_NAME, admission.as_bytes()));
+                // The target goes into the request line as it is: canonical
+                // paths are visible ASCII and queries were parsed (raw UTF-8
+                // in a query passes, as it came); a space, a line end or any
+                // other control byte must never reach the wire.
+                if outgoing.target.bytes().any(|b| b <= b' ' || b == 0x7F) {
+                    return Err(ProxyError::Failed(format!(
+                        "{:?} is not a request target",
+                        outgoing.target
+                    )));
                 }
-                match host {
-                    Some(host) => added.push((header::HOST, host.as_bytes())),
+                // The target in origin form, the site named in `Host`; the
+                // fields added kept on the stack: at most the four of
+                // identity, the admission and `Host`.
+                let host = match host {
+                    Some(host) => Some(host.as_bytes()),
                     // Neither configured nor sent: the origin's own.
-                    None if !request.headers().contains_key(header::HOST) => {
-                        if let Some(authority) = self
-                            .origin
-                            .url
-                            .authority()
-                            .map(|a| a.as_str().as_bytes())
-                            .filter(|a| HeaderValue::from_bytes(a).is_ok())
-                        {
-                            added.push((header::HOST, authority));
-                        }
-                    }
-                    None => {}
+                    None if !request.headers().contains_key(header::HOST) => self
+                        .origin
+                        .url
+                        .authority()
+                        .map(|a| a.as_str().as_bytes())
+                        .filter(|a| HeaderValue::from_bytes(a).is_ok()),
+                    None => None,
+                };
+                let fields = identity
+                    .fields()
+                    .chain(
+                        outgoing
+                            .admission
+                            .map(|a| (crate::admission::HEADER_NAME, a.as_bytes())),
+                    )
+                    .chain(host.map(|host| (header::HOST, host)));
+                let mut added: [(HeaderName, &[u8]); 6] =
+                    std::array::from_fn(|_| (header::HOST, &[][..]));
+                let mut count = 0;
+                for (slot, field) in added.iter_mut().zip(fields) {
+                    *slot = field;
+                    count += 1;
                 }
                 // Over HTTP/1.1 whatever the client used.
                 tokio::time::timeout(
                     self.origin.response_timeout,
-                    self.pool.send(request, &added),
+                    self.pool.send(request, outgoing.target, &added[..count]),
                 )
                 .await
                 .map(|sent| match sent {

@@ -298,6 +298,43 @@ async fn a_silent_connection_is_closed_after_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn a_query_reaches_the_origin_as_it_was_sent() {
+    // Raw UTF-8 in a query (some clients do not escape it) passes as it
+    // came, beside escapes left as they are; the path is antre's one
+    // spelling of it.
+    let origin = Origin::start().await;
+    let antre = Antre::start("query", &config(&origin.url(), OPEN));
+    let mut stream = TcpStream::connect(
+        antre
+            .url("/")
+            .trim_start_matches("http://")
+            .trim_end_matches('/'),
+    )
+    .await
+    .unwrap();
+    stream
+        .write_all(
+            "GET /daftar//%64ata?nama=J\u{e9}r\u{f4}me&kota=%4Balang HTTP/1.1\r\nHost: x\r\nCookie: antre-hello=1\r\nConnection: close\r\n\r\n"
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200 "),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let seen = origin.seen().pop().unwrap();
+    assert_eq!(seen.path, "/daftar/data");
+    assert_eq!(
+        seen.query.as_deref(),
+        Some("nama=J\u{e9}r\u{f4}me&kota=%4Balang")
+    );
+}
+
+#[tokio::test]
 async fn routes_no_room_guards_go_straight_through() {
     let origin = Origin::start().await;
     let rooms = r#"
