@@ -155,7 +155,10 @@ impl Proxy {
     ) -> Result<Response<Body>, ProxyError> {
         let upgrade = wants_upgrade(request.headers()) && request.version() == Version::HTTP_11;
         let websocket_key = request.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
-        let body_failed = Arc::new(AtomicBool::new(false));
+        // Whether the client's body broke off: asked only of a request
+        // that has one.
+        let body_failed = (!hyper::body::Body::is_end_stream(request.body()))
+            .then(|| Arc::new(AtomicBool::new(false)));
         let mut request = request.map(|body| ClientBody {
             inner: body,
             failed: body_failed.clone(),
@@ -293,7 +296,11 @@ impl Proxy {
         };
         let mut response = match sent {
             Err(_) => return Err(ProxyError::Timeout(self.origin.response_timeout)),
-            Ok(Err((_, why))) if body_failed.load(Ordering::Relaxed) => {
+            Ok(Err((_, why)))
+                if body_failed
+                    .as_ref()
+                    .is_some_and(|failed| failed.load(Ordering::Relaxed)) =>
+            {
                 return Err(ProxyError::ClientBody(why))
             }
             Ok(Err((true, why))) => return Err(ProxyError::Connect(why)),
@@ -520,7 +527,8 @@ pub type OriginStream = MaybeTls<tokio_rustls::client::TlsStream<tokio::net::Tcp
 /// connection whose request body did not finish, so it is never reused.
 pub struct ClientBody {
     inner: Incoming,
-    failed: Arc<AtomicBool>,
+    /// Set when reading the body fails; `None` for a request without one.
+    failed: Option<Arc<AtomicBool>>,
 }
 
 impl hyper::body::Body for ClientBody {
@@ -532,8 +540,8 @@ impl hyper::body::Body for ClientBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let poll = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Err(_))) = &poll {
-            self.failed.store(true, Ordering::Relaxed);
+        if let (Poll::Ready(Some(Err(_))), Some(failed)) = (&poll, &self.failed) {
+            failed.store(true, Ordering::Relaxed);
         }
         poll
     }

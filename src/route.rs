@@ -7,6 +7,7 @@
 //! is more specific than every guard. Prefixes match whole segments:
 //! `/daftar` matches `/daftar` and `/daftar/x`, not `/daftarx`.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use crate::config::RoomConfig;
@@ -69,7 +70,7 @@ impl Router {
     pub fn route(&self, host: Option<&str>, key: &str) -> Route {
         let host = host.map(normal_host);
         if let Some(known) = &self.known_hosts {
-            if !host.as_ref().is_some_and(|h| known.contains(h)) {
+            if !host.as_ref().is_some_and(|h| known.contains(h.as_ref())) {
                 return Route::UnknownHost;
             }
         }
@@ -79,7 +80,7 @@ impl Router {
             if !room.hosts.is_empty()
                 && !host
                     .as_ref()
-                    .is_some_and(|h| room.hosts.iter().any(|r| r == h))
+                    .is_some_and(|h| room.hosts.iter().any(|r| *r == *h))
             {
                 continue;
             }
@@ -120,8 +121,14 @@ fn prefix_matches(prefix: &str, key: &str) -> bool {
 }
 
 /// Lower case, without port or the trailing dot of a fully qualified name.
-pub fn normal_host(host: &str) -> String {
-    strip_port(host).trim_end_matches('.').to_ascii_lowercase()
+pub fn normal_host(host: &str) -> Cow<'_, str> {
+    let host = strip_port(host).trim_end_matches('.');
+    // Nearly always already in lower case: nothing copied then.
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 fn strip_port(host: &str) -> &str {
@@ -146,6 +153,21 @@ mod tests {
 
     fn key(path: &str) -> String {
         crate::path::canonicalise(path).unwrap().key().to_owned()
+    }
+
+    #[test]
+    fn hosts_compare_without_port_final_dot_or_case() {
+        for (host, normal) in [
+            ("kota.example", "kota.example"),
+            ("Kota.EXAMPLE.:8080", "kota.example"),
+            ("kota.example.", "kota.example"),
+            ("[::1]:443", "::1"),
+            ("127.0.0.1:80", "127.0.0.1"),
+        ] {
+            assert_eq!(normal_host(host), normal, "{host}");
+        }
+        // Already normal: nothing copied.
+        assert!(matches!(normal_host("kota.example:80"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -1413,7 +1413,7 @@ fn https_redirect<B>(request: &Request<B>, config: &Config, https_port: u16) -> 
     let named = checked_host(request)
         .ok()
         .flatten()
-        .and_then(|h| h.to_str().ok().map(route::normal_host));
+        .and_then(|h| h.to_str().ok().map(|h| route::normal_host(h).into_owned()));
     let host = named.or_else(|| config.listen.hosts.first().cloned());
     let Some(host) = host else {
         return plain(StatusCode::BAD_REQUEST, "no host to send you to");
