@@ -273,7 +273,8 @@ struct Fields<'a> {
     close: bool,
     /// `Connection` lists `keep-alive`.
     keep_alive: bool,
-    /// `Connection` names fields beyond the hop-by-hop ones (and `close`).
+    /// `Connection` lists an option that is not a hop-by-hop field's name
+    /// (`close` among them), which the fields of that name go with.
     names_more: bool,
     /// Some `Transfer-Encoding` field is present.
     coded: bool,
@@ -297,9 +298,9 @@ impl<'a> Fields<'a> {
                         read.close = true;
                     } else if token.eq_ignore_ascii_case(b"keep-alive") {
                         read.keep_alive = true;
-                    } else if !is_hop_by_hop(token) {
-                        read.names_more = true;
                     }
+                    // Any option may name a field, `close` too.
+                    read.names_more |= !is_hop_by_hop(token);
                 }
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 read.coded = true;
@@ -756,6 +757,14 @@ mod tests {
         assert_eq!(sites, ["a", "b"]);
         assert_eq!(head.framing, Framing::Length(2));
         assert!(head.keep_alive);
+
+        // `close` ends the connection and, like any option, takes a field
+        // of its name with it.
+        let text = "HTTP/1.1 200 OK\r\nConnection: close\r\nClose: 1\r\nContent-Length: 0\r\n\r\n";
+        let head = head_of(text, false).unwrap().unwrap();
+        let names: Vec<&str> = head.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["content-length"]);
+        assert!(!head.keep_alive);
 
         // A `101` keeps them: its tunnel is made of `Connection` and
         // `Upgrade`.
