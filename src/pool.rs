@@ -87,6 +87,48 @@ fn shard_index() -> usize {
     })
 }
 
+/// A request with its head written, ready to go: what its exchange keeps
+/// of it (the head, not the request's fields map).
+pub struct Ready<B> {
+    head: Vec<u8>,
+    body: B,
+    framing: RequestFraming,
+    head_request: bool,
+    repeatable: bool,
+}
+
+impl<B: Body> Ready<B> {
+    /// `request` for `target` (in origin form; the request's own URI is not
+    /// read), with the fields `added` in place of any of the same name.
+    pub fn new(request: Request<B>, target: &str, added: &[(HeaderName, &[u8])]) -> Self {
+        let (parts, body) = request.into_parts();
+        let framing = if body.is_end_stream() {
+            RequestFraming::Empty
+        } else {
+            match body.size_hint().exact() {
+                Some(length) => RequestFraming::Length(length),
+                None => RequestFraming::Chunked,
+            }
+        };
+        let mut head = Vec::with_capacity(256 + parts.headers.len() * 48);
+        wire::write_request_head(
+            &parts.method,
+            target,
+            &parts.headers,
+            added,
+            framing,
+            &mut head,
+        );
+        Ready {
+            head,
+            body,
+            framing,
+            head_request: parts.method == Method::HEAD,
+            repeatable: framing == RequestFraming::Empty && parts.method.is_idempotent(),
+        }
+    }
+}
+
 impl Pool {
     /// A pool for the origin at `url`, reached by `connector`, keeping at
     /// most `max_idle` idle connections a worker thread, each for at most
@@ -118,65 +160,66 @@ impl Pool {
 
     /// Sends `request` for `target` (in origin form; the request's own URI
     /// is not read), with the fields `added` in place of any of the same
-    /// name, on an idle connection, or a new one, and returns the response
-    /// once its head has come; the body is read from the connection as it
-    /// is polled.
+    /// name: [`Ready::new`], then [`Pool::send_ready`].
+    pub fn send<'p, B>(
+        self: &'p Arc<Self>,
+        request: Request<B>,
+        target: &str,
+        added: &[(HeaderName, &[u8])],
+    ) -> impl std::future::Future<Output = Result<Response<OriginBody>, Failure>> + 'p
+    where
+        B: Body<Data = Bytes> + Unpin + 'p,
+        B::Error: Into<BoxError>,
+    {
+        self.send_ready(Ready::new(request, target, added))
+    }
+
+    /// Sends a request on an idle connection, or a new one, and returns the
+    /// response once its head has come; the body is read from the
+    /// connection as it is polled.
     ///
     /// A request without a body and of a method that may be repeated
     /// (RFC 9110 §9.2.2) is sent again once, on a new connection, when a
     /// reused one gave no answer at all: the origin closed it while it was
     /// idle, just as the request went out.
-    pub async fn send<B>(
-        self: &Arc<Self>,
-        request: Request<B>,
-        target: &str,
-        added: &[(HeaderName, &[u8])],
-    ) -> Result<Response<OriginBody>, Failure>
+    pub fn send_ready<'p, B>(
+        self: &'p Arc<Self>,
+        ready: Ready<B>,
+    ) -> impl std::future::Future<Output = Result<Response<OriginBody>, Failure>> + 'p
     where
-        B: Body<Data = Bytes> + Unpin,
+        B: Body<Data = Bytes> + Unpin + 'p,
         B::Error: Into<BoxError>,
     {
-        let (parts, mut body) = request.into_parts();
-        let framing = if body.is_end_stream() {
-            RequestFraming::Empty
-        } else {
-            match body.size_hint().exact() {
-                Some(length) => RequestFraming::Length(length),
-                None => RequestFraming::Chunked,
-            }
-        };
-        let mut head = Vec::with_capacity(256 + parts.headers.len() * 48);
-        wire::write_request_head(
-            &parts.method,
-            target,
-            &parts.headers,
-            added,
+        let Ready {
+            head,
+            mut body,
             framing,
-            &mut head,
-        );
-        let head_request = parts.method == Method::HEAD;
-        let repeatable = framing == RequestFraming::Empty && parts.method.is_idempotent();
-        let mut reuse = true;
-        loop {
-            let (mut conn, reused) = match reuse.then(|| self.take()).flatten() {
-                Some(conn) => (conn, true),
-                // Boxed: connecting is rare, and its state would weigh on
-                // every exchange's.
-                None => (
-                    Box::pin(self.connect()).await.map_err(Failure::Connect)?,
-                    false,
-                ),
-            };
-            let exchanged = exchange(&mut conn, &head, &mut body, framing, head_request).await;
-            let (response, sent_all) = match exchanged {
-                Ok(done) => done,
-                Err(e) if reused && repeatable && !e.answered => {
-                    reuse = false;
-                    continue;
-                }
-                Err(e) => return Err(Failure::Failed(e.why)),
-            };
-            return Ok(self.respond(conn, response, sent_all));
+            head_request,
+            repeatable,
+        } = ready;
+        async move {
+            let mut reuse = true;
+            loop {
+                let (mut conn, reused) = match reuse.then(|| self.take()).flatten() {
+                    Some(conn) => (conn, true),
+                    // Boxed: connecting is rare, and its state would weigh on
+                    // every exchange's.
+                    None => (
+                        Box::pin(self.connect()).await.map_err(Failure::Connect)?,
+                        false,
+                    ),
+                };
+                let exchanged = exchange(&mut conn, &head, &mut body, framing, head_request).await;
+                let (response, sent_all) = match exchanged {
+                    Ok(done) => done,
+                    Err(e) if reused && repeatable && !e.answered => {
+                        reuse = false;
+                        continue;
+                    }
+                    Err(e) => return Err(Failure::Failed(e.why)),
+                };
+                return Ok(self.respond(conn, response, sent_all));
+            }
         }
     }
 

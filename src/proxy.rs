@@ -24,7 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use crate::config::Origin;
 use crate::cookie;
 use crate::forwarded::{self, Hop};
-use crate::pool::{Failure, Pool};
+use crate::pool::{Failure, OriginBody, Pool, Ready};
 use crate::stream::MaybeTls;
 use crate::wire::HOP_BY_HOP;
 
@@ -148,11 +148,15 @@ impl Proxy {
 
     /// Sends `request` to the origin at `outgoing.target` and returns its
     /// response. Both bodies stream; nothing is buffered whole.
-    pub async fn forward(
-        &self,
+    ///
+    /// What needs no waiting is done before the future is made: over
+    /// HTTP/1.1 (nearly every request) the head is written by then, and
+    /// the future keeps neither the request nor the fields added to it.
+    pub fn forward<'a>(
+        &'a self,
         request: Request<Incoming>,
-        outgoing: Outgoing<'_>,
-    ) -> Result<Response<Body>, ProxyError> {
+        outgoing: Outgoing<'a>,
+    ) -> impl std::future::Future<Output = Result<Response<Body>, ProxyError>> + Send + 'a {
         let upgrade = wants_upgrade(request.headers()) && request.version() == Version::HTTP_11;
         let websocket_key = request.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
         // Whether the client's body broke off: asked only of a request
@@ -178,183 +182,219 @@ impl Proxy {
         // `Host`) go straight into an HTTP/1.1 request's head; only
         // HTTP/2 needs them in the map.
         let identity = forwarded::identity(headers, outgoing.hop);
-        let host = self.origin.host.as_ref().or(outgoing.hop.host);
-
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-        let http2 = match &self.h2 {
+        let host = self.origin.host.as_ref().or(outgoing.hop.host);
+        let admission = outgoing.admission;
+        let target = outgoing.target;
+        let pending = match &self.h2 {
             Some(h2) if !upgrade => match h2.current() {
-                Some(known) => known,
-                // Connecting is rare; boxed, its future does not weigh on
-                // every request's.
-                None => Box::pin(tokio::time::timeout(
-                    self.origin.connect_timeout,
-                    h2.sender(),
-                ))
-                .await
-                .map_err(|_| {
-                    ProxyError::Connect(format!(
-                        "no connection within {:?}",
-                        self.origin.connect_timeout
-                    ))
-                })??,
+                Some(None) => {
+                    Pending::Http1(self.http1(request, &identity, host, admission, target))
+                }
+                // Boxed: the rare way, its request not weighing on the
+                // future of every HTTP/1.1 one.
+                known => Pending::Http2(Box::new((known.flatten(), request, identity))),
             },
-            _ => None,
+            _ => Pending::Http1(self.http1(request, &identity, host, admission, target)),
         };
-        // After a `101` from an HTTP/1.1 origin: its side of the tunnel.
-        let mut origin_tunnel = None;
-        // Either way, a failure is (whether it was in connecting, its
-        // description).
-        // An HTTP/1.1 origin's hop-by-hop fields were left out as its head
-        // was read; an HTTP/2 response's are taken out here.
-        let via_http2 = http2.is_some();
-        let sent = match http2 {
-            Some(sender) => {
-                let headers = request.headers_mut();
-                headers.reserve(5);
-                identity.apply(headers);
-                if let Some(admission) = outgoing.admission {
-                    headers.insert(crate::admission::HEADER_NAME, admission.clone());
-                }
-                // HTTP/2 names the site in `:authority`, from the URI;
-                // the `Host` antre would send moves there.
-                let sent_host = headers.remove(header::HOST);
-                let host = host.or(sent_host.as_ref());
-                *request.uri_mut() = self.origin_uri_for(host, outgoing.target)?;
-                *request.version_mut() = Version::HTTP_2;
-                // Boxed, so an HTTP/1.1 request's state is not the size of
-                // an HTTP/2 exchange's.
-                Box::pin(tokio::time::timeout(
-                    self.origin.response_timeout,
-                    send_http2(sender, request),
-                ))
-                .await
-                .map(|sent| {
-                    sent.map(|r| r.map(|body| body.map_err(BoxError::from).boxed()))
-                        .map_err(|e| (false, error_chain(&e)))
-                })
-            }
-            None => {
-                // The target goes into the request line as it is: canonical
-                // paths are visible ASCII and queries were parsed (raw UTF-8
-                // in a query passes, as it came); a space, a line end or any
-                // other control byte must never reach the wire.
-                if outgoing.target.bytes().any(|b| b <= b' ' || b == 0x7F) {
-                    return Err(ProxyError::Failed(format!(
-                        "{:?} is not a request target",
-                        outgoing.target
-                    )));
-                }
-                // The target in origin form, the site named in `Host`; the
-                // fields added kept on the stack: at most the four of
-                // identity, the admission and `Host`.
-                let host = match host {
-                    Some(host) => Some(host.as_bytes()),
-                    // Neither configured nor sent: the origin's own.
-                    None if !request.headers().contains_key(header::HOST) => self
-                        .origin
-                        .url
-                        .authority()
-                        .map(|a| a.as_str().as_bytes())
-                        .filter(|a| HeaderValue::from_bytes(a).is_ok()),
-                    None => None,
-                };
-                let fields = identity
-                    .fields()
-                    .chain(
-                        outgoing
-                            .admission
-                            .map(|a| (crate::admission::HEADER_NAME, a.as_bytes())),
+        async move {
+            // After a `101` from an HTTP/1.1 origin: its side of the tunnel.
+            let mut origin_tunnel = None;
+            // Either way, a failure is (whether it was in connecting, its
+            // description).
+            let mut via_http2 = false;
+            let sent = match pending {
+                Pending::Http1(ready) => {
+                    let sent = tokio::time::timeout(
+                        self.origin.response_timeout,
+                        self.pool.send_ready(ready?),
                     )
-                    .chain(host.map(|host| (header::HOST, host)));
-                let mut added: [(HeaderName, &[u8]); 6] =
-                    std::array::from_fn(|_| (header::HOST, &[][..]));
-                let mut count = 0;
-                for (slot, field) in added.iter_mut().zip(fields) {
-                    *slot = field;
-                    count += 1;
+                    .await;
+                    from_http1(sent, &mut origin_tunnel)
                 }
-                // Over HTTP/1.1 whatever the client used.
-                tokio::time::timeout(
-                    self.origin.response_timeout,
-                    self.pool.send(request, outgoing.target, &added[..count]),
-                )
-                .await
-                .map(|sent| match sent {
-                    Ok(response) => {
-                        let (parts, body) = response.into_parts();
-                        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-                            origin_tunnel = body.into_tunnel();
-                            Ok(Response::from_parts(parts, crate::server::empty()))
-                        } else {
-                            Ok(Response::from_parts(parts, body.boxed()))
+                Pending::Http2(to) => {
+                    let (known, request, identity) = *to;
+                    let sender = match (known, &self.h2) {
+                        (Some(sender), _) => Some(sender),
+                        (None, None) => None,
+                        // Connecting is rare; boxed, its future does not
+                        // weigh on every request's.
+                        (None, Some(h2)) => Box::pin(tokio::time::timeout(
+                            self.origin.connect_timeout,
+                            h2.sender(),
+                        ))
+                        .await
+                        .map_err(|_| {
+                            ProxyError::Connect(format!(
+                                "no connection within {:?}",
+                                self.origin.connect_timeout
+                            ))
+                        })??,
+                    };
+                    match sender {
+                        Some(sender) => {
+                            via_http2 = true;
+                            // Boxed, so an HTTP/1.1 request's state is not
+                            // the size of an HTTP/2 exchange's.
+                            Box::pin(
+                                self.over_http2(sender, request, identity, host, admission, target),
+                            )
+                            .await?
+                        }
+                        // It chose HTTP/1.1.
+                        None => {
+                            let ready = self.http1(request, &identity, host, admission, target)?;
+                            let sent = tokio::time::timeout(
+                                self.origin.response_timeout,
+                                self.pool.send_ready(ready),
+                            )
+                            .await;
+                            from_http1(sent, &mut origin_tunnel)
                         }
                     }
-                    Err(Failure::Connect(why)) => Err((true, why)),
-                    Err(Failure::Failed(why)) => Err((false, why)),
-                })
-            }
-        };
-        let mut response = match sent {
-            Err(_) => return Err(ProxyError::Timeout(self.origin.response_timeout)),
-            Ok(Err((_, why)))
-                if body_failed
-                    .as_ref()
-                    .is_some_and(|failed| failed.load(Ordering::Relaxed)) =>
-            {
-                return Err(ProxyError::ClientBody(why))
-            }
-            Ok(Err((true, why))) => return Err(ProxyError::Connect(why)),
-            Ok(Err((false, why))) => return Err(ProxyError::Failed(why)),
-            Ok(Ok(response)) => response,
-        };
+                }
+            };
+            let mut response = match sent {
+                Err(_) => return Err(ProxyError::Timeout(self.origin.response_timeout)),
+                Ok(Err((_, why)))
+                    if body_failed
+                        .as_ref()
+                        .is_some_and(|failed| failed.load(Ordering::Relaxed)) =>
+                {
+                    return Err(ProxyError::ClientBody(why))
+                }
+                Ok(Err((true, why))) => return Err(ProxyError::Connect(why)),
+                Ok(Err((false, why))) => return Err(ProxyError::Failed(why)),
+                Ok(Ok(response)) => response,
+            };
 
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            // A tunnel opens only on a real WebSocket handshake: an origin
-            // that answers 101 to anything would otherwise hand the client
-            // a raw connection on which to send requests antre never sees.
-            let accepted = websocket_key.as_ref().is_some_and(|key| {
-                response.headers().get(header::SEC_WEBSOCKET_ACCEPT)
-                    == Some(&websocket_accept(key.as_bytes()))
-            });
-            if !accepted {
-                return Err(ProxyError::Failed(
-                    "the origin switched protocols without completing a WebSocket handshake"
-                        .to_owned(),
-                ));
-            }
-            if let (Some(client_upgrade), Some((mut origin, early))) =
-                (client_upgrade, origin_tunnel)
-            {
-                tokio::spawn(async move {
-                    match client_upgrade.await {
-                        Ok(client) => {
-                            let mut client = TokioIo::new(client);
-                            // What the origin sent right after its head
-                            // goes first.
-                            let spliced = async {
-                                tokio::io::AsyncWriteExt::write_all(&mut client, &early).await?;
-                                tokio::io::copy_bidirectional(&mut client, &mut origin).await
-                            };
-                            if let Err(e) = spliced.await {
-                                tracing::debug!(error = %e, "upgraded connection ended");
-                            }
-                        }
-                        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-                    }
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                // A tunnel opens only on a real WebSocket handshake: an origin
+                // that answers 101 to anything would otherwise hand the client
+                // a raw connection on which to send requests antre never sees.
+                let accepted = websocket_key.as_ref().is_some_and(|key| {
+                    response.headers().get(header::SEC_WEBSOCKET_ACCEPT)
+                        == Some(&websocket_accept(key.as_bytes()))
                 });
+                if !accepted {
+                    return Err(ProxyError::Failed(
+                        "the origin switched protocols without completing a WebSocket handshake"
+                            .to_owned(),
+                    ));
+                }
+                if let (Some(client_upgrade), Some((mut origin, early))) =
+                    (client_upgrade, origin_tunnel)
+                {
+                    tokio::spawn(async move {
+                        match client_upgrade.await {
+                            Ok(client) => {
+                                let mut client = TokioIo::new(client);
+                                // What the origin sent right after its head
+                                // goes first.
+                                let spliced = async {
+                                    tokio::io::AsyncWriteExt::write_all(&mut client, &early)
+                                        .await?;
+                                    tokio::io::copy_bidirectional(&mut client, &mut origin).await
+                                };
+                                if let Err(e) = spliced.await {
+                                    tracing::debug!(error = %e, "upgraded connection ended");
+                                }
+                            }
+                            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                        }
+                    });
+                }
+            } else if via_http2 {
+                strip_hop_by_hop(response.headers_mut());
             }
-        } else if via_http2 {
-            strip_hop_by_hop(response.headers_mut());
-        }
-        if !outgoing.set_cookies.is_empty() {
-            keep_private(response.headers_mut());
-        }
-        for cookie in outgoing.set_cookies {
-            if let Ok(value) = HeaderValue::from_str(cookie) {
-                response.headers_mut().append(header::SET_COOKIE, value);
+            if !outgoing.set_cookies.is_empty() {
+                keep_private(response.headers_mut());
             }
+            for cookie in outgoing.set_cookies {
+                if let Ok(value) = HeaderValue::from_str(cookie) {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                }
+            }
+            Ok(response)
         }
-        Ok(response)
+    }
+
+    /// The request over HTTP/1.1, its head written with the fields this
+    /// hop adds; whatever the client used.
+    fn http1(
+        &self,
+        request: Request<ClientBody>,
+        identity: &forwarded::Identity,
+        host: Option<&HeaderValue>,
+        admission: Option<&HeaderValue>,
+        target: &str,
+    ) -> Result<Ready<ClientBody>, ProxyError> {
+        // The target goes into the request line as it is: canonical
+        // paths are visible ASCII and queries were parsed (raw UTF-8
+        // in a query passes, as it came); a space, a line end or any
+        // other control byte must never reach the wire.
+        if target.bytes().any(|b| b <= b' ' || b == 0x7F) {
+            return Err(ProxyError::Failed(format!(
+                "{target:?} is not a request target"
+            )));
+        }
+        // The site named in `Host`; the fields added kept on the stack:
+        // at most the four of identity, the admission and `Host`.
+        let host = match host {
+            Some(host) => Some(host.as_bytes()),
+            // Neither configured nor sent: the origin's own.
+            None if !request.headers().contains_key(header::HOST) => self
+                .origin
+                .url
+                .authority()
+                .map(|a| a.as_str().as_bytes())
+                .filter(|a| HeaderValue::from_bytes(a).is_ok()),
+            None => None,
+        };
+        let fields = identity
+            .fields()
+            .chain(admission.map(|a| (crate::admission::HEADER_NAME, a.as_bytes())))
+            .chain(host.map(|host| (header::HOST, host)));
+        let mut added: [(HeaderName, &[u8]); 6] = std::array::from_fn(|_| (header::HOST, &[][..]));
+        let mut count = 0;
+        for (slot, field) in added.iter_mut().zip(fields) {
+            *slot = field;
+            count += 1;
+        }
+        Ok(Ready::new(request, target, &added[..count]))
+    }
+
+    /// The request over HTTP/2, the fields this hop adds put in its map.
+    async fn over_http2(
+        &self,
+        sender: hyper::client::conn::http2::SendRequest<ClientBody>,
+        mut request: Request<ClientBody>,
+        identity: forwarded::Identity,
+        host: Option<&HeaderValue>,
+        admission: Option<&HeaderValue>,
+        target: &str,
+    ) -> Result<
+        Result<Result<Response<Body>, (bool, String)>, tokio::time::error::Elapsed>,
+        ProxyError,
+    > {
+        let headers = request.headers_mut();
+        headers.reserve(5);
+        identity.apply(headers);
+        if let Some(admission) = admission {
+            headers.insert(crate::admission::HEADER_NAME, admission.clone());
+        }
+        // HTTP/2 names the site in `:authority`, from the URI; the `Host`
+        // antre would send moves there.
+        let sent_host = headers.remove(header::HOST);
+        let host = host.or(sent_host.as_ref());
+        *request.uri_mut() = self.origin_uri_for(host, target)?;
+        *request.version_mut() = Version::HTTP_2;
+        let sent =
+            tokio::time::timeout(self.origin.response_timeout, send_http2(sender, request)).await;
+        Ok(sent.map(|sent| {
+            sent.map(|r| r.map(|body| body.map_err(BoxError::from).boxed()))
+                .map_err(|e| (false, error_chain(&e)))
+        }))
     }
 
     /// The origin's URL with `host` as its authority, for HTTP/2's
@@ -385,6 +425,44 @@ impl Proxy {
         );
         Uri::from_parts(parts).map_err(|e| ProxyError::Failed(e.to_string()))
     }
+}
+
+/// A request on its way, as far as it could go without waiting.
+enum Pending {
+    /// Over HTTP/1.1, its head written (or why it could not be).
+    Http1(Result<Ready<ClientBody>, ProxyError>),
+    /// Over HTTP/2 on a connection in hand, or one to be made first (an
+    /// origin that then chooses HTTP/1.1 gets it that way).
+    #[allow(clippy::type_complexity)]
+    Http2(
+        Box<(
+            Option<hyper::client::conn::http2::SendRequest<ClientBody>>,
+            Request<ClientBody>,
+            forwarded::Identity,
+        )>,
+    ),
+}
+
+/// An HTTP/1.1 exchange's result as [`Proxy::forward`] takes it: a
+/// failure as (whether it was in connecting, its description); after a
+/// `101`, the origin's side of the tunnel in `tunnel`.
+fn from_http1(
+    sent: Result<Result<Response<OriginBody>, Failure>, tokio::time::error::Elapsed>,
+    tunnel: &mut Option<(OriginStream, Bytes)>,
+) -> Result<Result<Response<Body>, (bool, String)>, tokio::time::error::Elapsed> {
+    sent.map(|sent| match sent {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+                *tunnel = body.into_tunnel();
+                Ok(Response::from_parts(parts, crate::server::empty()))
+            } else {
+                Ok(Response::from_parts(parts, body.boxed()))
+            }
+        }
+        Err(Failure::Connect(why)) => Err((true, why)),
+        Err(Failure::Failed(why)) => Err((false, why)),
+    })
 }
 
 // === HTTP/2 to the origin ===

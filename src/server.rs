@@ -390,115 +390,134 @@ impl App {
     /// page or JSON answer here.
     /// Owns its `App` (the generation current when the request came), so
     /// the listener can hold this future itself, with no wrapper around it.
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>, peer: Peer) -> Response<Body> {
-        // The context stays where parsing put it; phases borrow it.
-        let parsed = parse(&request, peer, &self.config);
-        let done = match &parsed {
-            Err(refusal) => refused(*refusal, &request),
-            Ok(context) => self.run(request, context).await,
-        };
-        self.log(&done, parsed.as_ref().ok(), peer);
-        let mut response = done.response;
-        if peer.tls && self.config.listen.hsts_seconds > 0 {
-            let value = format!("max-age={}", self.config.listen.hsts_seconds);
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                response
-                    .headers_mut()
-                    .entry(header::STRICT_TRANSPORT_SECURITY)
-                    .or_insert(value);
+    ///
+    /// This and the phases below that take the request return an `async
+    /// move` block instead of being `async fn`s: an `async fn` moves each
+    /// argument into a local of its own, so its state would hold the
+    /// request twice, and every level would copy it once more.
+    #[allow(clippy::manual_async_fn)]
+    pub fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: Peer,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send {
+        async move {
+            // The context stays where parsing put it; phases borrow it.
+            let parsed = parse(&request, peer, &self.config);
+            let done = match &parsed {
+                Err(refusal) => refused(*refusal, &request),
+                Ok(context) => self.run(request, context).await,
+            };
+            self.log(&done, parsed.as_ref().ok(), peer);
+            let mut response = done.response;
+            if peer.tls && self.config.listen.hsts_seconds > 0 {
+                let value = format!("max-age={}", self.config.listen.hsts_seconds);
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    response
+                        .headers_mut()
+                        .entry(header::STRICT_TRANSPORT_SECURITY)
+                        .or_insert(value);
+                }
             }
+            response
         }
-        response
     }
 
-    /// The phases after parsing.
-    async fn run(&self, request: Request<Incoming>, context: &Context) -> Done {
-        match self.route(context, &request) {
-            Target::Internal => self.internal(context).await,
-            Target::UnknownHost => Done::new(
-                error_response(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    "unknown_host",
-                    "This server does not serve that host name.",
-                    context.json,
+    /// The phases after parsing. Not an `async fn`: see [`App::handle`].
+    #[allow(clippy::manual_async_fn)]
+    fn run<'a>(
+        &'a self,
+        request: Request<Incoming>,
+        context: &'a Context,
+    ) -> impl std::future::Future<Output = Done> + Send + 'a {
+        async move {
+            match self.route(context, &request) {
+                Target::Internal => self.internal(context).await,
+                Target::UnknownHost => Done::new(
+                    error_response(
+                        StatusCode::MISDIRECTED_REQUEST,
+                        "unknown_host",
+                        "This server does not serve that host name.",
+                        context.json,
+                    ),
+                    Outcome::Refused,
+                    None,
                 ),
-                Outcome::Refused,
-                None,
-            ),
-            Target::Unguarded => {
-                let target = context.target.as_str();
-                self.forward(request, context, Leg::bare(target, Outcome::Unguarded))
-                    .await
-            }
-            Target::Preflight => {
-                // A browser's preflight carries no credentials and no data;
-                // one that does is someone using the preflight's pass
-                // through the line to reach a script that runs for any
-                // method. The origin gets the path and the CORS headers.
-                let mut request = request;
-                request.headers_mut().remove(header::COOKIE);
-                request.headers_mut().remove(header::AUTHORIZATION);
-                let target = context.path.as_str();
-                self.forward(request, context, Leg::bare(target, Outcome::Preflight))
-                    .await
-            }
-            Target::Room(index) => match self.admission(index, context).await {
-                Admission::Hello(response) => {
-                    Done::new(response, Outcome::CookieCheck, Some(index))
-                }
-                Admission::Decided(Decision::Forward {
-                    set_cookies,
-                    admitted_now,
-                    pass,
-                }) => {
-                    let outcome = if pass.is_some_and(|p| p.via == Via::Allow.code()) {
-                        Outcome::Bypass
-                    } else if admitted_now {
-                        Outcome::Admitted
-                    } else {
-                        Outcome::Forwarded
-                    };
-                    let admission = pass.and_then(|pass| self.admission_header(index, &pass));
+                Target::Unguarded => {
                     let target = context.target.as_str();
-                    let leg = Leg {
-                        target,
-                        set_cookies: &set_cookies,
-                        admission: admission.as_ref(),
-                        room: Some(index),
-                        outcome,
-                    };
-                    self.forward(request, context, leg).await
+                    self.forward(request, context, Leg::bare(target, Outcome::Unguarded))
+                        .await
                 }
-                Admission::Decided(Decision::Hold {
-                    status,
-                    set_cookies,
-                }) => {
-                    let outcome = match status.state {
-                        State::Paused => Outcome::Paused,
-                        State::SoldOut => Outcome::SoldOut,
-                        State::Closed => Outcome::Closed,
-                        State::Waiting | State::Admitted => Outcome::Waiting,
-                    };
-                    let mut response = self.hold_page(index, &status, context);
-                    append_cookies(&mut response, &set_cookies);
-                    Done::new(response, outcome, Some(index))
+                Target::Preflight => {
+                    // A browser's preflight carries no credentials and no data;
+                    // one that does is someone using the preflight's pass
+                    // through the line to reach a script that runs for any
+                    // method. The origin gets the path and the CORS headers.
+                    let mut request = request;
+                    request.headers_mut().remove(header::COOKIE);
+                    request.headers_mut().remove(header::AUTHORIZATION);
+                    let target = context.path.as_str();
+                    self.forward(request, context, Leg::bare(target, Outcome::Preflight))
+                        .await
                 }
-                Admission::Decided(decision @ Decision::Challenge { .. }) => Done::new(
-                    self.slow_down(index, decision, context.json, context),
-                    Outcome::Challenge,
-                    Some(index),
-                ),
-                Admission::Decided(decision @ Decision::Slow { .. }) => Done::new(
-                    self.slow_down(index, decision, context.json, context),
-                    Outcome::Limited,
-                    Some(index),
-                ),
-                Admission::Decided(Decision::NoTicket) => Done::new(
-                    plain(StatusCode::INTERNAL_SERVER_ERROR, "no ticket"),
-                    Outcome::Waiting,
-                    Some(index),
-                ),
-            },
+                Target::Room(index) => match self.admission(index, context).await {
+                    Admission::Hello(response) => {
+                        Done::new(response, Outcome::CookieCheck, Some(index))
+                    }
+                    Admission::Decided(Decision::Forward {
+                        set_cookies,
+                        admitted_now,
+                        pass,
+                    }) => {
+                        let outcome = if pass.is_some_and(|p| p.via == Via::Allow.code()) {
+                            Outcome::Bypass
+                        } else if admitted_now {
+                            Outcome::Admitted
+                        } else {
+                            Outcome::Forwarded
+                        };
+                        let admission = pass.and_then(|pass| self.admission_header(index, &pass));
+                        let target = context.target.as_str();
+                        let leg = Leg {
+                            target,
+                            set_cookies: &set_cookies,
+                            admission: admission.as_ref(),
+                            room: Some(index),
+                            outcome,
+                        };
+                        self.forward(request, context, leg).await
+                    }
+                    Admission::Decided(Decision::Hold {
+                        status,
+                        set_cookies,
+                    }) => {
+                        let outcome = match status.state {
+                            State::Paused => Outcome::Paused,
+                            State::SoldOut => Outcome::SoldOut,
+                            State::Closed => Outcome::Closed,
+                            State::Waiting | State::Admitted => Outcome::Waiting,
+                        };
+                        let mut response = self.hold_page(index, &status, context);
+                        append_cookies(&mut response, &set_cookies);
+                        Done::new(response, outcome, Some(index))
+                    }
+                    Admission::Decided(decision @ Decision::Challenge { .. }) => Done::new(
+                        self.slow_down(index, decision, context.json, context),
+                        Outcome::Challenge,
+                        Some(index),
+                    ),
+                    Admission::Decided(decision @ Decision::Slow { .. }) => Done::new(
+                        self.slow_down(index, decision, context.json, context),
+                        Outcome::Limited,
+                        Some(index),
+                    ),
+                    Admission::Decided(Decision::NoTicket) => Done::new(
+                        plain(StatusCode::INTERNAL_SERVER_ERROR, "no ticket"),
+                        Outcome::Waiting,
+                        Some(index),
+                    ),
+                },
+            }
         }
     }
 
@@ -583,52 +602,62 @@ impl App {
 
     /// Sends the request to the origin; a failure becomes the page that
     /// says so, the visitor's pass and place untouched.
-    async fn forward(&self, request: Request<Incoming>, context: &Context, leg: Leg<'_>) -> Done {
-        let Leg {
-            target,
-            set_cookies,
-            admission,
-            room,
-            outcome,
-        } = leg;
-        let started = Instant::now();
-        let outgoing = Outgoing {
-            target,
-            hop: Hop {
-                peer: context.peer.ip,
-                trusted: context.trusted,
-                https: context.https,
-                host: context.host.as_ref(),
-                // Only a visitor who went through the line may ask the
-                // origin to treat their request as another method.
-                admitted: room.is_some(),
-            },
-            set_cookies,
-            admission,
-            only_own_cookies: context.jar.only_own(),
-        };
-        match self.proxy.forward(request, outgoing).await {
-            Ok(response) => {
-                self.metrics
-                    .origin_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                Done::new(response, outcome, room)
-            }
-            Err(ProxyError::ClientBody(e)) => {
-                tracing::debug!(error = %e, "the client's request body was malformed");
-                let response = error_response(
-                    StatusCode::BAD_REQUEST,
-                    "bad_body",
-                    "The request body could not be read.",
-                    context.json,
-                );
-                Done::new(response, Outcome::ClientError, room)
-            }
-            Err(e) => {
-                self.metrics.origin_error(e.kind());
-                let mut response = self.origin_trouble(room, &e, context);
-                append_cookies(&mut response, set_cookies);
-                Done::new(response, Outcome::OriginError, room)
+    ///
+    /// Not an `async fn`: see [`App::handle`].
+    #[allow(clippy::manual_async_fn)]
+    fn forward<'a>(
+        &'a self,
+        request: Request<Incoming>,
+        context: &'a Context,
+        leg: Leg<'a>,
+    ) -> impl std::future::Future<Output = Done> + Send + 'a {
+        async move {
+            let Leg {
+                target,
+                set_cookies,
+                admission,
+                room,
+                outcome,
+            } = leg;
+            let started = Instant::now();
+            let outgoing = Outgoing {
+                target,
+                hop: Hop {
+                    peer: context.peer.ip,
+                    trusted: context.trusted,
+                    https: context.https,
+                    host: context.host.as_ref(),
+                    // Only a visitor who went through the line may ask the
+                    // origin to treat their request as another method.
+                    admitted: room.is_some(),
+                },
+                set_cookies,
+                admission,
+                only_own_cookies: context.jar.only_own(),
+            };
+            match self.proxy.forward(request, outgoing).await {
+                Ok(response) => {
+                    self.metrics
+                        .origin_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    Done::new(response, outcome, room)
+                }
+                Err(ProxyError::ClientBody(e)) => {
+                    tracing::debug!(error = %e, "the client's request body was malformed");
+                    let response = error_response(
+                        StatusCode::BAD_REQUEST,
+                        "bad_body",
+                        "The request body could not be read.",
+                        context.json,
+                    );
+                    Done::new(response, Outcome::ClientError, room)
+                }
+                Err(e) => {
+                    self.metrics.origin_error(e.kind());
+                    let mut response = self.origin_trouble(room, &e, context);
+                    append_cookies(&mut response, set_cookies);
+                    Done::new(response, Outcome::OriginError, room)
+                }
             }
         }
     }
