@@ -26,15 +26,25 @@ const VALUES_PER_NAME: usize = 4;
 /// antre's own pairs kept from one request.
 const OWN_PAIRS: usize = 32;
 
+/// Pairs a jar holds without allocating: a pass or ticket and a little
+/// more, what nearly every request carries.
+const INLINE_PAIRS: usize = 2;
+
+/// (name start, value start, value end) in a jar's text; the name ends
+/// where the value starts.
+type Pair = (u32, u32, u32);
+
 /// antre's own cookies from one request, in the order they came: their
-/// text in one buffer, so reading a request's cookies costs two
-/// allocations however many there are.
+/// text in one buffer, so reading a request's cookies costs one
+/// allocation (more only past [`INLINE_PAIRS`] of them).
 #[derive(Debug, Default, Clone)]
 pub struct Jar {
     text: String,
-    /// (name start, value start, value end) in `text`; the name ends where
-    /// the value starts.
-    pairs: Vec<(u32, u32, u32)>,
+    /// The first pairs.
+    inline: [Pair; INLINE_PAIRS],
+    inline_len: u8,
+    /// The pairs past those.
+    more: Vec<Pair>,
     /// The request had cookies that are not antre's, or more than were
     /// read: what goes to the origin must be picked out of its `Cookie`
     /// fields, not simply dropped.
@@ -74,7 +84,7 @@ impl Jar {
 
     /// Keeps `pair` if it is one of antre's; false once the jar is full.
     fn take(&mut self, pair: &[u8]) -> bool {
-        if self.pairs.len() == OWN_PAIRS {
+        if self.len() == OWN_PAIRS {
             return false;
         }
         let pair = pair.trim_ascii();
@@ -88,24 +98,40 @@ impl Jar {
         if self.values(name).count() == VALUES_PER_NAME {
             return true;
         }
-        if self.pairs.is_empty() {
+        if self.is_empty() {
             // Room for a ticket or pass and a little more, so one such
             // cookie is read without the buffer growing.
             self.text.reserve(160);
-            self.pairs.reserve(2);
         }
         let start = self.text.len() as u32;
         self.text.push_str(name);
         let value_start = self.text.len() as u32;
         self.text.push_str(value);
-        self.pairs
-            .push((start, value_start, self.text.len() as u32));
+        let pair = (start, value_start, self.text.len() as u32);
+        match self.inline.get_mut(usize::from(self.inline_len)) {
+            Some(slot) => {
+                *slot = pair;
+                self.inline_len += 1;
+            }
+            None => self.more.push(pair),
+        }
         true
+    }
+
+    /// The pairs kept, in the order they came.
+    fn pairs(&self) -> impl Iterator<Item = &Pair> {
+        self.inline[..usize::from(self.inline_len)]
+            .iter()
+            .chain(&self.more)
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.inline_len) + self.more.len()
     }
 
     /// Every value sent under `name`, first to last.
     pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
-        self.pairs.iter().filter_map(move |&(start, value, end)| {
+        self.pairs().filter_map(move |&(start, value, end)| {
             let text = |from: u32, to: u32| self.text.get(from as usize..to as usize);
             (text(start, value)? == name)
                 .then(|| text(value, end))
@@ -115,7 +141,7 @@ impl Jar {
 
     /// Whether the request carried any cookie of antre's.
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
+        self.inline_len == 0
     }
 
     /// Whether every cookie the request carried is antre's (or it carried

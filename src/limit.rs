@@ -16,7 +16,7 @@
 //! their own keys, which gains them nothing a fresh address would not.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -156,8 +156,53 @@ impl<V> Slot<V> {
     }
 }
 
+/// A key with its hash, worked out once (keyed SipHash, as the standard
+/// map's own) both to pick the shard and to place the key in its map.
+#[derive(Clone, Copy)]
+struct Hashed<K> {
+    hash: u64,
+    key: K,
+}
+
+impl<K: Eq> PartialEq for Hashed<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.key == other.key
+    }
+}
+
+impl<K: Eq> Eq for Hashed<K> {}
+
+impl<K> Hash for Hashed<K> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// The map's hasher: a [`Hashed`] key's hash as it is.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; anything else is still folded in.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Slots<K, V> = HashMap<Hashed<K>, Slot<V>, BuildHasherDefault<Prehashed>>;
+
 struct Shard<K, V> {
-    slots: HashMap<K, Slot<V>>,
+    slots: Slots<K, V>,
     /// No quiet keys are looked for before this time, so that a shard full
     /// of active keys costs one sweep a second, not one per insert.
     next_sweep: Micros,
@@ -183,7 +228,7 @@ impl<K: Hash + Eq + Copy, V: Default> Limiter<K, V> {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        slots: HashMap::new(),
+                        slots: HashMap::default(),
                         next_sweep: 0,
                     })
                 })
@@ -194,9 +239,13 @@ impl<K: Hash + Eq + Copy, V: Default> Limiter<K, V> {
         }
     }
 
-    fn shard(&self, key: &K) -> &Mutex<Shard<K, V>> {
-        let index = self.hasher.hash_one(key) as usize % SHARDS;
-        &self.shards[index]
+    /// `key` with its hash, and its shard. The shard is chosen by bits
+    /// the map does not use for the bucket (the low ones) or the tag (the
+    /// top seven).
+    fn shard(&self, key: K) -> (Hashed<K>, &Mutex<Shard<K, V>>) {
+        let hash = self.hasher.hash_one(key);
+        let index = (hash >> 32) as usize % SHARDS;
+        (Hashed { hash, key }, &self.shards[index])
     }
 
     /// Runs `f` on `key`'s slot (a new one if the key is not known), under
@@ -210,8 +259,9 @@ impl<K: Hash + Eq + Copy, V: Default> Limiter<K, V> {
         forgotten: &mut Vec<u32>,
         f: impl FnOnce(&mut Slot<V>) -> R,
     ) -> R {
-        let mut shard = self.shard(&key).lock().unwrap_or_else(|p| p.into_inner());
-        if !shard.slots.contains_key(&key) && shard.slots.len() >= self.per_shard {
+        let (key, shard) = self.shard(key);
+        let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        if shard.slots.len() >= self.per_shard && !shard.slots.contains_key(&key) {
             self.make_room(&mut shard, now, forgotten);
         }
         let slot = shard.slots.entry(key).or_default();
@@ -220,8 +270,9 @@ impl<K: Hash + Eq + Copy, V: Default> Limiter<K, V> {
 
     /// Reads `key`'s slot without creating one.
     pub fn peek<R>(&self, key: &K, f: impl FnOnce(Option<&Slot<V>>) -> R) -> R {
-        let shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
-        f(shard.slots.get(key))
+        let (key, shard) = self.shard(*key);
+        let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        f(shard.slots.get(&key))
     }
 
     fn make_room(&self, shard: &mut Shard<K, V>, now: Micros, forgotten: &mut Vec<u32>) {

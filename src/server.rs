@@ -101,7 +101,9 @@ pub struct Context {
     pub lang: Lang,
     /// An API client asking for JSON rather than a page.
     pub json: bool,
-    pub started: Instant,
+    /// When parsing began, for the access log's timing; not read (the
+    /// clock not asked) when there is no access log.
+    pub started: Option<Instant>,
 }
 
 /// Why [`parse`] refused a request.
@@ -189,7 +191,7 @@ pub fn parse<B: hyper::body::Body>(
     peer: Peer,
     config: &Config,
 ) -> Result<Context, Refusal> {
-    let started = Instant::now();
+    let started = config.listen.access_log.then(Instant::now);
     let method = request.method().clone();
     // TRACE echoes the request, cookies included; CONNECT opens a tunnel.
     if method == Method::TRACE || method == Method::CONNECT {
@@ -686,7 +688,7 @@ impl App {
                 room,
                 outcome = done.outcome.label(),
                 status,
-                micros = context.started.elapsed().as_micros() as u64,
+                micros = context.started.map_or(0, |s| s.elapsed().as_micros() as u64),
             ),
             None => tracing::info!(
                 target: "antre::access",

@@ -24,7 +24,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ring::hmac;
 
-use crate::memo::Memo;
+use crate::memo::{ByTail, Memo};
 
 /// Shortest secret accepted, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -179,12 +179,13 @@ pub struct PassClaims {
 #[derive(Debug)]
 pub struct Keyring {
     keys: Vec<Key>,
-    /// Tokens already verified, by their exact text: a visitor shows the
-    /// same pass or ticket on every request and poll, and its MAC need not
-    /// be computed each time. Only genuine tokens enter, each bound to its
+    /// Tokens already verified, by their exact text (hashed by its end,
+    /// the MAC: see [`ByTail`]): a visitor shows the same pass or ticket
+    /// on every request and poll, and its MAC need not be computed each
+    /// time. Only genuine tokens enter, each bound to its
     /// kind and room; what they claim (expiry, epoch, place) is still
     /// checked on every request by the caller.
-    verified: Memo<Box<str>, Verified>,
+    verified: Memo<Box<str>, Verified, ByTail>,
 }
 
 /// What a verified token was found to be: its kind, room and numbers (the
