@@ -67,7 +67,7 @@ pub struct App {
     admission: Arc<AdmissionKeys>,
     /// Headers already signed, by what they state: a pass's header is the
     /// same on every request it makes.
-    signed: Memo<Signed, HeaderValue>,
+    signed: Memo<Signed, HeaderValue, crate::memo::ByTail>,
     router: Router,
     requests: RequestCounters,
 }
