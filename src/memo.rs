@@ -61,39 +61,44 @@ impl<K: Hash + Eq, V, S: BuildHasher + Default> Memo<K, V, S> {
 /// tokens may land anywhere but add no entries (only genuine tokens are
 /// remembered), and equal hashes still compare whole.
 #[derive(Debug, Clone)]
-pub struct ByTail(u64);
+pub struct OwnKeys(u64);
 
-/// Bytes of text [`ByTail`] hashes: 48 bits of a MAC in base64.
-pub const TAIL: usize = 8;
+/// Bytes of text [`OwnKeys`] hashes: 48 bits of a MAC in base64.
+const TAIL: usize = 8;
 
 /// An odd constant with its bits well spread (from the fractional part of
 /// pi), so a fold mixes every input bit into the result's.
 const SPREAD: u64 = 0x243f_6a88_85a3_08d3;
 
-impl Default for ByTail {
+impl Default for OwnKeys {
     fn default() -> Self {
-        ByTail(RandomState::new().hash_one(SPREAD))
+        OwnKeys(RandomState::new().hash_one(SPREAD))
     }
 }
 
-impl BuildHasher for ByTail {
-    type Hasher = TailHasher;
+impl BuildHasher for OwnKeys {
+    type Hasher = OwnKeyHasher;
 
-    fn build_hasher(&self) -> TailHasher {
-        TailHasher(self.0)
+    fn build_hasher(&self) -> OwnKeyHasher {
+        OwnKeyHasher(self.0)
     }
 }
 
-pub struct TailHasher(u64);
+pub struct OwnKeyHasher(u64);
 
-impl TailHasher {
+/// `x` times [`SPREAD`], its high half folded onto its low.
+fn spread(x: u64) -> u64 {
+    let wide = u128::from(x) * u128::from(SPREAD);
+    (wide as u64) ^ ((wide >> 64) as u64)
+}
+
+impl OwnKeyHasher {
     fn fold(&mut self, word: u64) {
-        let wide = u128::from(self.0 ^ word) * u128::from(SPREAD);
-        self.0 = (wide as u64) ^ ((wide >> 64) as u64);
+        self.0 = spread(self.0 ^ word);
     }
 }
 
-impl Hasher for TailHasher {
+impl Hasher for OwnKeyHasher {
     fn write(&mut self, bytes: &[u8]) {
         let tail = &bytes[bytes.len().saturating_sub(TAIL)..];
         let mut word = [0u8; 8];
@@ -115,10 +120,9 @@ impl Hasher for TailHasher {
     }
 
     fn finish(&self) -> u64 {
-        // One more fold, so the high bits (the map's tag) depend on every
-        // input bit too.
-        let wide = u128::from(self.0) * u128::from(SPREAD);
-        (wide as u64) ^ ((wide >> 64) as u64)
+        // Spread once more, so the high bits (the map's tag) depend on
+        // every input bit too.
+        spread(self.0)
     }
 }
 
@@ -142,7 +146,7 @@ mod tests {
 
     #[test]
     fn keys_hashed_by_their_tail_are_still_told_apart_whole() {
-        let memo: Memo<Box<str>, u32, ByTail> = Memo::new(100);
+        let memo: Memo<Box<str>, u32, OwnKeys> = Memo::new(100);
         let tail = "x".repeat(TAIL);
         memo.insert(format!("a.{tail}").into(), 1);
         memo.insert(format!("b.{tail}").into(), 2);
@@ -163,7 +167,7 @@ mod tests {
 
     #[test]
     fn numbers_are_hashed_whole_and_tails_spread() {
-        let state = ByTail::default();
+        let state = OwnKeys::default();
         let keys: Vec<(usize, u64, u64)> = (0..1000).map(|i| (0, i, 7)).collect();
         let hashes: std::collections::HashSet<u64> =
             keys.iter().map(|k| state.hash_one(k)).collect();

@@ -160,7 +160,9 @@ impl Pool {
 
     /// Sends `request` for `target` (in origin form; the request's own URI
     /// is not read), with the fields `added` in place of any of the same
-    /// name: [`Ready::new`], then [`Pool::send_ready`].
+    /// name: [`Ready::new`], then [`Pool::send_ready`]. The proxy makes the
+    /// two steps itself; the tests send this way.
+    #[cfg(test)]
     pub fn send<'p, B>(
         self: &'p Arc<Self>,
         request: Request<B>,

@@ -193,7 +193,7 @@ impl Proxy {
                 }
                 // Boxed: the rare way, its request not weighing on the
                 // future of every HTTP/1.1 one.
-                known => Pending::Http2(Box::new((known.flatten(), request, identity))),
+                known => Pending::Http2(h2, Box::new((known.flatten(), request, identity))),
             },
             _ => Pending::Http1(self.http1(request, &identity, host, admission, target)),
         };
@@ -205,21 +205,15 @@ impl Proxy {
             let mut via_http2 = false;
             let sent = match pending {
                 Pending::Http1(ready) => {
-                    let sent = tokio::time::timeout(
-                        self.origin.response_timeout,
-                        self.pool.send_ready(ready?),
-                    )
-                    .await;
-                    from_http1(sent, &mut origin_tunnel)
+                    from_http1(self.over_http1(ready?).await, &mut origin_tunnel)
                 }
-                Pending::Http2(to) => {
+                Pending::Http2(h2, to) => {
                     let (known, request, identity) = *to;
-                    let sender = match (known, &self.h2) {
-                        (Some(sender), _) => Some(sender),
-                        (None, None) => None,
+                    let sender = match known {
+                        Some(sender) => Some(sender),
                         // Connecting is rare; boxed, its future does not
                         // weigh on every request's.
-                        (None, Some(h2)) => Box::pin(tokio::time::timeout(
+                        None => Box::pin(tokio::time::timeout(
                             self.origin.connect_timeout,
                             h2.sender(),
                         ))
@@ -244,12 +238,7 @@ impl Proxy {
                         // It chose HTTP/1.1.
                         None => {
                             let ready = self.http1(request, &identity, host, admission, target)?;
-                            let sent = tokio::time::timeout(
-                                self.origin.response_timeout,
-                                self.pool.send_ready(ready),
-                            )
-                            .await;
-                            from_http1(sent, &mut origin_tunnel)
+                            from_http1(self.over_http1(ready).await, &mut origin_tunnel)
                         }
                     }
                 }
@@ -364,6 +353,16 @@ impl Proxy {
         Ok(Ready::new(request, target, &added[..count]))
     }
 
+    /// Sends a request written for HTTP/1.1, within the response timeout.
+    fn over_http1(
+        &self,
+        ready: Ready<ClientBody>,
+    ) -> tokio::time::Timeout<
+        impl std::future::Future<Output = Result<Response<OriginBody>, Failure>> + '_,
+    > {
+        tokio::time::timeout(self.origin.response_timeout, self.pool.send_ready(ready))
+    }
+
     /// The request over HTTP/2, the fields this hop adds put in its map.
     async fn over_http2(
         &self,
@@ -373,10 +372,7 @@ impl Proxy {
         host: Option<&HeaderValue>,
         admission: Option<&HeaderValue>,
         target: &str,
-    ) -> Result<
-        Result<Result<Response<Body>, (bool, String)>, tokio::time::error::Elapsed>,
-        ProxyError,
-    > {
+    ) -> Result<Sent, ProxyError> {
         let headers = request.headers_mut();
         headers.reserve(5);
         identity.apply(headers);
@@ -428,13 +424,14 @@ impl Proxy {
 }
 
 /// A request on its way, as far as it could go without waiting.
-enum Pending {
+enum Pending<'a> {
     /// Over HTTP/1.1, its head written (or why it could not be).
     Http1(Result<Ready<ClientBody>, ProxyError>),
     /// Over HTTP/2 on a connection in hand, or one to be made first (an
     /// origin that then chooses HTTP/1.1 gets it that way).
     #[allow(clippy::type_complexity)]
     Http2(
+        &'a Http2Origin,
         Box<(
             Option<hyper::client::conn::http2::SendRequest<ClientBody>>,
             Request<ClientBody>,
@@ -443,13 +440,17 @@ enum Pending {
     ),
 }
 
-/// An HTTP/1.1 exchange's result as [`Proxy::forward`] takes it: a
-/// failure as (whether it was in connecting, its description); after a
-/// `101`, the origin's side of the tunnel in `tunnel`.
+/// An exchange's result as [`Proxy::forward`] takes it, either way: in
+/// time or not, and a failure as (whether it was in connecting, its
+/// description).
+type Sent = Result<Result<Response<Body>, (bool, String)>, tokio::time::error::Elapsed>;
+
+/// An HTTP/1.1 exchange's result as [`Sent`]; after a `101`, the origin's
+/// side of the tunnel goes in `tunnel`.
 fn from_http1(
     sent: Result<Result<Response<OriginBody>, Failure>, tokio::time::error::Elapsed>,
     tunnel: &mut Option<(OriginStream, Bytes)>,
-) -> Result<Result<Response<Body>, (bool, String)>, tokio::time::error::Elapsed> {
+) -> Sent {
     sent.map(|sent| match sent {
         Ok(response) => {
             let (parts, body) = response.into_parts();

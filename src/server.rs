@@ -37,7 +37,7 @@ use crate::engine::{CookieOptions, Decision, Engine, InviteError, Mode, ReturnEr
 use crate::forwarded::Hop;
 use crate::listener::{self, Limits, Side};
 use crate::live::Live;
-use crate::memo::Memo;
+use crate::memo::{Memo, OwnKeys};
 use crate::metrics::{Metrics, Outcome, RequestCounters};
 use crate::page::{self, Lang, PageContext, PageKind};
 use crate::path::{self, CanonicalPath, PathError};
@@ -67,7 +67,7 @@ pub struct App {
     admission: Arc<AdmissionKeys>,
     /// Headers already signed, by what they state: a pass's header is the
     /// same on every request it makes.
-    signed: Memo<Signed, HeaderValue, crate::memo::ByTail>,
+    signed: Memo<Signed, HeaderValue, OwnKeys>,
     router: Router,
     requests: RequestCounters,
 }

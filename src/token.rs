@@ -24,7 +24,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ring::hmac;
 
-use crate::memo::{ByTail, Memo};
+use crate::memo::{Memo, OwnKeys};
 
 /// Shortest secret accepted, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -180,12 +180,12 @@ pub struct PassClaims {
 pub struct Keyring {
     keys: Vec<Key>,
     /// Tokens already verified, by their exact text (hashed by its end,
-    /// the MAC: see [`ByTail`]): a visitor shows the same pass or ticket
+    /// the MAC: see [`OwnKeys`]): a visitor shows the same pass or ticket
     /// on every request and poll, and its MAC need not be computed each
-    /// time. Only genuine tokens enter, each bound to its
-    /// kind and room; what they claim (expiry, epoch, place) is still
-    /// checked on every request by the caller.
-    verified: Memo<Box<str>, Verified, ByTail>,
+    /// time. Only genuine tokens enter, each bound to its kind and room;
+    /// what they claim (expiry, epoch, place) is still checked on every
+    /// request by the caller.
+    verified: Memo<Box<str>, Verified, OwnKeys>,
 }
 
 /// What a verified token was found to be: its kind, room and numbers (the
