@@ -13,10 +13,10 @@
 
 use std::sync::Arc;
 
+use crate::listener::RequestBody;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde::{Deserialize, Deserializer, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -101,7 +101,7 @@ impl Admin {
         }
     }
 
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, request: Request<RequestBody>) -> Response<Body> {
         let path = request.uri().path().to_owned();
         if path == "/healthz" {
             return json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
@@ -183,7 +183,7 @@ impl Admin {
     /// The answer refusing what another site could make a browser send:
     /// any request by a name other than loopback while there is no token,
     /// and a change that is not JSON or comes from another origin.
-    fn refusal(&self, request: &Request<Incoming>) -> Option<Response<Body>> {
+    fn refusal(&self, request: &Request<RequestBody>) -> Option<Response<Body>> {
         let authority = request
             .uri()
             .authority()
@@ -247,7 +247,7 @@ impl Admin {
         None
     }
 
-    fn authorized(&self, request: &Request<Incoming>) -> bool {
+    fn authorized(&self, request: &Request<RequestBody>) -> bool {
         let Some(token) = &self.config.admin.token else {
             return true;
         };
@@ -349,7 +349,7 @@ impl Admin {
         })
     }
 
-    async fn patch(&self, id: &str, request: Request<Incoming>) -> Response<Body> {
+    async fn patch(&self, id: &str, request: Request<RequestBody>) -> Response<Body> {
         let Some(room) = self.room(id) else {
             return unknown_room(id);
         };
@@ -413,7 +413,7 @@ impl Admin {
         }
     }
 
-    async fn reset(&self, id: &str, request: Request<Incoming>) -> Response<Body> {
+    async fn reset(&self, id: &str, request: Request<RequestBody>) -> Response<Body> {
         let Some(room) = self.room(id) else {
             return unknown_room(id);
         };
@@ -449,7 +449,7 @@ impl Admin {
 
     /// `POST /api/rooms/ID/invites {"uses": N, "minutes": M}`: a staff
     /// invite link that lets `uses` visitors skip the line for `minutes`.
-    async fn invite(&self, id: &str, request: Request<Incoming>) -> Response<Body> {
+    async fn invite(&self, id: &str, request: Request<RequestBody>) -> Response<Body> {
         let Some(index) = self.engine.rooms().iter().position(|r| r.config.id == id) else {
             return unknown_room(id);
         };
@@ -528,7 +528,7 @@ impl Admin {
     }
 }
 
-fn operator(request: &Request<Incoming>) -> String {
+fn operator(request: &Request<RequestBody>) -> String {
     request
         .headers()
         .get("x-antre-operator")
@@ -540,7 +540,7 @@ fn operator(request: &Request<Incoming>) -> String {
 
 /// Reads a JSON body of at most [`MAX_BODY`] bytes.
 async fn read_json<T: for<'de> Deserialize<'de>>(
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<(serde_json::Value, T), Response<Body>> {
     let body = Limited::new(request.into_body(), MAX_BODY)
         .collect()
@@ -654,7 +654,7 @@ pub async fn serve(
         let admin = admin.clone();
         move || Limits::admin(&admin.load().config.admin)
     };
-    let handle = move |request: Request<Incoming>, _: listener::Peer| {
+    let handle = move |request: Request<RequestBody>, _: listener::Peer| {
         let admin = admin.load();
         async move { admin.handle(request).await }
     };

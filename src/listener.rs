@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::{http1, http2};
@@ -66,6 +66,10 @@ use crate::config::{AdminConfig, Listen};
 use crate::forwarded::Cidr;
 use crate::metrics::Metrics;
 use crate::proxy::Body;
+
+mod lane;
+
+pub use lane::RequestBody;
 
 /// Longest wait for in-flight requests once shutdown starts.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
@@ -482,7 +486,7 @@ pub async fn serve<H, F>(
     handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let counts = Counts::new(side, &metrics);
@@ -502,7 +506,9 @@ pub async fn serve<H, F>(
     };
     let mut h1 = http1::Builder::new();
     // Off: the timeouts are kept by `drive`, see the module's comment.
-    h1.header_read_timeout(None).max_buf_size(side.max_head());
+    h1.header_read_timeout(None)
+        .max_buf_size(side.max_head())
+        .max_header_size(side.max_head());
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
         .max_header_list_size(side.max_head() as u32)
@@ -931,7 +937,7 @@ async fn connection<H, F>(
     limits: Limits,
     _running: Arc<()>,
 ) where
-    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     // The handshake and the protocol's first bytes are part of the head:
@@ -980,7 +986,7 @@ async fn connection<H, F>(
 /// A connection back from the lot: its client spoke again (or closed).
 async fn resumed<H, F>(shared: Arc<Shared<H>>, parked: Parked<Kept>, _running: Arc<()>)
 where
-    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let inner = match parked.socket {
@@ -1057,13 +1063,14 @@ fn service<H, F>(
        + Send
        + Unpin
 where
-    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let serving = activity.clone();
     let shared = shared.clone();
     service_fn(move |request: Request<Incoming>| {
         let in_flight = serving.request_began();
+        let request = request.map(RequestBody::Hyper);
         // The handler's future is made inside this one, in place: made
         // outside, its whole (large) state would be copied in once more.
         let shared = shared.clone();
@@ -1077,8 +1084,9 @@ where
     })
 }
 
-/// Serves HTTP/1.1 on a connection; once it has been quiet for
-/// [`park::QUIET`], it leaves hyper and waits in the lot.
+/// Serves HTTP/1.1 on a connection: plain requests in [`lane`], anything
+/// else in hyper; once it has been quiet for [`park::QUIET`], it waits in
+/// the lot.
 async fn http1<H, F>(
     shared: Arc<Shared<H>>,
     mut inner: Stream,
@@ -1087,11 +1095,74 @@ async fn http1<H, F>(
     limits: Limits,
     mut prefix: Bytes,
 ) where
-    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let mut quiet = shared.lot.get().map(|_| park::QUIET);
     loop {
+        // antre's own side first, for as long as the requests are plain.
+        let stop = AtomicBool::new(false);
+        let mut buf = BytesMut::with_capacity(lane::READ_GROW.max(prefix.len()));
+        buf.extend_from_slice(&prefix);
+        // Boxed, as hyper's connection is below: a connection's task
+        // stays small while it has not yet sent a request.
+        let mut lane = Box::pin(lane::serve(
+            &mut inner,
+            &mut buf,
+            &stop,
+            &activity,
+            peer,
+            &shared.handler,
+        ));
+        let ended = drive(
+            lane.as_mut(),
+            |_| stop.store(true, Ordering::Release),
+            || Leave::Goodbye,
+            &activity,
+            &limits,
+            quiet,
+            shared.shutdown.clone(),
+        )
+        .await;
+        drop(lane);
+        match ended {
+            Ended::Finished(lane::Exit::Hyper(bytes))
+            | Ended::Quiet(Some(lane::Exit::Hyper(bytes))) => prefix = bytes,
+            Ended::Finished(lane::Exit::Done) => return,
+            Ended::Closed(error) => {
+                if let Some(e) = error {
+                    tracing::debug!(error = %e, peer = %peer.addr, "connection ended with an error");
+                }
+                return;
+            }
+            Ended::Quiet(_) if buf.is_empty() => {
+                activity.parking.store(false, Ordering::Release);
+                let idle_until = activity.idle_until(&limits);
+                match Arc::try_unwrap(activity) {
+                    Ok(activity) => {
+                        let kept = Kept {
+                            slot: activity._slot,
+                            http2: None,
+                        };
+                        park_in(&shared, inner, peer, idle_until, kept);
+                        return;
+                    }
+                    // Nothing of a request outlives the lane's answer to
+                    // it; were it otherwise, the connection stays out.
+                    Err(still_shared) => {
+                        activity = still_shared;
+                        quiet = None;
+                        prefix = Bytes::new();
+                        continue;
+                    }
+                }
+            }
+            // Bytes came with the goodbye: they are served, not parked.
+            Ended::Quiet(_) => prefix = buf.split().freeze(),
+        }
+        drop(buf);
+        activity.parking.store(false, Ordering::Release);
+
         let io = Io {
             inner,
             activity: activity.clone(),
@@ -1122,7 +1193,8 @@ async fn http1<H, F>(
                 }
                 return;
             }
-            Ended::Quiet => {}
+            Ended::Finished(()) => return,
+            Ended::Quiet(_) => {}
         }
         let Some(parts) = connection.into_parts() else {
             return;
@@ -1165,7 +1237,7 @@ async fn http2<H, F>(
     mut prefix: Bytes,
     mut frames: Frames,
 ) where
-    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let mut quiet = shared.lot.get().map(|_| park::QUIET);
@@ -1195,11 +1267,15 @@ async fn http2<H, F>(
             shared.shutdown.clone(),
         )
         .await;
-        if let Ended::Closed(error) = ended {
-            if let Some(e) = error {
-                tracing::debug!(error = %e, peer = %peer.addr, "connection ended with an error");
+        match ended {
+            Ended::Closed(error) => {
+                if let Some(e) = error {
+                    tracing::debug!(error = %e, peer = %peer.addr, "connection ended with an error");
+                }
+                return;
             }
-            return;
+            Ended::Finished(()) => return,
+            Ended::Quiet(_) => {}
         }
         // hyper's state goes; the socket comes back (see `H2Io`'s drop).
         drop(connection);
@@ -1426,16 +1502,20 @@ enum Leave {
 }
 
 /// How a connection left [`drive`].
-enum Ended {
-    /// It ended, or was ended (with hyper's error, if any).
-    Closed(Option<hyper::Error>),
-    /// It was quiet, and hyper let go of it with its socket still open.
-    Quiet,
+enum Ended<T, E> {
+    /// It finished, by itself or when asked to close.
+    Finished(T),
+    /// It failed (with its error), or was dropped: a head not finished in
+    /// time, or a goodbye not finished.
+    Closed(Option<E>),
+    /// It was quiet and let go of its socket, still open (with what it
+    /// returned, when it returned).
+    Quiet(Option<T>),
 }
 
 /// Polls a connection until it ends, keeping its deadlines: the header and
 /// idle timeouts, and for one that may wait outside hyper, `quiet`.
-async fn drive<C>(
+async fn drive<C, T, E>(
     mut connection: Pin<&mut C>,
     goodbye: impl Fn(Pin<&mut C>),
     leave: impl Fn() -> Leave,
@@ -1443,9 +1523,9 @@ async fn drive<C>(
     limits: &Limits,
     quiet: Option<Duration>,
     mut shutdown: watch::Receiver<bool>,
-) -> Ended
+) -> Ended<T, E>
 where
-    C: Future<Output = hyper::Result<()>>,
+    C: Future<Output = Result<T, E>>,
 {
     let mut stopping = pin!(shutdown.wait_for(|stop| *stop));
     let mut shutting_down = false;
@@ -1464,8 +1544,8 @@ where
         if let Poll::Ready(result) = connection.as_mut().poll(cx) {
             return Poll::Ready(match result {
                 // Cleared when shutdown began: then it simply closed.
-                Ok(()) if activity.parking.load(Ordering::Acquire) => Ended::Quiet,
-                Ok(()) => Ended::Closed(None),
+                Ok(done) if activity.parking.load(Ordering::Acquire) => Ended::Quiet(Some(done)),
+                Ok(done) => Ended::Finished(done),
                 Err(e) => Ended::Closed(Some(e)),
             });
         }
@@ -1524,7 +1604,7 @@ where
                             }
                             Leave::Now => {
                                 activity.parking.store(true, Ordering::Release);
-                                return Poll::Ready(Ended::Quiet);
+                                return Poll::Ready(Ended::Quiet(None));
                             }
                             Leave::NotYet if now < activity.idle_until(limits) => {
                                 let wait = park::QUIET * 2u32.pow(refused.min(6));

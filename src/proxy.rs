@@ -24,6 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use crate::config::Origin;
 use crate::cookie;
 use crate::forwarded::{self, Hop};
+use crate::listener::RequestBody;
 use crate::pool::{Failure, OriginBody, Pool, Ready};
 use crate::stream::MaybeTls;
 use crate::wire::HOP_BY_HOP;
@@ -154,7 +155,7 @@ impl Proxy {
     /// the future keeps neither the request nor the fields added to it.
     pub fn forward<'a>(
         &'a self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         outgoing: Outgoing<'a>,
     ) -> impl std::future::Future<Output = Result<Response<Body>, ProxyError>> + Send + 'a {
         let upgrade = wants_upgrade(request.headers()) && request.version() == Version::HTTP_11;
@@ -605,7 +606,7 @@ pub type OriginStream = MaybeTls<tokio_rustls::client::TlsStream<tokio::net::Tcp
 /// blamed on the client, not the origin. The pool closes an origin
 /// connection whose request body did not finish, so it is never reused.
 pub struct ClientBody {
-    inner: Incoming,
+    inner: RequestBody,
     /// Set when reading the body fails; `None` for a request without one.
     failed: Option<Arc<AtomicBool>>,
 }

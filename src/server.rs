@@ -20,11 +20,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::listener::RequestBody;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -400,7 +400,7 @@ impl App {
     #[allow(clippy::manual_async_fn)]
     pub fn handle(
         self: Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         peer: Peer,
     ) -> impl std::future::Future<Output = Response<Body>> + Send {
         async move {
@@ -429,7 +429,7 @@ impl App {
     #[allow(clippy::manual_async_fn)]
     fn run<'a>(
         &'a self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         context: &'a Context,
     ) -> impl std::future::Future<Output = Done> + Send + 'a {
         async move {
@@ -609,7 +609,7 @@ impl App {
     #[allow(clippy::manual_async_fn)]
     fn forward<'a>(
         &'a self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         context: &'a Context,
         leg: Leg<'a>,
     ) -> impl std::future::Future<Output = Done> + Send + 'a {
@@ -1378,7 +1378,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let (metrics, limits) = visitor_limits(&app);
-    let handle = move |request: Request<Incoming>, peer: listener::Peer| {
+    let handle = move |request: Request<RequestBody>, peer: listener::Peer| {
         let app = app.load();
         let peer = Peer {
             ip: peer.addr.ip(),
@@ -1420,7 +1420,7 @@ pub async fn serve_redirect(
     shutdown: watch::Receiver<bool>,
 ) {
     let (metrics, limits) = visitor_limits(&app);
-    let handle = move |request: Request<Incoming>, _: listener::Peer| {
+    let handle = move |request: Request<RequestBody>, _: listener::Peer| {
         let app = app.load();
         async move { https_redirect(&request, &app.config, https_port) }
     };
