@@ -137,6 +137,23 @@ FRONT_SERVERS = """
         listen 127.0.0.1:{h2} http2;
 {locations}
     }}
+    # The same, telling the origin who the visitor is, as antre does on
+    # every request it forwards (X-Forwarded-For/-Proto/-Host, Forwarded,
+    # the Host as sent): the usual reverse-proxy headers a site's own
+    # nginx config would set.
+    server {{
+        listen 127.0.0.1:{identity};
+        location / {{
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+            proxy_set_header Forwarded "for=$remote_addr;host=\\"$http_host\\";proto=$scheme";
+        }}
+    }}
 """
 
 ANTRE_CONFIG = """
@@ -284,10 +301,10 @@ def main():
     wait_port(redis_port)
 
     # nginx in front: proxy_pass with upstream keep-alive, TLS, static file.
-    n_plain, n_tls, n_h2 = free_port(), free_port(), free_port()
+    n_plain, n_tls, n_h2, n_identity = free_port(), free_port(), free_port(), free_port()
     with open(f"{dir}/front.conf", "w") as f:
         f.write(NGINX_MAIN.format(dir=dir, name="front", servers=FRONT_SERVERS.format(
-            origin=origin, plain=n_plain, tls=n_tls, h2=n_h2, dir=dir,
+            origin=origin, plain=n_plain, tls=n_tls, h2=n_h2, identity=n_identity, dir=dir,
             locations=FRONT_LOCATIONS.format(dir=dir))))
     front = start(["nginx", "-p", dir, "-c", f"{dir}/front.conf"], SERVER_CPU)
     wait_port(n_plain)
@@ -348,6 +365,8 @@ def main():
     scenarios = {
         "admitted": ((f"http://127.0.0.1:{a_plain}/page", [plain_pass]),
                      (f"http://127.0.0.1:{n_plain}/page", [plain_pass])),
+        "admitted-identity": ((f"http://127.0.0.1:{a_plain}/page", [plain_pass]),
+                              (f"http://127.0.0.1:{n_identity}/page", [plain_pass])),
         "admitted-tls": ((f"https://127.0.0.1:{a_tls}/page", [tls_pass]),
                          (f"https://127.0.0.1:{n_tls}/page", [tls_pass])),
         "waiting": ((status_url, [f"Cookie: {ticket}", json_]),
@@ -451,6 +470,7 @@ def main():
     print("|---|---|---|---|")
     labels = {
         "admitted": "admitted visitor (pass) vs nginx `proxy_pass`, keep-alive upstream",
+        "admitted-identity": "the same, nginx also telling the origin who the visitor is (X-Forwarded-*, Forwarded), as antre does",
         "admitted-tls": "the same over TLS 1.3 (rustls vs OpenSSL)",
         "waiting": "waiting visitor polling status vs nginx static file",
         "waiting-redis": "the same, Redis store",

@@ -40,8 +40,10 @@
 //! - [`listener`]: connections on both listeners: caps per listener and
 //!   per client address, the open-file limit, header and idle timeouts,
 //!   TLS ended here ([`tls`], [`stream`]), the worker threads that serve
-//!   visitors; quiet connections wait outside hyper in [`park`], HTTP/2
-//!   ones with what [`frames`] kept of their state.
+//!   visitors; plain HTTP/1.1 `GET`s read and answered by antre's own
+//!   side, everything else by hyper's; quiet connections wait outside
+//!   hyper in [`park`], HTTP/2 ones with what [`frames`] kept of their
+//!   state.
 //! - [`tls`]: the certificate and key, reloaded in place; TLS to an
 //!   `https://` origin.
 //! - [`metrics`]: every exported metric, named in one place.

@@ -25,14 +25,17 @@
 //!
 //! # Protocols, and connections that wait outside hyper
 //!
-//! The first bytes tell HTTP/2's preface from an HTTP/1.1 request; they
-//! are then given to hyper's server for that protocol. An HTTP/1.1
-//! connection quiet for [`park::QUIET`] (nothing in flight, nothing read)
-//! leaves hyper: hyper closes its side without shutting the socket down,
-//! and the socket, with any bytes hyper had read but not used, waits in
-//! the listener's [`park`] lot until its client speaks again or its idle
-//! timeout passes. An HTTP/2 connection stays in hyper, whose state it
-//! needs.
+//! The first bytes tell HTTP/2's preface from an HTTP/1.1 request. HTTP/2
+//! goes to hyper's server. HTTP/1.1 is read by antre's own side first
+//! ([`lane`]), which answers plain `GET`s itself and gives the connection
+//! to hyper, with every byte read, at the first request that is anything
+//! else; hyper gives it back when it next waits. An HTTP/1.1 connection
+//! quiet for [`park::QUIET`] (nothing in flight, nothing read) leaves
+//! either (hyper closes its side without shutting the socket down), and
+//! the socket, with any bytes read but not used, waits in the listener's
+//! [`park`] lot until its client speaks again or its idle timeout passes.
+//! A quiet HTTP/2 connection leaves hyper with what [`frames`] kept of its
+//! state.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
