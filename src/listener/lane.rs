@@ -492,6 +492,8 @@ fn http_date(out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
 
     fn head(bytes: &[u8]) -> (Head, BytesMut) {
         let mut buf = BytesMut::from(bytes);
@@ -570,6 +572,138 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert!(matches!(head(&many).0, Head::Hyper(_)));
+    }
+
+    /// What reading `bytes` did: a head taken from the front and nothing
+    /// else, everything handed on, or nothing taken yet.
+    fn taken_whole_or_handed_on_whole(
+        bytes: &[u8],
+    ) -> Result<Option<Request<RequestBody>>, TestCaseError> {
+        let mut buf = BytesMut::from(bytes);
+        match read_head(&mut buf, &mut Vec::new()) {
+            Head::Whole(request) => {
+                let taken = bytes.len() - buf.len();
+                prop_assert!(taken <= MAX_HEAD);
+                prop_assert!(bytes[..taken].ends_with(b"\n"));
+                prop_assert_eq!(&buf[..], &bytes[taken..]);
+                prop_assert_eq!(request.method(), Method::GET);
+                for asks in [
+                    "content-length",
+                    "transfer-encoding",
+                    "upgrade",
+                    "expect",
+                    "te",
+                ] {
+                    prop_assert!(!request.headers().contains_key(asks), "{}", asks);
+                }
+                Ok(Some(request))
+            }
+            Head::Hyper(all) => {
+                prop_assert_eq!(&all[..], bytes);
+                prop_assert!(buf.is_empty());
+                Ok(None)
+            }
+            Head::Partial => {
+                prop_assert_eq!(&buf[..], bytes);
+                prop_assert!(bytes.len() < MAX_HEAD);
+                Ok(None)
+            }
+        }
+    }
+
+    fn field_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("Host".to_owned()),
+            Just("Cookie".to_owned()),
+            Just("Accept".to_owned()),
+            Just("X-Site".to_owned()),
+            Just("Connection".to_owned()),
+            Just("Content-Length".to_owned()),
+            Just("Transfer-Encoding".to_owned()),
+            Just("Upgrade".to_owned()),
+            Just("Expect".to_owned()),
+            Just("TE".to_owned()),
+            Just("HTTP2-Settings".to_owned()),
+        ]
+        .prop_flat_map(|name| {
+            // Each letter upper or lower case, as a client may send it.
+            proptest::collection::vec(any::<bool>(), name.len()).prop_map(move |upper| {
+                name.chars()
+                    .zip(upper)
+                    .map(|(c, up)| {
+                        if up {
+                            c.to_ascii_uppercase()
+                        } else {
+                            c.to_ascii_lowercase()
+                        }
+                    })
+                    .collect()
+            })
+        })
+    }
+
+    fn field_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("keep-alive".to_owned()),
+            Just("Keep-Alive".to_owned()),
+            Just("close".to_owned()),
+            Just("0".to_owned()),
+            Just("chunked".to_owned()),
+            Just("a=1; b=2".to_owned()),
+            "[ -~]{0,20}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_taken_whole_or_handed_on_whole(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            taken_whole_or_handed_on_whole(&bytes)?;
+        }
+
+        #[test]
+        fn a_head_is_served_here_only_when_it_is_a_plain_get(
+            method in prop_oneof![Just("GET"), Just("HEAD"), Just("POST"), Just("get"), Just("OPTIONS")],
+            version in prop_oneof![Just("1.1"), Just("1.0")],
+            target in prop_oneof![Just("/"), Just("/daftar?x=1"), Just("*"), Just("http://a.example/b")],
+            fields in proptest::collection::vec((field_name(), field_value()), 0..8),
+            rest in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let mut head = format!("{method} {target} HTTP/{version}\r\n");
+            for (name, value) in &fields {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            head.push_str("\r\n");
+            let mut bytes = head.clone().into_bytes();
+            bytes.extend_from_slice(&rest);
+            let plain = method == "GET"
+                && version == "1.1"
+                && fields.iter().all(|(name, value)| match name.to_ascii_lowercase().as_str() {
+                    "connection" => value.trim().eq_ignore_ascii_case("keep-alive"),
+                    "content-length" | "transfer-encoding" | "upgrade" | "expect" | "te"
+                    | "http2-settings" => false,
+                    _ => true,
+                });
+            let served = taken_whole_or_handed_on_whole(&bytes)?;
+            prop_assert_eq!(served.is_some(), plain, "{}", head);
+            if let Some(request) = served {
+                prop_assert_eq!(request.uri().to_string(), target);
+                let seen: Vec<(String, String)> = request
+                    .headers()
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .collect();
+                let mut sent: Vec<(String, String)> = fields
+                    .iter()
+                    .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
+                    .collect();
+                let mut seen_sorted = seen.clone();
+                seen_sorted.sort();
+                sent.sort();
+                prop_assert_eq!(seen_sorted, sent);
+            }
+        }
     }
 
     #[test]
