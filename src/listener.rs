@@ -1132,12 +1132,7 @@ async fn http1<H, F>(
             Ended::Finished(lane::Exit::Hyper(bytes))
             | Ended::Quiet(Some(lane::Exit::Hyper(bytes))) => prefix = bytes,
             Ended::Finished(lane::Exit::Done) => return,
-            Ended::Closed(error) => {
-                if let Some(e) = error {
-                    tracing::debug!(error = %e, peer = %peer.addr, "connection ended with an error");
-                }
-                return;
-            }
+            Ended::Closed(error) => return ended_with(error, peer),
             Ended::Quiet(_) if buf.is_empty() => {
                 activity.parking.store(false, Ordering::Release);
                 let idle_until = activity.idle_until(&limits);
@@ -1190,12 +1185,7 @@ async fn http1<H, F>(
         )
         .await;
         match ended {
-            Ended::Closed(error) => {
-                if let Some(e) = error {
-                    tracing::debug!(error = %e, peer = %peer.addr, "connection ended with an error");
-                }
-                return;
-            }
+            Ended::Closed(error) => return ended_with(error, peer),
             Ended::Finished(()) => return,
             Ended::Quiet(_) => {}
         }
@@ -1271,12 +1261,7 @@ async fn http2<H, F>(
         )
         .await;
         match ended {
-            Ended::Closed(error) => {
-                if let Some(e) = error {
-                    tracing::debug!(error = %e, peer = %peer.addr, "connection ended with an error");
-                }
-                return;
-            }
+            Ended::Closed(error) => return ended_with(error, peer),
             Ended::Finished(()) => return,
             Ended::Quiet(_) => {}
         }
@@ -1502,6 +1487,13 @@ enum Leave {
     /// Not at this moment (HTTP/2 between frames, see `Frames::may_leave`):
     /// asked again a moment later.
     NotYet,
+}
+
+/// Notes the error a connection ended with, if any.
+fn ended_with(error: Option<impl std::fmt::Display>, peer: Peer) {
+    if let Some(e) = error {
+        tracing::debug!(error = %e, peer = %peer.addr, "connection ended with an error");
+    }
 }
 
 /// How a connection left [`drive`].

@@ -45,14 +45,7 @@ async fn read_response(stream: &mut TcpStream) -> (String, String) {
     loop {
         if let Some(end) = find(&buffer, b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse().ok())?
-                })
-                .unwrap_or(0);
+            let length = common::content_length_of(&head);
             if buffer.len() >= end + 4 + length {
                 let body = String::from_utf8_lossy(&buffer[end + 4..end + 4 + length]);
                 return (head, body.into_owned());

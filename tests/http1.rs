@@ -58,14 +58,7 @@ async fn serve_raw(mut stream: TcpStream) {
         let mut words = head.split(' ');
         let method = words.next().unwrap_or_default().to_owned();
         let path = words.next().unwrap_or_default().to_owned();
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse().ok())?
-            })
-            .unwrap_or(0);
+        let length = common::content_length_of(&head);
         while buf.len() < head_end + length {
             let mut chunk = [0u8; 4096];
             match stream.read(&mut chunk).await {

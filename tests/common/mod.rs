@@ -1102,3 +1102,14 @@ impl ReplicatedCluster {
             .contains("role:master")
     }
 }
+
+/// The `Content-Length` a message head gives, or 0.
+pub fn content_length_of(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
