@@ -12,12 +12,14 @@
 //! malformed request gets (`400`, `431`, ...) is hyper's, as before, and
 //! the request is seen by the same handler either way.
 //!
-//! A response is written as hyper writes one: `content-length` when the
-//! body's length is known (from the body or the header), chunked when it
-//! is not, no body for `204` and `304`, a `date` when the response has
-//! none, and `connection: close` (then the connection closes) when the
-//! listener is shutting down. A body that ends short of its length, or
-//! fails, closes the connection, so the client sees it cut short.
+//! A response is framed here, whatever framing fields it came with:
+//! `content-length` when the body's length is known (from the body or its
+//! one valid `content-length`), chunked when it is not, no body and no
+//! framing field for `204` and `304`; a `date` is added when the response
+//! has none, and `connection: close` (then the connection closes) when the
+//! listener is shutting down. A body that ends short of its length, runs
+//! past it or fails closes the connection, so the client sees it cut
+//! short.
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
