@@ -1102,118 +1102,106 @@ async fn http1<H, F>(
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let mut quiet = shared.lot.get().map(|_| park::QUIET);
-    loop {
-        // antre's own side first, for as long as the requests are plain.
-        let stop = AtomicBool::new(false);
-        let mut buf = BytesMut::with_capacity(lane::READ_GROW.max(prefix.len()));
-        buf.extend_from_slice(&prefix);
-        // Boxed, as hyper's connection is below: a connection's task
-        // stays small while it has not yet sent a request.
-        let mut lane = Box::pin(lane::serve(
-            &mut inner,
-            &mut buf,
-            &stop,
-            &activity,
-            peer,
-            &shared.handler,
-        ));
-        let ended = drive(
-            lane.as_mut(),
-            |_| stop.store(true, Ordering::Release),
-            || Leave::Goodbye,
-            &activity,
-            &limits,
-            quiet,
-            shared.shutdown.clone(),
-        )
-        .await;
-        drop(lane);
-        match ended {
-            Ended::Finished(lane::Exit::Hyper(bytes))
-            | Ended::Quiet(Some(lane::Exit::Hyper(bytes))) => prefix = bytes,
-            Ended::Finished(lane::Exit::Done) => return,
-            Ended::Closed(error) => return ended_with(error, peer),
-            Ended::Quiet(_) if buf.is_empty() => {
-                activity.parking.store(false, Ordering::Release);
-                let idle_until = activity.idle_until(&limits);
-                match Arc::try_unwrap(activity) {
-                    Ok(activity) => {
-                        let kept = Kept {
-                            slot: activity._slot,
-                            http2: None,
-                        };
-                        park_in(&shared, inner, peer, idle_until, kept);
-                        return;
-                    }
-                    // Nothing of a request outlives the lane's answer to
-                    // it; were it otherwise, the connection stays out.
-                    Err(still_shared) => {
-                        activity = still_shared;
-                        quiet = None;
-                        prefix = Bytes::new();
-                        continue;
-                    }
-                }
+    'connection: loop {
+        'serve: {
+            // antre's own side first, for as long as the requests are plain.
+            let stop = AtomicBool::new(false);
+            let mut buf = BytesMut::with_capacity(lane::READ_GROW.max(prefix.len()));
+            buf.extend_from_slice(&prefix);
+            // Boxed, as hyper's connection is below: a connection's task
+            // stays small while it has not yet sent a request.
+            let mut lane = Box::pin(lane::serve(
+                &mut inner,
+                &mut buf,
+                &stop,
+                &activity,
+                peer,
+                &shared.handler,
+            ));
+            let ended = drive(
+                lane.as_mut(),
+                |_| stop.store(true, Ordering::Release),
+                || Leave::Goodbye,
+                &activity,
+                &limits,
+                quiet,
+                shared.shutdown.clone(),
+            )
+            .await;
+            drop(lane);
+            activity.parking.store(false, Ordering::Release);
+            match ended {
+                Ended::Finished(lane::Exit::Hyper(bytes))
+                | Ended::Quiet(Some(lane::Exit::Hyper(bytes))) => prefix = bytes,
+                Ended::Finished(lane::Exit::Done) => return,
+                Ended::Closed(error) => return ended_with(error, peer),
+                Ended::Quiet(_) if buf.is_empty() => break 'serve,
+                // Bytes came with the goodbye: they are served, not parked.
+                Ended::Quiet(_) => prefix = buf.split().freeze(),
             }
-            // Bytes came with the goodbye: they are served, not parked.
-            Ended::Quiet(_) => prefix = buf.split().freeze(),
-        }
-        drop(buf);
-        activity.parking.store(false, Ordering::Release);
+            drop(buf);
 
-        let io = Io {
-            inner,
-            activity: activity.clone(),
-            prefix,
-        };
-        let service = service(&shared, &activity, peer);
-        // Boxed: the task keeps only a pointer while the connection waits.
-        let mut connection = Box::new(
-            shared
-                .h1
-                .serve_connection(TokioIo::new(io), service)
-                .with_upgrades(),
-        );
-        let ended = drive(
-            Pin::new(&mut *connection),
-            |c| c.graceful_shutdown(),
-            || Leave::Goodbye,
-            &activity,
-            &limits,
-            quiet,
-            shared.shutdown.clone(),
-        )
-        .await;
-        match ended {
-            Ended::Closed(error) => return ended_with(error, peer),
-            Ended::Finished(()) => return,
-            Ended::Quiet(_) => {}
+            let io = Io {
+                inner,
+                activity: activity.clone(),
+                prefix,
+            };
+            let service = service(&shared, &activity, peer);
+            // Boxed: the task keeps only a pointer while the connection waits.
+            let mut connection = Box::new(
+                shared
+                    .h1
+                    .serve_connection(TokioIo::new(io), service)
+                    .with_upgrades(),
+            );
+            let ended = drive(
+                Pin::new(&mut *connection),
+                |c| c.graceful_shutdown(),
+                || Leave::Goodbye,
+                &activity,
+                &limits,
+                quiet,
+                shared.shutdown.clone(),
+            )
+            .await;
+            match ended {
+                Ended::Closed(error) => return ended_with(error, peer),
+                Ended::Finished(()) => return,
+                Ended::Quiet(_) => {}
+            }
+            let Some(parts) = connection.into_parts() else {
+                return;
+            };
+            drop(parts.service);
+            let io = parts.io.into_inner();
+            inner = io.inner;
+            drop(io.activity);
+            prefix = parts.read_buf;
+            activity.parking.store(false, Ordering::Release);
+            // Bytes of a next request already in: no waiting, serve them.
+            if !prefix.is_empty() {
+                continue 'connection;
+            }
         }
-        let Some(parts) = connection.into_parts() else {
-            return;
-        };
-        drop(parts.service);
-        let io = parts.io.into_inner();
-        inner = io.inner;
-        drop(io.activity);
-        prefix = parts.read_buf;
-        activity.parking.store(false, Ordering::Release);
-        // Bytes of a next request already in: no waiting, serve them.
-        if !prefix.is_empty() {
-            continue;
-        }
+        // Quiet, with nothing read: to the lot.
         let idle_until = activity.idle_until(&limits);
-        let slot = match Arc::try_unwrap(activity) {
-            Ok(activity) => activity._slot,
+        match Arc::try_unwrap(activity) {
+            Ok(activity) => {
+                let kept = Kept {
+                    slot: activity._slot,
+                    http2: None,
+                };
+                park_in(&shared, inner, peer, idle_until, kept);
+                return;
+            }
+            // A response body outlived its connection: the connection stays
+            // out of the lot.
             Err(still_shared) => {
-                // A response body outlived its connection: stay in hyper.
                 activity = still_shared;
                 quiet = None;
-                continue;
+                prefix = Bytes::new();
             }
-        };
-        park_in(&shared, inner, peer, idle_until, Kept { slot, http2: None });
-        return;
+        }
     }
 }
 

@@ -324,7 +324,7 @@ impl<'a> Fields<'a> {
 }
 
 /// A `Content-Length` element: decimal digits only, at most 19 of them.
-fn parse_length(part: &[u8]) -> Option<u64> {
+pub fn parse_length(part: &[u8]) -> Option<u64> {
     if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -379,7 +379,7 @@ fn framing(
 
 /// The elements of one comma-separated field value, trimmed, the empty
 /// ones left out.
-fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)

@@ -40,6 +40,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{Activity, Peer, Stream};
 use crate::proxy::Body;
+use crate::wire;
 
 /// The largest request head served here; a larger one goes to hyper, which
 /// holds it to the listener's own limit ([`super::Side::max_head`]).
@@ -315,10 +316,7 @@ async fn respond(
             // Framing is this writer's to say.
             header::CONTENT_LENGTH | header::TRANSFER_ENCODING => continue,
             header::CONNECTION
-                if value
-                    .as_bytes()
-                    .split(|&b| b == b',')
-                    .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close")) =>
+                if wire::elements(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close")) =>
             {
                 keep = false;
             }
@@ -351,8 +349,7 @@ async fn respond(
 
     if matches!(framing, Framing::None) {
         drop(body);
-        io.write_all(out).await?;
-        io.flush().await?;
+        send(io, out).await?;
         return Ok(keep);
     }
     loop {
@@ -361,9 +358,7 @@ async fn respond(
         let next = match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
             Poll::Ready(next) => next,
             Poll::Pending => {
-                io.write_all(out).await?;
-                io.flush().await?;
-                out.clear();
+                send(io, out).await?;
                 body.frame().await
             }
         };
@@ -376,8 +371,7 @@ async fn respond(
             },
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "response body failed; closing the connection");
-                io.write_all(out).await?;
-                io.flush().await?;
+                send(io, out).await?;
                 return Ok(false);
             }
         };
@@ -388,15 +382,12 @@ async fn respond(
                 put(io, out, &data[..fits]).await?;
                 if fits < data.len() {
                     tracing::debug!("response body longer than its length; closing the connection");
-                    io.write_all(out).await?;
-                    io.flush().await?;
+                    send(io, out).await?;
                     return Ok(false);
                 }
             }
             Framing::Chunked => {
-                let mut size = [0u8; 16];
-                out.extend_from_slice(hex(data.len(), &mut size));
-                out.extend_from_slice(b"\r\n");
+                wire::write_chunk_size(data.len(), out);
                 put(io, out, &data).await?;
                 out.extend_from_slice(b"\r\n");
             }
@@ -414,10 +405,16 @@ async fn respond(
         }
         _ => {}
     }
+    send(io, out).await?;
+    Ok(keep)
+}
+
+/// Writes out what `out` holds, and empties it.
+async fn send(io: &mut Stream, out: &mut Vec<u8>) -> io::Result<()> {
     io.write_all(out).await?;
     io.flush().await?;
     out.clear();
-    Ok(keep)
+    Ok(())
 }
 
 /// Adds `data` after what `out` holds: copied when small, else written
@@ -451,25 +448,8 @@ async fn put(io: &mut Stream, out: &mut Vec<u8>, data: &[u8]) -> io::Result<()> 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
     let first = values.next()?;
-    let digits = first.as_bytes();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let len = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    let len = wire::parse_length(first.as_bytes())?;
     values.all(|other| other == first).then_some(len)
-}
-
-/// `n` in hexadecimal, as a chunk's size.
-fn hex(mut n: usize, buf: &mut [u8; 16]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b"0123456789abcdef"[n & 15];
-        n >>= 4;
-        if n == 0 {
-            return &buf[at..];
-        }
-    }
 }
 
 thread_local! {
@@ -706,14 +686,6 @@ mod tests {
                 prop_assert_eq!(seen_sorted, sent);
             }
         }
-    }
-
-    #[test]
-    fn chunk_sizes_are_hexadecimal() {
-        let mut buf = [0u8; 16];
-        assert_eq!(hex(0, &mut buf), b"0");
-        assert_eq!(hex(1024, &mut buf), b"400");
-        assert_eq!(hex(usize::MAX, &mut buf), b"ffffffffffffffff");
     }
 
     #[test]
