@@ -132,9 +132,9 @@ impl Jar {
     /// Every value sent under `name`, first to last.
     pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
         self.pairs().filter_map(move |&(start, value, end)| {
-            let text = |from: u32, to: u32| self.text.get(from as usize..to as usize);
-            (text(start, value)? == name)
-                .then(|| text(value, end))
+            // Names compared as bytes: only a match is cut out as text.
+            (self.text.as_bytes().get(start as usize..value as usize)? == name.as_bytes())
+                .then(|| self.text.get(value as usize..end as usize))
                 .flatten()
         })
     }

@@ -1510,6 +1510,11 @@ async fn drive<C, T, E>(
 where
     C: Future<Output = Result<T, E>>,
 {
+    // Polling the shutdown signal takes its channel's lock, shared by every
+    // connection: it is polled again only when this task's waker changed
+    // or the signal moved (seen on `probe`, a plain atomic load).
+    let mut probe = shutdown.clone();
+    let mut watching: Option<Waker> = None;
     let mut stopping = pin!(shutdown.wait_for(|stop| *stop));
     let mut shutting_down = false;
     // Set once an idle connection was asked to close: dropped then.
@@ -1532,7 +1537,13 @@ where
                 Err(e) => Ended::Closed(Some(e)),
             });
         }
-        if !shutting_down && stopping.as_mut().poll(cx).is_ready() {
+        let watched = watching.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+            && matches!(probe.has_changed(), Ok(false));
+        if !shutting_down && !watched {
+            probe.mark_unchanged();
+            watching = Some(cx.waker().clone());
+        }
+        if !shutting_down && !watched && stopping.as_mut().poll(cx).is_ready() {
             shutting_down = true;
             activity.parking.store(false, Ordering::Release);
             goodbye(connection.as_mut());

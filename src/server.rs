@@ -16,6 +16,7 @@
 //! 7. **log** (`App::log`): one count and one access-log line per
 //!    request, with its outcome.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -365,8 +366,26 @@ fn wants_json<B>(request: &Request<B>) -> bool {
     request
         .headers()
         .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/json") && !accept.contains("text/html"))
+        .is_some_and(|accept| accepts_json(accept.as_bytes()))
+}
+
+/// Whether an `Accept` value lists `application/json` and not `text/html`
+/// (a browser's lists both kinds or only HTML), in one look over its media
+/// ranges, parameters and letter case aside.
+fn accepts_json(accept: &[u8]) -> bool {
+    let mut json = false;
+    for range in accept.split(|b| *b == b',') {
+        let kind = range
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or(range)
+            .trim_ascii();
+        if kind.eq_ignore_ascii_case(b"text/html") {
+            return false;
+        }
+        json |= kind.eq_ignore_ascii_case(b"application/json");
+    }
+    json
 }
 
 impl App {
@@ -765,9 +784,11 @@ impl App {
     async fn status(&self, query: Option<&str>, context: &Context) -> Done {
         let wanted = query_param(query, "room");
         let rooms = self.engine.rooms();
-        let candidates: Vec<usize> = match &wanted {
-            Some(id) => match rooms.iter().position(|r| r.config.id == *id) {
-                Some(index) => vec![index],
+        // The room asked for, or else the first the visitor holds a cookie
+        // for.
+        let asked = match &wanted {
+            Some(id) => match rooms.iter().position(|r| r.config.id == **id) {
+                Some(index) => Some(index),
                 None => {
                     let response = json_response(
                         StatusCode::NOT_FOUND,
@@ -776,19 +797,20 @@ impl App {
                     return Done::new(response, Outcome::Status, None);
                 }
             },
-            // Without a room, the first room the visitor holds a cookie for.
-            None => (0..rooms.len())
-                .filter(|i| {
-                    let room = &rooms[*i];
-                    context.jar.values(room.pass_cookie_name()).next().is_some()
-                        || context
-                            .jar
-                            .values(room.ticket_cookie_name())
-                            .next()
-                            .is_some()
-                })
-                .collect(),
+            None => None,
         };
+        let candidates = (0..rooms.len()).filter(|&i| match asked {
+            Some(index) => i == index,
+            None => {
+                let room = &rooms[i];
+                context.jar.values(room.pass_cookie_name()).next().is_some()
+                    || context
+                        .jar
+                        .values(room.ticket_cookie_name())
+                        .next()
+                        .is_some()
+            }
+        });
         for index in candidates {
             let decision = self
                 .engine
@@ -851,7 +873,7 @@ impl App {
             .await
         {
             Ok((_, cookie)) => {
-                let next = query_param(query, "next").unwrap_or_else(|| "/".to_owned());
+                let next = query_param(query, "next").unwrap_or(Cow::Borrowed("/"));
                 let mut response = redirect(StatusCode::SEE_OTHER, &next);
                 append_cookies(&mut response, &[cookie]);
                 Done::new(response, Outcome::Bypass, Some(index))
@@ -952,7 +974,7 @@ impl App {
             .take_return(index, &token, cookie_options(context))
         {
             Ok(cookie) => {
-                let next = query_param(query, "next").unwrap_or_else(|| "/".to_owned());
+                let next = query_param(query, "next").unwrap_or(Cow::Borrowed("/"));
                 let mut response = redirect(StatusCode::SEE_OTHER, &next);
                 append_cookies(&mut response, &[cookie]);
                 Done::new(response, Outcome::Internal, Some(index))
@@ -1262,10 +1284,12 @@ fn origin_trouble_fallback(lang: Lang) -> String {
     )
 }
 
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+/// The first value of `name` in a query, percent-decoded; borrowed from
+/// the query when it has nothing to decode.
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<Cow<'q, str>> {
     form_urlencoded::parse(query?.as_bytes())
         .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
+        .map(|(_, value)| value)
 }
 
 /// A path on this site and nothing else: a single leading `/`, then only
@@ -1479,7 +1503,47 @@ fn https_redirect<B>(request: &Request<B>, config: &Config, https_port: u16) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::{is_local_path, is_plain_host};
+    use super::{accepts_json, is_local_path, is_plain_host, query_param};
+    use std::borrow::Cow;
+
+    #[test]
+    fn json_is_answered_to_clients_that_ask_for_it_and_not_html() {
+        for json in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "text/plain, application/json;q=0.9",
+            " application/json ",
+        ] {
+            assert!(accepts_json(json.as_bytes()), "{json}");
+        }
+        for not in [
+            "",
+            "*/*",
+            "text/html",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            "application/json, text/html",
+            "TEXT/HTML;q=0.1, application/json",
+            "application/jsonx",
+            "application/vnd.api+json",
+        ] {
+            assert!(!accepts_json(not.as_bytes()), "{not}");
+        }
+        assert!(!accepts_json(b"application/json\xff"));
+        assert!(accepts_json(b"application/json, x/\xff"));
+    }
+
+    #[test]
+    fn a_query_value_is_borrowed_unless_it_must_be_decoded() {
+        let query = Some("a=1&room=ruang%20satu&next=/x&room=second&plain=kota");
+        assert_eq!(query_param(query, "room").as_deref(), Some("ruang satu"));
+        assert!(matches!(
+            query_param(query, "plain"),
+            Some(Cow::Borrowed("kota"))
+        ));
+        assert_eq!(query_param(query, "missing"), None);
+        assert_eq!(query_param(None, "room"), None);
+    }
 
     #[test]
     fn plain_hosts_only() {
