@@ -373,6 +373,10 @@ fn wants_json<B>(request: &Request<B>) -> bool {
 /// (a browser's lists both kinds or only HTML), in one look over its media
 /// ranges, parameters and letter case aside.
 fn accepts_json(accept: &[u8]) -> bool {
+    // What the queue page's own script sends with every poll.
+    if accept == b"application/json" {
+        return true;
+    }
     let mut json = false;
     for range in accept.split(|b| *b == b',') {
         let kind = range
@@ -1287,7 +1291,15 @@ fn origin_trouble_fallback(lang: Lang) -> String {
 /// The first value of `name` in a query, percent-decoded; borrowed from
 /// the query when it has nothing to decode.
 fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<Cow<'q, str>> {
-    form_urlencoded::parse(query?.as_bytes())
+    let query = query?;
+    if !query.contains(['%', '+']) {
+        // Nothing to decode (a poll's `room=ID`): the pairs as they are.
+        return query.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then_some(Cow::Borrowed(value))
+        });
+    }
+    form_urlencoded::parse(query.as_bytes())
         .find(|(key, _)| key == name)
         .map(|(_, value)| value)
 }
@@ -1533,10 +1545,39 @@ mod tests {
         assert!(accepts_json(b"application/json, x/\xff"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_query_value_is_what_the_form_decoder_reads(
+            query in "[a=&%+2Fr]{0,16}",
+            name in "[a=r]{1,2}",
+        ) {
+            let decoded = form_urlencoded::parse(query.as_bytes())
+                .find(|(key, _)| *key == *name)
+                .map(|(_, value)| value.into_owned());
+            proptest::prop_assert_eq!(
+                query_param(Some(&query), &name).map(Cow::into_owned),
+                decoded
+            );
+        }
+    }
+
     #[test]
     fn a_query_value_is_borrowed_unless_it_must_be_decoded() {
         let query = Some("a=1&room=ruang%20satu&next=/x&room=second&plain=kota");
         assert_eq!(query_param(query, "room").as_deref(), Some("ruang satu"));
+        assert_eq!(
+            query_param(Some("next=/a+b&room=x"), "next").as_deref(),
+            Some("/a b")
+        );
+        assert_eq!(
+            query_param(Some("room&next=/x"), "room").as_deref(),
+            Some("")
+        );
+        assert_eq!(
+            query_param(Some("&&room=x="), "room").as_deref(),
+            Some("x=")
+        );
+        assert_eq!(query_param(Some("ro%6Fm=y"), "room").as_deref(), Some("y"));
         assert!(matches!(
             query_param(query, "plain"),
             Some(Cow::Borrowed("kota"))

@@ -251,7 +251,11 @@ fn request(
     let mut headers = HeaderMap::with_capacity(spans.len());
     for &[name_from, name_to, value_from, value_to] in spans {
         let name = HeaderName::from_bytes(&head[name_from..name_to]).ok()?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value_from..value_to)).ok()?;
+        // SAFETY: httparse accepts in a field value only tab, space and
+        // bytes from 0x21 up but 0x7F, which is exactly what a
+        // `HeaderValue` may hold (as for the origin's fields in `wire`).
+        let value =
+            unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice(value_from..value_to)) };
         headers.append(name, value);
     }
     let uri = Uri::from_maybe_shared(head.slice(target)).ok()?;
@@ -578,6 +582,15 @@ mod tests {
                 ] {
                     prop_assert!(!request.headers().contains_key(asks), "{}", asks);
                 }
+                // The values were taken unchecked: each must be one a
+                // checked `HeaderValue` would hold.
+                for value in request.headers().values() {
+                    prop_assert!(
+                        HeaderValue::from_bytes(value.as_bytes()).is_ok(),
+                        "{:?}",
+                        value
+                    );
+                }
                 Ok(Some(request))
             }
             Head::Hyper(all) => {
@@ -641,6 +654,16 @@ mod tests {
         fn any_bytes_are_taken_whole_or_handed_on_whole(
             bytes in proptest::collection::vec(any::<u8>(), 0..400),
         ) {
+            taken_whole_or_handed_on_whole(&bytes)?;
+        }
+
+        #[test]
+        fn any_bytes_in_a_field_value_are_served_only_as_a_valid_value(
+            value in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let mut bytes = b"GET / HTTP/1.1\r\nHost: a.example\r\nX-Site: ".to_vec();
+            bytes.extend_from_slice(&value);
+            bytes.extend_from_slice(b"\r\n\r\n");
             taken_whole_or_handed_on_whole(&bytes)?;
         }
 
