@@ -12,6 +12,40 @@ pub type Micros = u64;
 
 pub const MICROS_PER_SECOND: u64 = 1_000_000;
 
+/// Milliseconds on the kernel's coarse monotonic clock: the time of its
+/// last tick (a few milliseconds behind at most), read without asking the
+/// hardware, so about a fifth of the cost of `Instant::now`. For stamps
+/// that deadlines of seconds are counted from, not for measuring.
+pub fn coarse_millis() -> u64 {
+    coarse(libc::CLOCK_MONOTONIC_COARSE).unwrap_or_else(|| coarse_fallback(libc::CLOCK_MONOTONIC))
+        / 1_000_000
+}
+
+/// Whole seconds since the Unix epoch on the kernel's coarse clock (see
+/// [`coarse_millis`]): for a `Date` field.
+pub fn coarse_unix_seconds() -> u64 {
+    coarse(libc::CLOCK_REALTIME_COARSE).unwrap_or_else(|| coarse_fallback(libc::CLOCK_REALTIME))
+        / 1_000_000_000
+}
+
+/// Nanoseconds on `clock`; `None` when the kernel has no such clock.
+fn coarse(clock: libc::clockid_t) -> Option<u64> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the call to write.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return None;
+    }
+    Some(now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64)
+}
+
+/// The precise clock, where a coarse one is missing.
+fn coarse_fallback(clock: libc::clockid_t) -> u64 {
+    coarse(clock).unwrap_or(0)
+}
+
 /// A source of wall-clock time.
 pub trait Clock: Send + Sync + 'static {
     /// Microseconds since the Unix epoch.
@@ -138,6 +172,30 @@ pub fn local_time(unix_seconds: i64, offset_minutes: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_coarse_clocks_follow_the_precise_ones() {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let coarse = coarse_unix_seconds();
+        assert!(
+            coarse + 1 >= wall && coarse <= wall + 1,
+            "{coarse} against {wall}"
+        );
+
+        let started = std::time::Instant::now();
+        let first = coarse_millis();
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        let second = coarse_millis();
+        let slept = started.elapsed().as_millis() as u64;
+        // A tick behind at most (10 ms at the slowest kernel tick rate).
+        assert!(
+            second >= first + 60 - 20 && second <= first + slept + 20,
+            "{first} {second} {slept}"
+        );
+    }
 
     #[test]
     fn dates_round_trip_and_print_in_a_zone() {

@@ -61,6 +61,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use crate::clock;
 use crate::frames::{Frames, Plan, Resume, PREFACE};
 use crate::park::{self, Lot, Parked, Socket};
 use crate::stream::MaybeTls;
@@ -645,6 +646,10 @@ const NEVER: u64 = u64::MAX;
 /// streams run on other tasks. Times are milliseconds since `opened`.
 struct Activity {
     opened: Instant,
+    /// `opened` on [`clock::coarse_millis`], which the stamps below are
+    /// read from (a request stamps two: cheaper than `Instant::now`, and
+    /// a few milliseconds do not matter to deadlines of seconds).
+    opened_millis: u64,
     /// Requests whose response (body included) has not finished.
     in_flight: AtomicU32,
     /// When the first byte of a request head not yet complete arrived, or
@@ -683,6 +688,7 @@ impl Activity {
     fn new(slot: Slot) -> Arc<Activity> {
         Arc::new(Activity {
             opened: Instant::now(),
+            opened_millis: clock::coarse_millis(),
             in_flight: AtomicU32::new(0),
             head_since: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
@@ -695,7 +701,7 @@ impl Activity {
     }
 
     fn now(&self) -> u64 {
-        self.opened.elapsed().as_millis() as u64
+        clock::coarse_millis().saturating_sub(self.opened_millis)
     }
 
     fn at(&self, millis: u64) -> Instant {

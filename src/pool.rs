@@ -23,7 +23,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::HeaderName;
@@ -59,7 +59,10 @@ pub struct Pool {
 
 struct Idle {
     conn: Conn,
-    since: Instant,
+    /// When it went idle, on [`crate::clock::coarse_millis`]: stamped and
+    /// checked on every request, and a few milliseconds do not matter to
+    /// `pool_idle_seconds`.
+    since: u64,
 }
 
 /// One connection to the origin, with bytes read from it and not yet used.
@@ -274,11 +277,17 @@ impl Pool {
         response
     }
 
+    /// Whether a connection idle since `since` may still be used.
+    fn fresh(&self, since: u64) -> bool {
+        let idle = crate::clock::coarse_millis().saturating_sub(since);
+        u128::from(idle) < self.idle_timeout.as_millis()
+    }
+
     /// The most recently used idle connection still open and fresh.
     fn take(&self) -> Option<Conn> {
         let mut idle = self.shard().lock().unwrap_or_else(|p| p.into_inner());
         while let Some(mut entry) = idle.pop() {
-            if entry.since.elapsed() < self.idle_timeout && still_open(&mut entry.conn) {
+            if self.fresh(entry.since) && still_open(&mut entry.conn) {
                 return Some(entry.conn);
             }
         }
@@ -295,7 +304,7 @@ impl Pool {
         if idle.len() < self.max_idle {
             idle.push(Idle {
                 conn,
-                since: Instant::now(),
+                since: crate::clock::coarse_millis(),
             });
         }
     }
@@ -318,9 +327,7 @@ impl Pool {
         for shard in self.shards.iter() {
             let mut idle = shard.lock().unwrap_or_else(|p| p.into_inner());
             let before = idle.len();
-            idle.retain_mut(|entry| {
-                entry.since.elapsed() < self.idle_timeout && still_open(&mut entry.conn)
-            });
+            idle.retain_mut(|entry| self.fresh(entry.since) && still_open(&mut entry.conn));
             closed += before - idle.len();
         }
         closed

@@ -29,7 +29,7 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -463,11 +463,12 @@ thread_local! {
 }
 
 fn http_date(out: &mut Vec<u8>) {
-    let now = SystemTime::now();
-    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    // The coarse clock: a second's text is only made once a second.
+    let second = crate::clock::coarse_unix_seconds();
     DATE.with(|cell| {
         let (at, mut text) = cell.get();
         if at != second {
+            let now = UNIX_EPOCH + Duration::from_secs(second);
             text.copy_from_slice(httpdate::fmt_http_date(now).as_bytes());
             cell.set((second, text));
         }
