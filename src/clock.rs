@@ -17,19 +17,22 @@ pub const MICROS_PER_SECOND: u64 = 1_000_000;
 /// hardware, so about a fifth of the cost of `Instant::now`. For stamps
 /// that deadlines of seconds are counted from, not for measuring.
 pub fn coarse_millis() -> u64 {
-    coarse(libc::CLOCK_MONOTONIC_COARSE).unwrap_or_else(|| coarse_fallback(libc::CLOCK_MONOTONIC))
-        / 1_000_000
+    nanos(libc::CLOCK_MONOTONIC_COARSE, libc::CLOCK_MONOTONIC) / 1_000_000
 }
 
 /// Whole seconds since the Unix epoch on the kernel's coarse clock (see
 /// [`coarse_millis`]): for a `Date` field.
 pub fn coarse_unix_seconds() -> u64 {
-    coarse(libc::CLOCK_REALTIME_COARSE).unwrap_or_else(|| coarse_fallback(libc::CLOCK_REALTIME))
-        / 1_000_000_000
+    nanos(libc::CLOCK_REALTIME_COARSE, libc::CLOCK_REALTIME) / 1_000_000_000
+}
+
+/// Nanoseconds on `coarse`, or on `precise` where the kernel lacks it.
+fn nanos(coarse: libc::clockid_t, precise: libc::clockid_t) -> u64 {
+    read(coarse).or_else(|| read(precise)).unwrap_or(0)
 }
 
 /// Nanoseconds on `clock`; `None` when the kernel has no such clock.
-fn coarse(clock: libc::clockid_t) -> Option<u64> {
+fn read(clock: libc::clockid_t) -> Option<u64> {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -39,11 +42,6 @@ fn coarse(clock: libc::clockid_t) -> Option<u64> {
         return None;
     }
     Some(now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64)
-}
-
-/// The precise clock, where a coarse one is missing.
-fn coarse_fallback(clock: libc::clockid_t) -> u64 {
-    coarse(clock).unwrap_or(0)
 }
 
 /// A source of wall-clock time.

@@ -1170,10 +1170,8 @@ async fn http1<H, F>(
                 shared.shutdown.clone(),
             )
             .await;
-            match ended {
-                Ended::Closed(error) => return ended_with(error, peer),
-                Ended::Finished(()) => return,
-                Ended::Quiet(_) => {}
+            if !went_quiet(ended, peer) {
+                return;
             }
             let Some(parts) = connection.into_parts() else {
                 return;
@@ -1254,10 +1252,8 @@ async fn http2<H, F>(
             shared.shutdown.clone(),
         )
         .await;
-        match ended {
-            Ended::Closed(error) => return ended_with(error, peer),
-            Ended::Finished(()) => return,
-            Ended::Quiet(_) => {}
+        if !went_quiet(ended, peer) {
+            return;
         }
         // hyper's state goes; the socket comes back (see `H2Io`'s drop).
         drop(connection);
@@ -1483,6 +1479,19 @@ enum Leave {
     NotYet,
 }
 
+/// Whether hyper let go of a connection because it went quiet (it is to
+/// wait outside hyper); otherwise it is done, and its error is noted.
+fn went_quiet<E: std::fmt::Display>(ended: Ended<(), E>, peer: Peer) -> bool {
+    match ended {
+        Ended::Quiet(_) => true,
+        Ended::Finished(()) => false,
+        Ended::Closed(error) => {
+            ended_with(error, peer);
+            false
+        }
+    }
+}
+
 /// Notes the error a connection ended with, if any.
 fn ended_with(error: Option<impl std::fmt::Display>, peer: Peer) {
     if let Some(e) = error {
@@ -1548,14 +1557,14 @@ where
         if !shutting_down && !watched {
             probe.mark_unchanged();
             watching = Some(cx.waker().clone());
-        }
-        if !shutting_down && !watched && stopping.as_mut().poll(cx).is_ready() {
-            shutting_down = true;
-            activity.parking.store(false, Ordering::Release);
-            goodbye(connection.as_mut());
-            // Polled again so the connection acts on it.
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
+            if stopping.as_mut().poll(cx).is_ready() {
+                shutting_down = true;
+                activity.parking.store(false, Ordering::Release);
+                goodbye(connection.as_mut());
+                // Polled again so the connection acts on it.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
         }
         // The timer only ever moves earlier here: a deadline that moved
         // later (each finished request pushes the idle deadline on) is
