@@ -259,6 +259,20 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_split(cpu):
+    """CPU `cpu`'s time so far in user space, in the kernel for processes
+    and in softirqs (for loopback TCP: delivering the segments this CPU
+    sent), seconds, from /proc/stat."""
+    with open("/proc/stat") as f:
+        for line in f:
+            fields = line.split()
+            if fields[0] == f"cpu{cpu}":
+                ticks = [int(x) for x in fields[1:8]]
+                hz = os.sysconf("SC_CLK_TCK")
+                return ((ticks[0] + ticks[1]) / hz, ticks[2] / hz, ticks[6] / hz)
+    raise SystemExit(f"no cpu{cpu} in /proc/stat")
+
+
 def server_of(scenario):
     """Which antre serves a scenario."""
     return "tls" if "tls" in scenario else "redis" if "redis" in scenario else "plain"
@@ -379,6 +393,7 @@ def main():
                           (f"http://127.0.0.1:{n_plain}/status.json", [f"Cookie: {redis_ticket}", json_])),
     }
     results = {name: {"antre": [], "nginx": []} for name in scenarios}
+    splits = {name: {"antre": [], "nginx": []} for name in scenarios}
     # wrk straight to the origin, no server in between: CPU 0 then does
     # all the work it does behind either server (the load and the origin),
     # so this is as fast as any server in front could go here.
@@ -398,8 +413,13 @@ def main():
                 before = redis_calls(redis_port) if who == "antre" and "redis" in name else None
                 pid = servers[server_of(name)][0].pid if who == "antre" else front_worker
                 cpu_before, started = cpu_seconds(pid), time.monotonic()
+                split_before = cpu_split(SERVER_CPU)
                 rate, p99 = wrk(url, headers, expect_ok=not (who == "antre" and "arrivals" in name))
                 cpu, wall = cpu_seconds(pid) - cpu_before, time.monotonic() - started
+                # The server's CPU as a whole (nothing else runs there):
+                # user, system and softirq time a request.
+                split = [(b - a) * 1e6 / (rate * wall) for a, b in zip(split_before, cpu_split(SERVER_CPU))]
+                splits[name][who].append(split)
                 if before is not None:
                     redis_per[name] = (redis_calls(redis_port) - before) / (rate * SECONDS)
                 # The server's own CPU time per request, and how busy it
@@ -409,7 +429,9 @@ def main():
                 busy = cpu * 100 / wall
                 results[name][who].append((rate, p99, per_request, busy))
                 print(f"  round {r + 1} {name:<15} {who:<6} {rate:>10.0f} req/s  p99 {p99:.2f} ms  "
-                      f"{per_request:5.1f} µs CPU a request, CPU {busy:.0f}% busy", flush=True)
+                      f"{per_request:5.1f} µs CPU a request, CPU {busy:.0f}% busy "
+                      f"(CPU {SERVER_CPU}: user {split[0]:.1f}, system {split[1]:.1f}, softirq {split[2]:.1f} µs)",
+                      flush=True)
             if name == "admitted":
                 rate, p99 = wrk(f"http://127.0.0.1:{origin}/page")
                 ceiling.append(rate)
@@ -514,6 +536,22 @@ def main():
     for name, label in [("waiting-redis", "Redis commands per poll"), ("arrivals-redis", "Redis commands per arrival")]:
         if name in redis_per:
             print(f"| {label} | {redis_per[name]:.3f} | | |")
+
+    # Where the server's CPU went, a request: what a server does in user
+    # space is its own; the system and softirq time is mostly the kernel's
+    # TCP work for the same four segments a request, whichever server.
+    rows = [(name, label) for name, label in labels.items()
+            if splits[name]["antre"] and splits[name]["nginx"]]
+    if rows:
+        print()
+        print(f"| CPU {SERVER_CPU}, µs a request (medians) | antre user / system / softirq "
+              f"| nginx user / system / softirq | user ratio |")
+        print("|---|---|---|---|")
+        for name, label in rows:
+            a = [statistics.median(x[i] for x in splits[name]["antre"]) for i in range(3)]
+            n = [statistics.median(x[i] for x in splits[name]["nginx"]) for i in range(3)]
+            print(f"| {label} | {a[0]:.1f} / {a[1]:.1f} / {a[2]:.1f} | {n[0]:.1f} / {n[1]:.1f} / {n[2]:.1f} "
+                  f"| {a[0] / max(n[0], 1e-9):.2f}× |")
 
 
 def nginx_slot_bytes(dir):

@@ -7,7 +7,8 @@
 //! picks out the pairs whose names are its own and leaves the rest alone
 //! (the proxy forwards them untouched).
 
-use http::header::{self, HeaderMap};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
 
 /// Every cookie antre sets is named with this prefix.
 pub const PREFIX: &str = "antre-";
@@ -30,16 +31,43 @@ const OWN_PAIRS: usize = 32;
 /// more, what nearly every request carries.
 const INLINE_PAIRS: usize = 2;
 
-/// (name start, value start, value end) in a jar's text; the name ends
-/// where the value starts.
-type Pair = (u32, u32, u32);
+/// Where one of antre's pairs lies: which field kept, and its name's and
+/// its value's (unquoted) ranges in that field.
+#[derive(Debug, Default, Clone, Copy)]
+struct Pair {
+    field: u32,
+    name: (u32, u32),
+    value: (u32, u32),
+}
 
-/// antre's own cookies from one request, in the order they came: their
-/// text in one buffer, so reading a request's cookies costs one
-/// allocation (more only past [`INLINE_PAIRS`] of them).
+/// A `Cookie` field that holds some of antre's pairs.
+#[derive(Debug, Clone)]
+enum Field {
+    /// The request's own field, shared with its head.
+    Header(HeaderValue),
+    /// Bytes handed to [`Jar::parse`], copied.
+    Bytes(Bytes),
+}
+
+impl Field {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Field::Header(value) => value.as_bytes(),
+            Field::Bytes(bytes) => bytes,
+        }
+    }
+}
+
+/// antre's own cookies from one request, in the order they came. The
+/// fields they came in are kept as they are (a request's own are shared,
+/// not copied), with where each pair lies in them: reading a request's
+/// cookies allocates only past one field or [`INLINE_PAIRS`] pairs.
 #[derive(Debug, Default, Clone)]
 pub struct Jar {
-    text: String,
+    /// The first field that held one of antre's pairs.
+    first: Option<Field>,
+    /// The fields after it that did.
+    more_fields: Vec<Field>,
     /// The first pairs.
     inline: [Pair; INLINE_PAIRS],
     inline_len: u8,
@@ -55,7 +83,17 @@ impl Jar {
     /// The cookies of a request's `Cookie` fields (HTTP/2 clients may send
     /// several).
     pub fn from_headers(headers: &HeaderMap) -> Jar {
-        Jar::parse(headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()))
+        let mut jar = Jar::default();
+        for value in headers.get_all(header::COOKIE) {
+            let (kept, full) = jar.read(value.as_bytes());
+            if kept {
+                jar.keep(Field::Header(value.clone()));
+            }
+            if full {
+                break;
+            }
+        }
+        jar
     }
 
     /// Reads `Cookie` field values; pairs that are not antre's, malformed
@@ -68,46 +106,79 @@ impl Jar {
         let mut jar = Jar::default();
         for field in fields {
             let field = field.as_ref();
-            // Valid UTF-8 (nearly always) is split with the fast `str`
-            // search; anything else byte by byte.
-            let full = match std::str::from_utf8(field) {
-                Ok(text) => text.split(';').any(|pair| !jar.take(pair.as_bytes())),
-                Err(_) => field.split(|b| *b == b';').any(|pair| !jar.take(pair)),
-            };
+            let (kept, full) = jar.read(field);
+            if kept {
+                jar.keep(Field::Bytes(Bytes::copy_from_slice(field)));
+            }
             if full {
-                jar.foreign = true;
                 break;
             }
         }
         jar
     }
 
-    /// Keeps `pair` if it is one of antre's; false once the jar is full.
-    fn take(&mut self, pair: &[u8]) -> bool {
+    /// Takes antre's pairs from one field, as the field after those kept
+    /// so far: whether any was taken (the caller then keeps the field),
+    /// and whether the jar is full (the rest unread).
+    fn read(&mut self, field: &[u8]) -> (bool, bool) {
+        let index = self.fields() as u32;
+        let before = self.len();
+        let mut at = 0;
+        loop {
+            let end = memchr::memchr(b';', &field[at..]).map_or(field.len(), |i| at + i);
+            if !self.take(index, field, at, end) {
+                self.foreign = true;
+                return (self.len() > before, true);
+            }
+            if end == field.len() {
+                return (self.len() > before, false);
+            }
+            at = end + 1;
+        }
+    }
+
+    /// Keeps the pair at `start..end` of `field` if it is one of antre's;
+    /// false once the jar is full.
+    fn take(&mut self, index: u32, field: &[u8], start: usize, end: usize) -> bool {
         if self.len() == OWN_PAIRS {
             return false;
         }
-        let pair = pair.trim_ascii();
+        let raw = &field[start..end];
+        let pair = raw.trim_ascii();
         if !is_own(pair) {
             self.foreign |= !pair.is_empty();
             return true;
         }
-        let Some((name, value)) = split_pair(pair) else {
+        // Only an ASCII pair with a value is kept; its name is antre's.
+        let Some(equals) = memchr::memchr(b'=', pair).filter(|_| pair.is_ascii()) else {
             return true;
         };
-        if self.values(name).count() == VALUES_PER_NAME {
+        let name = pair[..equals].trim_ascii_end();
+        let value = pair[equals + 1..].trim_ascii();
+        let value = value
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(value);
+        let kept = self
+            .pairs()
+            .filter(|kept| {
+                let text = match kept.field {
+                    i if i == index => field,
+                    i => self.field(i),
+                };
+                text.get(kept.name.0 as usize..kept.name.1 as usize) == Some(name)
+            })
+            .count();
+        if kept == VALUES_PER_NAME {
             return true;
         }
-        if self.is_empty() {
-            // Room for a ticket or pass and a little more, so one such
-            // cookie is read without the buffer growing.
-            self.text.reserve(160);
-        }
-        let start = self.text.len() as u32;
-        self.text.push_str(name);
-        let value_start = self.text.len() as u32;
-        self.text.push_str(value);
-        let pair = (start, value_start, self.text.len() as u32);
+        let base = field.as_ptr() as usize;
+        let at = |part: &[u8]| (part.as_ptr() as usize - base) as u32;
+        let pair = Pair {
+            field: index,
+            name: (at(name), at(name) + name.len() as u32),
+            value: (at(value), at(value) + value.len() as u32),
+        };
         match self.inline.get_mut(usize::from(self.inline_len)) {
             Some(slot) => {
                 *slot = pair;
@@ -116,6 +187,27 @@ impl Jar {
             None => self.more.push(pair),
         }
         true
+    }
+
+    fn keep(&mut self, field: Field) {
+        if self.first.is_none() {
+            self.first = Some(field);
+        } else {
+            self.more_fields.push(field);
+        }
+    }
+
+    fn fields(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more_fields.len()
+    }
+
+    /// The bytes of the field kept at `index`.
+    fn field(&self, index: u32) -> &[u8] {
+        let field = match index {
+            0 => self.first.as_ref(),
+            i => self.more_fields.get(i as usize - 1),
+        };
+        field.map_or(&[], Field::as_bytes)
     }
 
     /// The pairs kept, in the order they came.
@@ -131,11 +223,16 @@ impl Jar {
 
     /// Every value sent under `name`, first to last.
     pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
-        self.pairs().filter_map(move |&(start, value, end)| {
-            // Names compared as bytes: only a match is cut out as text.
-            (self.text.as_bytes().get(start as usize..value as usize)? == name.as_bytes())
-                .then(|| self.text.get(value as usize..end as usize))
+        self.pairs().filter_map(move |pair| {
+            let field = self.field(pair.field);
+            let (from, to) = pair.name;
+            // Names compared as bytes.
+            (field.get(from as usize..to as usize)? == name.as_bytes())
+                .then(|| field.get(pair.value.0 as usize..pair.value.1 as usize))
                 .flatten()
+                // SAFETY: `take` keeps only a pair that is all ASCII, and
+                // the value lies within it; a kept field never changes.
+                .map(|value| unsafe { std::str::from_utf8_unchecked(value) })
         })
     }
 
@@ -149,22 +246,6 @@ impl Jar {
     pub fn only_own(&self) -> bool {
         !self.foreign
     }
-}
-
-/// `name=value` of one of antre's cookies (a trimmed pair [`is_own`]
-/// accepts), unquoted; `None` when it is not ASCII or has no value.
-fn split_pair(pair: &[u8]) -> Option<(&str, &str)> {
-    let pair = std::str::from_utf8(pair).ok()?;
-    if !pair.is_ascii() {
-        return None;
-    }
-    let (name, value) = pair.split_once('=')?;
-    let value = value.trim_ascii();
-    let value = value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .unwrap_or(value);
-    Some((name.trim_ascii_end(), value))
 }
 
 /// Whether a `Cookie` pair (`name=value`, trimmed) is one of antre's.
@@ -240,6 +321,34 @@ mod tests {
     }
 
     #[test]
+    fn values_per_name_are_counted_across_fields() {
+        let fields = [
+            "antre-pass-x=1; a=1; antre-pass-x=\"2\"",
+            "b=2",
+            "antre-pass-x=3;antre-lang=en; antre-pass-x=4",
+            "antre-pass-x=5",
+        ];
+        let jar = Jar::parse(fields);
+        assert_eq!(
+            jar.values("antre-pass-x").collect::<Vec<_>>(),
+            ["1", "2", "3", "4"]
+        );
+        assert_eq!(jar.values("antre-lang").collect::<Vec<_>>(), ["en"]);
+        // A request's own fields read the same.
+        let mut headers = HeaderMap::new();
+        for field in fields {
+            headers.append(header::COOKIE, HeaderValue::from_static(field));
+        }
+        let from_request = Jar::from_headers(&headers);
+        assert_eq!(
+            from_request.values("antre-pass-x").collect::<Vec<_>>(),
+            ["1", "2", "3", "4"]
+        );
+        assert_eq!(from_request.values("antre-lang").next(), Some("en"));
+        assert!(!from_request.only_own());
+    }
+
+    #[test]
     fn a_jar_knows_whether_any_cookie_is_the_sites() {
         // Only antre's (spaces, empty pairs, malformed own ones and no
         // cookie at all change nothing): the origin gets none of them.
@@ -264,6 +373,117 @@ mod tests {
             &[crowded.as_str()],
         ] {
             assert!(!Jar::parse(mixed).only_own(), "{mixed:?}");
+        }
+    }
+
+    /// What a jar must hold: antre's pairs, read one by one as the
+    /// module's comment and [`Jar::parse`] say, without offsets or shared
+    /// fields.
+    fn model(fields: &[Vec<u8>]) -> (Vec<(String, String)>, bool) {
+        let mut kept: Vec<(String, String)> = Vec::new();
+        let mut foreign = false;
+        'fields: for field in fields {
+            for raw in field.split(|b| *b == b';') {
+                if kept.len() == OWN_PAIRS {
+                    foreign = true;
+                    break 'fields;
+                }
+                let pair = raw.trim_ascii();
+                if !is_own(pair) {
+                    foreign |= !pair.is_empty();
+                    continue;
+                }
+                let Some((name, value)) = std::str::from_utf8(pair)
+                    .ok()
+                    .filter(|p| p.is_ascii())
+                    .and_then(|p| p.split_once('='))
+                else {
+                    continue;
+                };
+                let (name, value) = (name.trim_ascii_end(), value.trim_ascii());
+                let value = value
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(value);
+                if kept.iter().filter(|(n, _)| n == name).count() < VALUES_PER_NAME {
+                    kept.push((name.to_owned(), value.to_owned()));
+                }
+            }
+        }
+        (kept, foreign)
+    }
+
+    /// A `Cookie` field made of pieces that matter to the reader: antre's
+    /// names and others, separators, spaces, quotes and bytes that are
+    /// not ASCII.
+    fn field() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            8 => "(antre-pass-[a-j]|antre-lang|site)=\"?[a-z0-9]{0,3}\"?; ?".prop_map(String::into_bytes),
+            1 => Just(b"antre-pass-x".to_vec()),
+            1 => Just(b"antre-ticket-x".to_vec()),
+            1 => Just(b"antre-lang".to_vec()),
+            1 => Just(b"antre-x".to_vec()),
+            1 => Just(b"site".to_vec()),
+            1 => Just(b"=".to_vec()),
+            1 => Just(b";".to_vec()),
+            1 => Just(b"; ".to_vec()),
+            1 => Just(b" ".to_vec()),
+            1 => Just(b"\"".to_vec()),
+            1 => Just(b"\xc3\xa9".to_vec()),
+            1 => Just(vec![0xff]),
+            1 => "[a-z0-9.]{1,6}".prop_map(String::into_bytes),
+        ];
+        proptest::collection::vec(piece, 0..64).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_jar_holds_what_reading_pair_by_pair_gives(
+            fields in proptest::collection::vec(field(), 0..4),
+        ) {
+            let (kept, foreign) = model(&fields);
+            let jar = Jar::parse(&fields);
+            proptest::prop_assert_eq!(jar.only_own(), !foreign);
+            proptest::prop_assert_eq!(jar.is_empty(), kept.is_empty());
+            let names = ["antre-pass-x", "antre-ticket-x", "antre-lang", "antre-x", "site"]
+                .into_iter()
+                .map(String::from)
+                .chain(('a'..='j').map(|c| format!("antre-pass-{c}")));
+            for name in names {
+                let name = name.as_str();
+                let want: Vec<&str> = kept
+                    .iter()
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, v)| v.as_str())
+                    .collect();
+                let got: Vec<&str> = jar.values(name).collect();
+                proptest::prop_assert_eq!(got, want, "{}", name);
+            }
+            // The same fields as a request's own.
+            let mut headers = HeaderMap::new();
+            for field in &fields {
+                if let Ok(value) = HeaderValue::from_bytes(field) {
+                    headers.append(header::COOKIE, value);
+                }
+            }
+            let from_request = Jar::from_headers(&headers);
+            let sent: Vec<Vec<u8>> = headers
+                .get_all(header::COOKIE)
+                .iter()
+                .map(|v| v.as_bytes().to_vec())
+                .collect();
+            let (kept, foreign) = model(&sent);
+            proptest::prop_assert_eq!(from_request.only_own(), !foreign);
+            for name in ["antre-pass-x", "antre-ticket-x", "antre-lang"] {
+                let want: Vec<&str> = kept
+                    .iter()
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, v)| v.as_str())
+                    .collect();
+                let got: Vec<&str> = from_request.values(name).collect();
+                proptest::prop_assert_eq!(got, want, "{}", name);
+            }
         }
     }
 }
