@@ -27,7 +27,7 @@ use crate::forwarded::{self, Hop};
 use crate::listener::RequestBody;
 use crate::pool::{Failure, OriginBody, Pool, Ready};
 use crate::stream::MaybeTls;
-use crate::wire::HOP_BY_HOP;
+use crate::wire::{self, HOP_BY_HOP};
 
 /// The body of every response antre sends.
 pub type Body = BoxBody<Bytes, BoxError>;
@@ -733,9 +733,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         }
     }
     // One look over the names present, noting which standard ones are
-    // there; removing (which hashes each name) only those.
+    // there (told by length and first letter; a visitor's request nearly
+    // always has none); removing (which hashes each name) only those.
     let mut present = 0u16;
     for name in headers.keys() {
+        if !wire::is_hop_by_hop(name.as_str().as_bytes()) {
+            continue;
+        }
         if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
             present |= 1 << i;
         }
