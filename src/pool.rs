@@ -18,7 +18,7 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -35,11 +35,13 @@ use crate::proxy::{BoxError, OriginConnector, OriginStream};
 use crate::wire::{self, Chunked, Decoded, Framing, RequestFraming};
 
 /// Why a request got no response: in connecting (the origin is down), or
-/// after (it failed on the way); with the error's description.
+/// after (it failed on the way), with the error's description; or no
+/// response head within the response timeout.
 #[derive(Debug)]
 pub enum Failure {
     Connect(String),
     Failed(String),
+    TimedOut,
 }
 
 /// How much room a connection's reads start with.
@@ -55,6 +57,9 @@ pub struct Pool {
     /// Idle connections kept at most, per shard (per worker thread).
     max_idle: usize,
     idle_timeout: Duration,
+    /// How long a request may wait for its response head, connecting
+    /// included.
+    response_timeout: Duration,
 }
 
 struct Idle {
@@ -72,6 +77,12 @@ pub struct Conn {
     /// Room each read asks for: doubled, up to [`MAX_READ_SIZE`], after a
     /// read that filled it, so a large body takes fewer system calls.
     read_size: usize,
+    /// The response timeout of the exchanges on this connection: one timer
+    /// that stays with it and is moved on for each request (a later
+    /// deadline is one atomic store), where a timer made for every request
+    /// is registered with the runtime's wheel and taken out again each
+    /// time. Made with the connection's first exchange.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// Which shard the current thread uses.
@@ -135,12 +146,14 @@ impl<B: Body> Ready<B> {
 impl Pool {
     /// A pool for the origin at `url`, reached by `connector`, keeping at
     /// most `max_idle` idle connections a worker thread, each for at most
-    /// `idle_timeout`.
+    /// `idle_timeout`; a request waits at most `response_timeout` for its
+    /// response head.
     pub fn new(
         connector: OriginConnector,
         url: Uri,
         max_idle: usize,
         idle_timeout: Duration,
+        response_timeout: Duration,
     ) -> Arc<Pool> {
         // The workers, and the runtime that starts them.
         let shards = crate::listener::cores() + 1;
@@ -150,6 +163,7 @@ impl Pool {
             shards: (0..shards).map(|_| Mutex::new(Vec::new())).collect(),
             max_idle: max_idle.max(1),
             idle_timeout,
+            response_timeout,
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(sweep(Arc::downgrade(&pool)));
@@ -180,8 +194,9 @@ impl Pool {
     }
 
     /// Sends a request on an idle connection, or a new one, and returns the
-    /// response once its head has come; the body is read from the
-    /// connection as it is polled.
+    /// response once its head has come, within the response timeout
+    /// (connecting included); the body is read from the connection as it
+    /// is polled.
     ///
     /// A request without a body and of a method that may be repeated
     /// (RFC 9110 §9.2.2) is sent again once, on a new connection, when a
@@ -203,20 +218,24 @@ impl Pool {
             repeatable,
         } = ready;
         async move {
+            let deadline = tokio::time::Instant::now() + self.response_timeout;
             let mut reuse = true;
             loop {
                 let (mut conn, reused) = match reuse.then(|| self.take()).flatten() {
                     Some(conn) => (conn, true),
                     // Boxed: connecting is rare, and its state would weigh on
                     // every exchange's.
-                    None => (
-                        Box::pin(self.connect()).await.map_err(Failure::Connect)?,
-                        false,
-                    ),
+                    None => match Box::pin(tokio::time::timeout_at(deadline, self.connect())).await
+                    {
+                        Ok(connected) => (connected.map_err(Failure::Connect)?, false),
+                        Err(_) => return Err(Failure::TimedOut),
+                    },
                 };
-                let exchanged = exchange(&mut conn, &head, &mut body, framing, head_request).await;
+                let exchanged =
+                    exchange(&mut conn, &head, &mut body, framing, head_request, deadline).await;
                 let (response, sent_all) = match exchanged {
                     Ok(done) => done,
+                    Err(e) if e.timed_out => return Err(Failure::TimedOut),
                     Err(e) if reused && repeatable && !e.answered => {
                         reuse = false;
                         continue;
@@ -317,6 +336,7 @@ impl Pool {
             io: io.into_inner(),
             buf: BytesMut::new(),
             read_size: READ_SIZE,
+            timer: None,
         })
     }
 
@@ -382,6 +402,8 @@ fn poll_fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<std::io::Result<usiz
 struct Unanswered {
     why: String,
     answered: bool,
+    /// No response head came by the deadline.
+    timed_out: bool,
 }
 
 impl Unanswered {
@@ -389,20 +411,47 @@ impl Unanswered {
         Unanswered {
             why: why.to_string(),
             answered,
+            timed_out: false,
         }
     }
 }
 
 /// Writes the request and reads the response head, past any interim
-/// (`1xx`) ones. The body is sent while the head is awaited: an origin may
-/// answer (a `413`, a redirect) before it has read all of it. With the
-/// head: whether the whole request was sent.
+/// (`1xx`) ones, by `deadline`. The body is sent while the head is
+/// awaited: an origin may answer (a `413`, a redirect) before it has read
+/// all of it. With the head: whether the whole request was sent.
 async fn exchange<B>(
     conn: &mut Conn,
     head: &[u8],
     body: &mut B,
     framing: RequestFraming,
     head_request: bool,
+    deadline: tokio::time::Instant,
+) -> Result<(wire::Head, bool), Unanswered>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let mut timer = match conn.timer.take() {
+        Some(mut timer) => {
+            timer.as_mut().reset(deadline);
+            timer
+        }
+        None => Box::pin(tokio::time::sleep_until(deadline)),
+    };
+    let exchanged = exchange_by(conn, head, body, framing, head_request, timer.as_mut()).await;
+    conn.timer = Some(timer);
+    exchanged
+}
+
+/// [`exchange`], until `timer` runs out.
+async fn exchange_by<B>(
+    conn: &mut Conn,
+    head: &[u8],
+    body: &mut B,
+    framing: RequestFraming,
+    head_request: bool,
+    mut timer: Pin<&mut tokio::time::Sleep>,
 ) -> Result<(wire::Head, bool), Unanswered>
 where
     B: Body<Data = Bytes> + Unpin,
@@ -511,6 +560,13 @@ where
                 }
                 Poll::Ready(Ok(_)) => answered = true,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(Unanswered::new(e, answered))),
+                // Every wait passes here (sending that must wait goes on
+                // to receiving), so the timer is always watched.
+                Poll::Pending if timer.as_mut().poll(cx).is_ready() => {
+                    let mut late = Unanswered::new("no response head in time", answered);
+                    late.timed_out = true;
+                    return Poll::Ready(Err(late));
+                }
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -703,6 +759,8 @@ mod tests {
         EarlyAndClose(&'static [u8]),
         /// Reads the request and closes without a word.
         Drop,
+        /// Reads the request and never answers, the connection kept open.
+        Silent,
     }
 
     /// An origin on a raw socket: the `n`th request on any connection gets
@@ -774,6 +832,10 @@ mod tests {
                                 return;
                             }
                             Reply::Drop => return,
+                            Reply::Silent => {
+                                let _ = read_more(&mut stream, &mut buf).await;
+                                return;
+                            }
                         }
                     }
                 });
@@ -799,11 +861,16 @@ mod tests {
     }
 
     fn pool_for(url: Uri, max_idle: usize, idle: Duration) -> Arc<Pool> {
+        timed_pool_for(url, max_idle, idle, Duration::from_secs(30))
+    }
+
+    fn timed_pool_for(url: Uri, max_idle: usize, idle: Duration, respond: Duration) -> Arc<Pool> {
         Pool::new(
             OriginConnector::plain(Duration::from_secs(5)),
             url,
             max_idle,
             idle,
+            respond,
         )
     }
 
@@ -826,6 +893,38 @@ mod tests {
     }
 
     const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    #[tokio::test]
+    async fn an_origin_that_does_not_answer_in_time_fails_the_request_once() {
+        const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        // Answers the first two requests, then none.
+        let (url, accepted, _) = origin(|n| {
+            if n < 2 {
+                Reply::Send(OK)
+            } else {
+                Reply::Silent
+            }
+        })
+        .await;
+        let timeout = Duration::from_millis(300);
+        let pool = timed_pool_for(url, 4, Duration::from_secs(30), timeout);
+        assert_eq!(get(&pool).await.unwrap().1, "ok");
+        // The connection's timer runs out while it is idle; used again, it
+        // is set afresh and does not cut the next answer short.
+        tokio::time::sleep(timeout * 2).await;
+        assert_eq!(get(&pool).await.unwrap().1, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // Silence on the reused connection: a timeout, and the request is
+        // not sent again (a slow origin is not asked twice).
+        let late = get(&pool).await.unwrap_err();
+        assert!(late.contains("TimedOut"), "{late}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // That connection is not reused: the next request opens another.
+        let late = get(&pool).await.unwrap_err();
+        assert!(late.contains("TimedOut"), "{late}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.idle(), 0);
+    }
 
     #[tokio::test]
     async fn idle_connections_are_bounded_and_closed_when_stale() {

@@ -143,6 +143,7 @@ impl Proxy {
             origin.url.clone(),
             origin.pool_max_idle,
             origin.pool_idle,
+            origin.response_timeout,
         );
         Ok(Proxy { pool, origin, h2 })
     }
@@ -354,14 +355,13 @@ impl Proxy {
         Ok(Ready::new(request, target, &added[..count]))
     }
 
-    /// Sends a request written for HTTP/1.1, within the response timeout.
+    /// Sends a request written for HTTP/1.1, within the response timeout
+    /// (the pool's).
     fn over_http1(
         &self,
         ready: Ready<ClientBody>,
-    ) -> tokio::time::Timeout<
-        impl std::future::Future<Output = Result<Response<OriginBody>, Failure>> + '_,
-    > {
-        tokio::time::timeout(self.origin.response_timeout, self.pool.send_ready(ready))
+    ) -> impl std::future::Future<Output = Result<Response<OriginBody>, Failure>> + '_ {
+        self.pool.send_ready(ready)
     }
 
     /// The request over HTTP/2, the fields this hop adds put in its map.
@@ -388,10 +388,12 @@ impl Proxy {
         *request.version_mut() = Version::HTTP_2;
         let sent =
             tokio::time::timeout(self.origin.response_timeout, send_http2(sender, request)).await;
-        Ok(sent.map(|sent| {
-            sent.map(|r| r.map(|body| body.map_err(BoxError::from).boxed()))
-                .map_err(|e| (false, error_chain(&e)))
-        }))
+        Ok(sent
+            .map(|sent| {
+                sent.map(|r| r.map(|body| body.map_err(BoxError::from).boxed()))
+                    .map_err(|e| (false, error_chain(&e)))
+            })
+            .map_err(|_| TimedOut))
     }
 
     /// The origin's URL with `host` as its authority, for HTTP/2's
@@ -441,30 +443,34 @@ enum Pending<'a> {
     ),
 }
 
+/// No response head came within the response timeout.
+struct TimedOut;
+
 /// An exchange's result as [`Proxy::forward`] takes it, either way: in
 /// time or not, and a failure as (whether it was in connecting, its
 /// description).
-type Sent = Result<Result<Response<Body>, (bool, String)>, tokio::time::error::Elapsed>;
+type Sent = Result<Result<Response<Body>, (bool, String)>, TimedOut>;
 
 /// An HTTP/1.1 exchange's result as [`Sent`]; after a `101`, the origin's
 /// side of the tunnel goes in `tunnel`.
 fn from_http1(
-    sent: Result<Result<Response<OriginBody>, Failure>, tokio::time::error::Elapsed>,
+    sent: Result<Response<OriginBody>, Failure>,
     tunnel: &mut Option<(OriginStream, Bytes)>,
 ) -> Sent {
-    sent.map(|sent| match sent {
+    match sent {
         Ok(response) => {
             let (parts, body) = response.into_parts();
             if parts.status == StatusCode::SWITCHING_PROTOCOLS {
                 *tunnel = body.into_tunnel();
-                Ok(Response::from_parts(parts, crate::server::empty()))
+                Ok(Ok(Response::from_parts(parts, crate::server::empty())))
             } else {
-                Ok(Response::from_parts(parts, body.boxed()))
+                Ok(Ok(Response::from_parts(parts, body.boxed())))
             }
         }
-        Err(Failure::Connect(why)) => Err((true, why)),
-        Err(Failure::Failed(why)) => Err((false, why)),
-    })
+        Err(Failure::Connect(why)) => Ok(Err((true, why))),
+        Err(Failure::Failed(why)) => Ok(Err((false, why))),
+        Err(Failure::TimedOut) => Err(TimedOut),
+    }
 }
 
 // === HTTP/2 to the origin ===

@@ -275,6 +275,34 @@ async fn an_origin_outage_keeps_the_pass_and_shows_a_clear_page() {
 }
 
 #[tokio::test]
+async fn an_origin_slower_than_the_response_timeout_gets_a_gateway_timeout() {
+    let origin = Origin::start().await;
+    let text =
+        config(&origin.url(), OPEN).replace("[store]", "response_timeout_seconds = 1\n\n[store]");
+    let antre = Antre::start("response-timeout", &text);
+    let mut visitor = Visitor::new("a");
+    // A first request leaves a kept-alive connection to the origin, whose
+    // timer the next request moves on.
+    assert_eq!(
+        visitor.get(&antre.url("/"), &[]).await.status,
+        StatusCode::OK
+    );
+    let pass = visitor.cookie("antre-pass-vaksin").unwrap().to_owned();
+    let late = visitor
+        .get(&antre.url("/slow/5000"), &[("accept", "application/json")])
+        .await;
+    assert_eq!(late.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(late.json()["kind"], "timeout");
+    assert_eq!(visitor.cookie("antre-pass-vaksin"), Some(pass.as_str()));
+    // Within the timeout an answer comes through, on a connection of its
+    // own (the one that timed out is not used again).
+    let slow = visitor.get(&antre.url("/slow/300"), &[]).await;
+    assert_eq!(slow.status, StatusCode::OK);
+    assert_eq!(slow.body, "origin ok, slowly");
+    assert_eq!(visitor.get(&antre.url("/"), &[]).await.body, "origin ok");
+}
+
+#[tokio::test]
 async fn a_silent_connection_is_closed_after_the_header_timeout() {
     let origin = Origin::start().await;
     let text = config(&origin.url(), OPEN)
