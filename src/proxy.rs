@@ -207,7 +207,7 @@ impl Proxy {
             let mut via_http2 = false;
             let sent = match pending {
                 Pending::Http1(ready) => {
-                    from_http1(self.over_http1(ready?).await, &mut origin_tunnel)
+                    from_http1(self.pool.send_ready(ready?).await, &mut origin_tunnel)
                 }
                 Pending::Http2(h2, to) => {
                     let (known, request, identity) = *to;
@@ -240,7 +240,7 @@ impl Proxy {
                         // It chose HTTP/1.1.
                         None => {
                             let ready = self.http1(request, &identity, host, admission, target)?;
-                            from_http1(self.over_http1(ready).await, &mut origin_tunnel)
+                            from_http1(self.pool.send_ready(ready).await, &mut origin_tunnel)
                         }
                     }
                 }
@@ -353,15 +353,6 @@ impl Proxy {
             count += 1;
         }
         Ok(Ready::new(request, target, &added[..count]))
-    }
-
-    /// Sends a request written for HTTP/1.1, within the response timeout
-    /// (the pool's).
-    fn over_http1(
-        &self,
-        ready: Ready<ClientBody>,
-    ) -> impl std::future::Future<Output = Result<Response<OriginBody>, Failure>> + '_ {
-        self.pool.send_ready(ready)
     }
 
     /// The request over HTTP/2, the fields this hop adds put in its map.
